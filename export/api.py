@@ -1,0 +1,142 @@
+"""export(settings): checkpoint -> export directory (three ONNX graphs, tokenizer, manifest), checked.
+
+The CLI builds an ExportSettings and calls this; nothing here reads argv or click state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from qasr.runtime import names
+from qasr.runtime.errors import CheckpointError, QasrError
+from qasr.runtime.features import FeatureSettings
+from qasr.runtime.prompt import DEFAULT_TEMPLATE
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .decoder_graph import DecoderGraph, decoder_graph_spec
+from .encoder_graph import AudioEncoderGraph, encoder_graph_spec
+from .graph_spec import TORCH_DTYPES, GraphSpec, load_module_weights
+from .manifest_writer import write_manifest
+from .onnx_export import OPSET, onnx_from_torch
+from .projector_graph import ProjectorGraph, projector_graph_spec
+
+PRECISIONS = ("fp32",)          # fp16 and int8 arrive with calibration/ and quantize/
+PLANNED_PRECISIONS = ("fp16", "int8")
+BACKENDS = ("onnxruntime",)     # tensorrt arrives later
+PRECISION_DTYPES = {"fp32": "float32"}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    model: str
+    out: Path
+    precision: str = "fp32"
+    backend: str = "onnxruntime"
+    force: bool = False
+    verify: bool = True
+
+    def check(self) -> None:
+        if self.precision in PLANNED_PRECISIONS:
+            raise QasrError(f"--precision {self.precision} is not available yet; this version exports fp32")
+        if self.precision not in PRECISIONS:
+            raise QasrError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise QasrError(f"--backend {self.backend} is not available yet; this version exports for onnxruntime")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise QasrError(f"{out} exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()) and not self.force:
+            raise QasrError(f"{out} already exists and is not empty; pass --force to replace it")
+
+
+def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
+    spec = checkpoint.spec
+    encoder = AudioEncoderGraph(spec.audio)
+    load_module_weights(encoder, checkpoint.weights, "model.audio_tower.", dtype)
+    projector = ProjectorGraph(spec.audio)
+    load_module_weights(projector, checkpoint.weights, "model.multi_modal_projector.", dtype)
+    decoder = DecoderGraph(spec.text, spec.audio_token_id)
+    text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
+    text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
+    load_module_weights(decoder, text_weights, "decoder.", dtype)
+    return {
+        names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
+        names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),
+        names.DECODER: (decoder.eval(), decoder_graph_spec(spec.text, dtype)),
+    }
+
+
+def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
+    """Save tokenizer.json (the reference's own tokenizer) and resolve every token the prompt uses."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
+    except Exception as exc:
+        raise CheckpointError(f"{checkpoint.path}: cannot load its tokenizer ({exc})") from None
+    tokenizer.backend_tokenizer.save(str(out / names.TOKENIZER))
+    spec = checkpoint.spec
+    audio_token = tokenizer.convert_ids_to_tokens(spec.audio_token_id)
+    needed = ["<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<asr_text>"]
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in needed if t not in vocab]
+    if missing or audio_token is None:
+        raise CheckpointError(f"{checkpoint.path}: tokenizer lacks prompt tokens {missing or [spec.audio_token_id]}")
+    eos = list(spec.eos_token_ids) or [vocab["<|im_end|>"], vocab.get("<|endoftext|>", vocab["<|im_end|>"])]
+    pad = spec.pad_token_id if spec.pad_token_id is not None else eos[0]
+    return {"audio_token": audio_token, "audio_token_id": spec.audio_token_id, "eos_token_ids": eos,
+            "pad_token_id": pad, **{t: vocab[t] for t in needed}}
+
+
+def _features(checkpoint: Checkpoint) -> FeatureSettings:
+    import json
+
+    path = checkpoint.path / "preprocessor_config.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    settings = FeatureSettings(
+        sample_rate=int(data.get("sampling_rate", 16000)), n_fft=int(data.get("n_fft", 400)),
+        hop_length=int(data.get("hop_length", 160)), n_mels=int(data.get("feature_size", checkpoint.spec.audio.num_mel_bins)))
+    if settings.n_mels != checkpoint.spec.audio.num_mel_bins:
+        raise CheckpointError(f"{path}: feature_size {settings.n_mels} != the encoder's num_mel_bins")
+    return settings
+
+
+def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Path:
+    """Write the export directory and return its path (verification is run by the caller: verify.py)."""
+    settings.check()
+    out = Path(settings.out)
+    progress(f"loading checkpoint {settings.model}")
+    checkpoint = load_checkpoint(settings.model)
+    dtype = TORCH_DTYPES[PRECISION_DTYPES[settings.precision]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tokens = _token_table(checkpoint, staging)
+        features = _features(checkpoint)
+        graphs = build_graphs(checkpoint, dtype)
+        written = {}
+        for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
+            progress(f"[{i}/{len(graphs)}] exporting {name} graph to ONNX")
+            onnx_from_torch(module, spec, staging / f"{name}.onnx")
+            written[name] = (spec, f"{name}.onnx")
+        progress("writing manifest (checksums)")
+        source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
+                  "weights_sha256": checkpoint.weights_checksum()}
+        export_settings = {**{k: str(v) for k, v in asdict(settings).items() if k in ("precision", "backend")},
+                           "opset": OPSET, "prompt_template": DEFAULT_TEMPLATE}
+        write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out

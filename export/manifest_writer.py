@@ -1,0 +1,72 @@
+"""Write an export directory's manifest.json: everything the runtime needs, nothing from the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+from qasr.runtime import names
+from qasr.runtime.features import FeatureSettings
+from qasr.runtime.manifest import sha256_file
+from qasr.runtime.prompt import DEFAULT_TEMPLATE, LANGUAGE_PREFIX
+from qasr.runtime.stopping import DecodeOptions
+from qasr.runtime.version import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, __version__
+
+from .graph_spec import GraphSpec
+from .spec import ModelSpec
+
+
+def tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"qasr": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+def file_table(directory: Path) -> dict[str, dict]:
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != names.MANIFEST
+    }
+
+
+def write_manifest(directory: Path, spec: ModelSpec, graphs: dict[str, tuple[GraphSpec, str]], tokens: dict,
+                   features: FeatureSettings, export_settings: dict, source: dict) -> Path:
+    text = spec.text
+    dtype = graphs[names.DECODER][0].inputs[-1].dtype
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "created_by": tool_versions(),
+        "source": source,
+        "export": export_settings,
+        "model": {
+            "audio": asdict(spec.audio),
+            "text": asdict(text),
+            "tokens_per_chunk": spec.audio.tokens_per_chunk,
+            "support_languages": list(spec.support_languages),
+        },
+        "tokens": tokens,
+        "features": asdict(features),
+        "prompt": {"template": DEFAULT_TEMPLATE, "language_prefix": LANGUAGE_PREFIX},
+        "decoding": asdict(DecodeOptions()),
+        "cache": {
+            "layers": text.layers, "kv_heads": text.kv_heads, "head_dim": text.head_dim, "dtype": dtype,
+            "layout": ["batch", "kv_heads", "capacity", "head_dim"],
+            "past": ["past_key_values.{i}.key", "past_key_values.{i}.value"],
+            "present": ["present.{i}.key", "present.{i}.value"],
+            "written_by": "runtime, at an offset; graphs return only the new positions",
+        },
+        "graphs": {name: graph.to_json(file) for name, (graph, file) in graphs.items()},
+        "tokenizer": {"file": names.TOKENIZER},
+        "files": file_table(directory),
+    }
+    path = directory / names.MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path

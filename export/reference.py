@@ -1,0 +1,113 @@
+"""The PyTorch reference: transformers' Qwen3ASRForConditionalGeneration built from a loaded checkpoint.
+
+Original-layout checkpoints are mapped onto it through the same name table as the export
+(qasr.export.layouts), so the reference and the export read identical weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint
+from .spec import ModelSpec
+
+
+def hf_config(spec: ModelSpec):
+    from transformers import Qwen3ASRConfig
+
+    a, t = spec.audio, spec.text
+    audio_config = {
+        "model_type": "qwen3_asr_encoder",
+        "num_mel_bins": a.num_mel_bins,
+        "encoder_layers": a.layers,
+        "encoder_attention_heads": a.heads,
+        "encoder_ffn_dim": a.ffn_dim,
+        "d_model": a.d_model,
+        "n_window": a.n_window,
+        "n_window_infer": a.n_window_infer,
+        "downsample_hidden_size": a.downsample_hidden_size,
+        "output_dim": a.output_dim,
+        "activation_function": a.activation,
+    }
+    text_config = {
+        "model_type": "qwen3",
+        "vocab_size": t.vocab_size,
+        "hidden_size": t.hidden_size,
+        "intermediate_size": t.ffn_dim,
+        "num_hidden_layers": t.layers,
+        "num_attention_heads": t.heads,
+        "num_key_value_heads": t.kv_heads,
+        "head_dim": t.head_dim,
+        "rms_norm_eps": t.rms_norm_eps,
+        "hidden_act": t.activation,
+        "rope_parameters": {"rope_type": "default", "rope_theta": t.rope_theta},
+        "tie_word_embeddings": t.tie_word_embeddings,
+        "max_position_embeddings": 65536,
+    }
+    return Qwen3ASRConfig(
+        audio_config=audio_config,
+        text_config=text_config,
+        audio_token_id=spec.audio_token_id,
+        eos_token_id=list(spec.eos_token_ids),
+        pad_token_id=spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0],
+        tie_word_embeddings=t.tie_word_embeddings,
+    )
+
+
+def build_reference(checkpoint: Checkpoint, dtype: torch.dtype = torch.float32):
+    """The transformers model with the checkpoint's weights, in eval mode."""
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    model = Qwen3ASRForConditionalGeneration(hf_config(checkpoint.spec))
+    state = {k: v.to(dtype) for k, v in checkpoint.weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("positional_embedding") and k != "lm_head.weight"]
+    if missing or unexpected:
+        raise RuntimeError(f"reference model does not take the checkpoint: missing {missing}, unexpected {unexpected}")
+    return model.to(dtype).eval()
+
+
+def batch_features(features: list[np.ndarray], chunk_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-utterance features, zero padded to a common multiple of the chunk, and their frame mask."""
+    longest = max(f.shape[1] for f in features)
+    frames = -(-longest // chunk_frames) * chunk_frames
+    out = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
+    mask = np.zeros((len(features), frames), dtype=np.int64)
+    for i, f in enumerate(features):
+        out[i, :, : f.shape[1]] = f
+        mask[i, : f.shape[1]] = 1
+    return torch.from_numpy(out), torch.from_numpy(mask)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, length - len(p):] = torch.tensor(p)
+        mask[i, length - len(p):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def reference_generate(model, spec: ModelSpec, prompts: list[list[int]], features: list[np.ndarray],
+                       max_new_tokens: int, min_new_tokens: int = 0) -> list[list[int]]:
+    """Greedy generate() of the reference on a batch; returns each row's new tokens up to its EOS."""
+    feats, feat_mask = batch_features(features, spec.audio.chunk_frames)
+    pad_id = spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0]
+    ids, mask = left_pad(prompts, pad_id)
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, input_features=feats.to(model.dtype), input_features_mask=feat_mask,
+        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
+        eos_token_id=list(spec.eos_token_ids), pad_token_id=pad_id,
+    )
+    rows = []
+    for row in out[:, ids.shape[1]:].tolist():
+        tokens = []
+        for tok in row:
+            tokens.append(tok)
+            if tok in spec.eos_token_ids:
+                break
+        rows.append(tokens)
+    return rows

@@ -1,0 +1,196 @@
+"""What a Qwen3-ASR checkpoint is, read from its own config files (never from class defaults).
+
+Both layouts in the wild are understood:
+- original (Qwen/Qwen3-ASR-0.6B, -1.7B and fine-tunes): `config.json` holds a `thinker_config` with
+  `audio_config`, `text_config` and the token ids;
+- transformers-native (`-hf`): `audio_config` / `text_config` at the top level.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qasr.runtime.errors import CheckpointError
+
+ORIGINAL = "original"
+HF = "hf"
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    num_mel_bins: int
+    d_model: int
+    layers: int
+    heads: int
+    ffn_dim: int
+    n_window: int
+    n_window_infer: int
+    downsample_hidden_size: int
+    output_dim: int
+    activation: str
+
+    @property
+    def chunk_frames(self) -> int:
+        return 2 * self.n_window
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        return conv_output_length(self.chunk_frames)
+
+    @property
+    def chunks_per_window(self) -> int:
+        return self.n_window_infer // self.chunk_frames
+
+    @property
+    def conv_freq_bins(self) -> int:
+        return conv_output_length(self.num_mel_bins)
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    vocab_size: int
+    hidden_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    tie_word_embeddings: bool
+    activation: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    layout: str
+    audio: AudioSpec
+    text: TextSpec
+    audio_token_id: int
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int | None
+    support_languages: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def conv_output_length(frames: int) -> int:
+    """Length after the three Conv2d(k3, s2, p1) layers of the audio front end."""
+    for _ in range(3):
+        frames = (frames - 1) // 2 + 1 if frames > 0 else 0
+    return frames
+
+
+def audio_token_count(frames: int, audio: AudioSpec) -> int:
+    """Audio tokens the encoder emits for `frames` valid mel frames (full chunks plus the partial one)."""
+    full, rest = divmod(frames, audio.chunk_frames)
+    return full * audio.tokens_per_chunk + conv_output_length(rest)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+
+
+def _need(cfg: dict[str, Any], key: str, where: str) -> Any:
+    if key not in cfg:
+        raise CheckpointError(f"{where} has no '{key}'; cannot tell the model's shape without it")
+    return cfg[key]
+
+
+def detect_layout(config: dict[str, Any], where: str) -> str:
+    if config.get("model_type") != "qwen3_asr":
+        raise CheckpointError(f"{where} is not a Qwen3-ASR checkpoint (model_type is {config.get('model_type')!r})")
+    if "thinker_config" in config:
+        return ORIGINAL
+    if "audio_config" in config and "text_config" in config:
+        return HF
+    raise CheckpointError(f"{where} says qwen3_asr but has neither thinker_config nor audio_config/text_config")
+
+
+def _audio_spec(cfg: dict[str, Any], where: str) -> AudioSpec:
+    spec = AudioSpec(
+        num_mel_bins=int(_need(cfg, "num_mel_bins", where)),
+        d_model=int(_need(cfg, "d_model", where)),
+        layers=int(_need(cfg, "encoder_layers", where)),
+        heads=int(_need(cfg, "encoder_attention_heads", where)),
+        ffn_dim=int(_need(cfg, "encoder_ffn_dim", where)),
+        n_window=int(_need(cfg, "n_window", where)),
+        n_window_infer=int(_need(cfg, "n_window_infer", where)),
+        downsample_hidden_size=int(_need(cfg, "downsample_hidden_size", where)),
+        output_dim=int(_need(cfg, "output_dim", where)),
+        activation=str(cfg.get("activation_function", "gelu")),
+    )
+    if spec.n_window_infer % spec.chunk_frames:
+        raise CheckpointError(f"{where}: n_window_infer {spec.n_window_infer} is not a multiple of 2*n_window")
+    if spec.activation != "gelu":
+        raise CheckpointError(f"{where}: audio activation {spec.activation!r} is not supported (gelu only)")
+    return spec
+
+
+def _rope_theta(cfg: dict[str, Any], where: str) -> float:
+    params = cfg.get("rope_parameters") or {}
+    if "rope_theta" in params:
+        return float(params["rope_theta"])
+    if "rope_theta" in cfg:
+        return float(cfg["rope_theta"])
+    raise CheckpointError(f"{where} has no rope_theta; refusing to guess it (class defaults differ from the checkpoints)")
+
+
+def _text_spec(cfg: dict[str, Any], where: str, tie_default: bool) -> TextSpec:
+    hidden = int(_need(cfg, "hidden_size", where))
+    heads = int(_need(cfg, "num_attention_heads", where))
+    return TextSpec(
+        vocab_size=int(_need(cfg, "vocab_size", where)),
+        hidden_size=hidden,
+        layers=int(_need(cfg, "num_hidden_layers", where)),
+        heads=heads,
+        kv_heads=int(cfg.get("num_key_value_heads", heads)),
+        head_dim=int(cfg.get("head_dim") or hidden // heads),
+        ffn_dim=int(_need(cfg, "intermediate_size", where)),
+        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        rope_theta=_rope_theta(cfg, where),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", tie_default)),
+        activation=str(cfg.get("hidden_act", "silu")),
+    )
+
+
+def _as_tuple(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+
+def read_spec(checkpoint: Path) -> ModelSpec:
+    """Build the ModelSpec from `checkpoint/config.json` (+ generation_config.json for EOS ids)."""
+    where = str(checkpoint / "config.json")
+    if not (checkpoint / "config.json").is_file():
+        raise CheckpointError(f"{checkpoint} is not a checkpoint directory (no config.json)")
+    config = _read_json(checkpoint / "config.json")
+    layout = detect_layout(config, where)
+    root = config["thinker_config"] if layout == ORIGINAL else config
+    tie_default = bool(config.get("tie_word_embeddings", True))
+    audio = _audio_spec(_need(root, "audio_config", where), where + " audio_config")
+    text = _text_spec(_need(root, "text_config", where), where + " text_config", tie_default)
+    if audio.output_dim != text.hidden_size:
+        raise CheckpointError(f"{where}: audio output_dim {audio.output_dim} != text hidden_size {text.hidden_size}")
+    generation = {}
+    if (checkpoint / "generation_config.json").is_file():
+        generation = _read_json(checkpoint / "generation_config.json")
+    eos = _as_tuple(generation.get("eos_token_id")) or _as_tuple(root.get("eos_token_id") or config.get("eos_token_id"))
+    pad = generation.get("pad_token_id", root.get("pad_token_id", config.get("pad_token_id")))
+    return ModelSpec(
+        layout=layout,
+        audio=audio,
+        text=text,
+        audio_token_id=int(_need(root, "audio_token_id", where)),
+        eos_token_ids=eos,
+        pad_token_id=None if pad is None else int(pad),
+        support_languages=tuple(config.get("support_languages", ())),
+    )

@@ -1,0 +1,137 @@
+"""Tiny, seeded, random Qwen3-ASR checkpoints in either layout, written offline.
+
+They have the real checkpoints' files and structure (config.json, model.safetensors in bf16, a
+byte-level BPE tokenizer as vocab.json + merges.txt + tokenizer_config.json with the same special
+tokens, preprocessor_config.json, generation_config.json, chat template), only small. Weights are
+random but peaky (large embeddings), so that greedy argmax has clear margins and the transcripts
+are varied noise: good for proving that graphs match, useless for accuracy.
+
+    python -m qasr.export.tiny OUT_DIR [--layout original|hf] [--seed N]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from .layouts import checkpoint_name, expected_shapes
+from .spec import ORIGINAL, read_spec
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"]
+PLAIN_ADDED_TOKENS = ["<asr_text>"]  # an added token that decoding keeps (the real tokenizer does the same)
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'audio' %}<|audio_start|><|audio_pad|><|audio_end|>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = (
+    "language English the quick brown fox jumps over the lazy dog while seven small birds sing "
+    "one two three four five six seven eight nine ten hundred thousand numbers speech audio model "
+    "hello world this is a test of the transcription system please say it again louder and slower"
+)
+
+AUDIO = {"num_mel_bins": 128, "encoder_layers": 2, "encoder_attention_heads": 4, "encoder_ffn_dim": 64,
+         "d_model": 32, "n_window": 50, "n_window_infer": 800, "downsample_hidden_size": 8, "output_dim": 64,
+         "activation_function": "gelu", "max_source_positions": 1500}
+TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "hidden_act": "silu", "tie_word_embeddings": True, "max_position_embeddings": 65536}
+
+
+def _write_tokenizer(out: Path) -> dict[str, int]:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator([CORPUS] * 4, trainer)
+    tok.model.save(str(out))  # vocab.json + merges.txt, the real checkpoints' format
+    base = tok.get_vocab_size()
+    ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + PLAIN_ADDED_TOKENS)}
+    added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                      "special": t in SPECIAL_TOKENS} for t, i in ids.items()}
+    config = {"tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "eos_token": "<|im_end|>",
+              "pad_token": "<|endoftext|>", "bos_token": None, "unk_token": None, "errors": "replace",
+              "model_max_length": 65536, "clean_up_tokenization_spaces": False, "split_special_tokens": False,
+              "chat_template": CHAT_TEMPLATE}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return ids
+
+
+def _configs(ids: dict[str, int], layout: str, vocab: int) -> dict:
+    text = dict(TEXT, vocab_size=vocab)
+    tokens = {"audio_token_id": ids["<|audio_pad|>"], "audio_start_token_id": ids["<|audio_start|>"],
+              "audio_end_token_id": ids["<|audio_end|>"], "user_token_id": ids["<|im_start|>"]}
+    if layout == ORIGINAL:
+        text["rope_scaling"] = {"mrope_section": [4, 2, 2], "interleaved": True, "rope_type": "default"}
+        thinker = {"model_type": "qwen3_asr_thinker", "audio_config": dict(AUDIO, model_type="qwen3_asr_audio_encoder"),
+                   "text_config": dict(text, model_type="qwen3_asr_text"), **tokens}
+        return {"architectures": ["Qwen3ASRForConditionalGeneration"], "model_type": "qwen3_asr",
+                "support_languages": ["English", "Chinese"], "thinker_config": thinker}
+    return {"architectures": ["Qwen3ASRForConditionalGeneration"], "model_type": "qwen3_asr",
+            "audio_config": dict(AUDIO, model_type="qwen3_asr_encoder"), "text_config": dict(text, model_type="qwen3"),
+            "audio_token_id": tokens["audio_token_id"], "tie_word_embeddings": True,
+            "eos_token_id": [ids["<|endoftext|>"], ids["<|im_end|>"]], "pad_token_id": ids["<|im_end|>"]}
+
+
+def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, shape in sorted(shapes.items()):
+        if name == "model.language_model.norm.weight":
+            w = torch.randn(shape, generator=gen)  # random signs: the tied lm_head stops echoing the input token
+        elif name.endswith(("q_norm.weight", "k_norm.weight")):
+            w = 2.5 + 0.5 * torch.randn(shape, generator=gen)  # sharp, position-dependent attention
+        elif name.endswith("norm.weight") or name.endswith("layer_norm.weight") or name.endswith("ln_post.weight"):
+            w = 1.0 + 0.1 * torch.randn(shape, generator=gen)
+        elif name.endswith("embed_tokens.weight"):
+            w = torch.randn(shape, generator=gen)  # peaky logits through the tied lm_head
+        elif name.endswith(".bias"):
+            w = 0.05 * torch.randn(shape, generator=gen)
+        else:
+            fan_in = shape[1] if len(shape) == 2 else int(torch.tensor(shape[1:]).prod())
+            w = torch.randn(shape, generator=gen) * (1.5 / fan_in ** 0.5)
+        weights[name] = w.to(torch.bfloat16)
+    return weights
+
+
+def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = _write_tokenizer(out)
+    vocab = ((max(ids.values()) + 1 + 63) // 64) * 64
+    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab), indent=2))
+    (out / "generation_config.json").write_text(json.dumps(
+        {"eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "pad_token_id": ids["<|endoftext|>"],
+         "do_sample": False}, indent=2))
+    (out / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128, "sampling_rate": 16000,
+         "hop_length": 160, "n_fft": 400, "chunk_length": 30, "padding_value": 0.0, "padding_side": "right",
+         "return_attention_mask": True, "dither": 0.0}, indent=2))
+    spec = read_spec(out)
+    shapes = {k: v for k, v in expected_shapes(spec).items() if k != "lm_head.weight"}
+    weights = _random_weights(shapes, seed)
+    save_file({checkpoint_name(layout, k): v.contiguous() for k, v in weights.items()}, str(out / "model.safetensors"))
+    return out
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--layout", type=click.Choice(["original", "hf"]), default="original", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def main(out: str, layout: str, seed: int) -> None:
+    """Write a tiny random Qwen3-ASR checkpoint to OUT (for tests and demos; it transcribes noise)."""
+    path = write_tiny_checkpoint(out, layout, seed)
+    click.echo(f"wrote a tiny random {layout}-layout checkpoint to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Whisper-style log-mel features in numpy (what transformers' feature extractor computes, without torch).
+
+Power STFT (Hann window, centred with reflect padding, last frame dropped), Slaney mel filters,
+log10 floored at 1e-10, then at (max - 8) over the utterance, then (x + 4) / 4. Always computed per
+utterance: padding waveforms to a common length would change the last frames of the shorter ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
+    freq = np.asarray(freq, dtype=np.float64)
+    min_log_hz, min_log_mel, logstep = 1000.0, 15.0, 27.0 / np.log(6.4)
+    mels = 3.0 * freq / 200.0
+    return np.where(freq >= min_log_hz, min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) * logstep, mels)
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    min_log_hz, min_log_mel, logstep = 1000.0, 15.0, np.log(6.4) / 27.0
+    freq = 200.0 * mels / 3.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freq)
+
+
+def slaney_mel_filters(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
+                       f_max: float | None = None) -> np.ndarray:
+    """[n_fft // 2 + 1, n_mels] triangular filters on the Slaney mel scale, Slaney (area) normalised."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    fft_freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+    mel_points = np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2)
+    filter_freqs = _mel_to_hz(mel_points)
+    diff = np.diff(filter_freqs)
+    slopes = filter_freqs[None, :] - fft_freqs[:, None]
+    down = -slopes[:, :-2] / diff[:-1]
+    up = slopes[:, 2:] / diff[1:]
+    filters = np.maximum(0.0, np.minimum(down, up))
+    filters *= (2.0 / (filter_freqs[2: n_mels + 2] - filter_freqs[:n_mels]))[None, :]
+    return filters
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    sample_rate: int = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 128
+    min_samples: int = 8000          # shorter input is zero padded to 0.5 s, as the official pipeline does
+    dynamic_range: float = 8.0
+    log_floor: float = 1e-10
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FeatureSettings":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class LogMel:
+    def __init__(self, settings: FeatureSettings):
+        self.settings = settings
+        self.filters = slaney_mel_filters(settings.n_fft, settings.n_mels, settings.sample_rate).astype(np.float32)
+        n = settings.n_fft
+        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)  # periodic Hann
+
+    def num_frames(self, num_samples: int) -> int:
+        return max(num_samples, self.settings.min_samples) // self.settings.hop_length
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """[n_mels, frames] float32 features of one utterance."""
+        s = self.settings
+        x = np.asarray(samples, dtype=np.float32)
+        if len(x) < s.min_samples:
+            x = np.pad(x, (0, s.min_samples - len(x)))
+        half = s.n_fft // 2
+        x = np.pad(x, (half, half), mode="reflect")
+        count = 1 + (len(x) - s.n_fft) // s.hop_length
+        frames = np.lib.stride_tricks.as_strided(
+            x, shape=(count - 1, s.n_fft), strides=(x.strides[0] * s.hop_length, x.strides[0]), writeable=False
+        )  # the last frame is dropped, as the reference does
+        spectrum = np.fft.rfft(frames * self.window, axis=-1)
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+        mel = power @ self.filters
+        log_spec = np.log10(np.maximum(mel, s.log_floor))
+        log_spec = np.maximum(log_spec, log_spec.max() - s.dynamic_range)
+        return ((log_spec + 4.0) / 4.0).T.astype(np.float32)

@@ -1,0 +1,43 @@
+"""Tensor and file names of the exported graphs: the one place they are spelled.
+
+Exporters, the manifest and the runtime all read these; see docs/decisions.md for why they look so.
+"""
+
+# Audio encoder graph: log-mel features in, encoder hidden states out (after ln_post).
+ENCODER = "encoder"
+INPUT_FEATURES = "input_features"          # float [batch, mel_bins, frames]; frames a multiple of the chunk
+FEATURE_LENGTHS = "feature_lengths"        # int64 [batch]: valid mel frames per row
+AUDIO_HIDDEN = "audio_hidden_states"       # float [batch, tokens, d_model]; rows padded past their length
+
+# Projector graph: encoder states to decoder-width audio embeddings.
+PROJECTOR = "projector"
+AUDIO_EMBEDS = "audio_embeds"              # float [batch, tokens, text_hidden]
+
+# Decoder graph: one graph serves prefill (T = prompt length) and the step (T = 1).
+DECODER = "decoder"
+INPUT_IDS = "input_ids"                    # int64 [batch, T]
+DECODER_AUDIO_EMBEDS = "audio_embeds"      # float [batch, T, text_hidden]; read where input_ids == audio token
+POSITION_IDS = "position_ids"              # int64 [batch, T]
+PAST_MASK = "past_mask"                    # bool [batch, capacity]: which cache slots hold real tokens
+NEW_MASK = "new_mask"                      # bool [batch, T]: which new tokens are real (left padding is not)
+LOGITS = "logits"                          # float32 [batch, vocab], last position only
+
+
+def past_key(i: int) -> str:
+    return f"past_key_values.{i}.key"
+
+
+def past_value(i: int) -> str:
+    return f"past_key_values.{i}.value"
+
+
+def present_key(i: int) -> str:
+    return f"present.{i}.key"
+
+
+def present_value(i: int) -> str:
+    return f"present.{i}.value"
+
+
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"

@@ -1,0 +1,136 @@
+"""The prompt the reference builds, token by token, and the parsing of what the model writes.
+
+Prompt (chat template, system context, one audio turn, generation prompt):
+  <|im_start|>system\\n{context}<|im_end|>\\n<|im_start|>user\\n<|audio_start|>{audio}<|audio_end|><|im_end|>\\n
+  <|im_start|>assistant\\n[language {Language}<asr_text>]
+where {audio} is the audio placeholder token repeated once per audio token. Output is parsed as the
+official package does: `language X<asr_text>text`, `language None` for no speech, and long runs of
+repeated characters or phrases collapsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import QasrError
+
+DEFAULT_TEMPLATE = (
+    "<|im_start|>system\n{context}<|im_end|>\n<|im_start|>user\n<|audio_start|>{audio}<|audio_end|><|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+LANGUAGE_PREFIX = "language {language}<asr_text>"
+ASR_TEXT = "<asr_text>"
+
+LANGUAGE_CODES = {
+    "ar": "Arabic", "yue": "Cantonese", "zh": "Chinese", "cs": "Czech", "da": "Danish", "nl": "Dutch",
+    "en": "English", "fil": "Filipino", "fi": "Finnish", "fr": "French", "de": "German", "el": "Greek",
+    "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
+    "mk": "Macedonian", "ms": "Malay", "fa": "Persian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
+    "ru": "Russian", "es": "Spanish", "sv": "Swedish", "th": "Thai", "tr": "Turkish", "vi": "Vietnamese",
+}
+
+
+def language_name(language: str | None, supported: tuple[str, ...] = ()) -> str | None:
+    """'en' or 'english' -> 'English'; an unknown name is an error when the model lists its languages."""
+    if language is None or not language.strip():
+        return None
+    key = language.strip()
+    name = LANGUAGE_CODES.get(key.lower()) or next(
+        (n for n in (*LANGUAGE_CODES.values(), *supported) if n.lower() == key.lower()), None)
+    if name is None:
+        if supported:
+            raise QasrError(f"unknown language {language!r}; this model knows: {', '.join(supported)}")
+        name = key[:1].upper() + key[1:]
+    if supported and name not in supported:
+        raise QasrError(f"language {name!r} is not among this model's languages: {', '.join(supported)}")
+    return name
+
+
+class PromptBuilder:
+    """Token ids of prompts, and text of generated ids, through the export's tokenizer.json."""
+
+    def __init__(self, tokenizer_file: Path, audio_token: str, template: str = DEFAULT_TEMPLATE,
+                 language_prefix: str = LANGUAGE_PREFIX):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.audio_token = audio_token
+        self.audio_token_id = self.tokenizer.token_to_id(audio_token)
+        if self.audio_token_id is None:
+            raise QasrError(f"{tokenizer_file} has no audio placeholder token {audio_token!r}")
+        self.template = template
+        self.language_prefix = language_prefix
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def build(self, audio_tokens: int, context: str = "", language: str | None = None) -> list[int]:
+        before, after = self.template.split("{audio}")
+        text_after = after + (self.language_prefix.format(language=language) if language else "")
+        # The placeholder is an atomic special token, so expanding the ids equals tokenizing N copies.
+        return self.encode(before.format(context=context)) + [self.audio_token_id] * audio_tokens + \
+            self.encode(text_after)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _collapse_char_runs(text: str, threshold: int) -> str:
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and text[j] == text[i]:
+            j += 1
+        out.append(text[i] if j - i > threshold else text[i:j])
+        i = j
+    return "".join(out)
+
+
+def _collapse_pattern_runs(text: str, threshold: int, max_len: int = 20) -> str:
+    """Keep one copy of any 1..max_len character pattern repeated `threshold` or more times in a row."""
+    n, i, out = len(text), 0, []
+    while i <= n - threshold * 2:
+        for k in range(1, max_len + 1):
+            if i + k * threshold > n:
+                break
+            pattern = text[i:i + k]
+            if all(text[i + r * k: i + (r + 1) * k] == pattern for r in range(1, threshold)):
+                end = i + threshold * k
+                while end + k <= n and text[end:end + k] == pattern:
+                    end += k
+                return "".join(out) + pattern + _collapse_pattern_runs(text[end:], threshold, max_len)
+        out.append(text[i])
+        i += 1
+    return "".join(out) + text[i:]
+
+
+def collapse_repetitions(text: str, threshold: int = 20) -> str:
+    """The official post-processing of runaway repetitions (characters, then short phrases)."""
+    return _collapse_pattern_runs(_collapse_char_runs(text, threshold), threshold)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    language: str | None
+    text: str
+
+
+def parse_output(raw: str, forced_language: str | None = None) -> Parsed:
+    """Split `language X<asr_text>text`; with a forced language the prefix was in the prompt."""
+    if forced_language is not None:
+        return Parsed(forced_language, collapse_repetitions(raw.strip()).strip())
+    text = collapse_repetitions(raw.strip())
+    if ASR_TEXT not in text:
+        return Parsed(None, text.strip())
+    prefix, transcript = text.split(ASR_TEXT, 1)
+    prefix = prefix.strip()
+    if prefix.lower() == "language none":
+        return Parsed(None, transcript.strip())
+    language = None
+    for line in prefix.splitlines():
+        line = line.strip()
+        if line:
+            language = line[len("language "):].strip() if line.lower().startswith("language ") else line
+            break
+    return Parsed(language or None, transcript.strip())

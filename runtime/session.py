@@ -1,0 +1,70 @@
+"""One exported graph in ONNX Runtime, run with IO binding into buffers the caller owns.
+
+`Runner` is the protocol the decode loop talks to (`infer(feeds, outputs)`); a TensorRT or PyTorch
+runner can stand in for it. ONNX Runtime sessions are the one implementation for now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ExportDirError
+
+NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                "tensor(bool)": np.bool_}
+
+
+class Runner(Protocol):
+    input_names: list[str]
+    output_names: list[str]
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
+              ) -> dict[str, np.ndarray]: ...
+
+
+def default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OrtRunner:
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers())
+        except Exception as exc:  # ORT raises its own exception types for unreadable models
+            raise ExportDirError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_dtypes = {o.name: NUMPY_DTYPES[o.type] for o in self.session.get_outputs()}
+        self.providers = self.session.get_providers()
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
+              ) -> dict[str, np.ndarray]:
+        """Run the graph. Outputs named in `outputs` are written into those (preallocated) arrays."""
+        outputs = outputs or {}
+        binding = self.session.io_binding()
+        for name in self.input_names:
+            binding.bind_cpu_input(name, np.ascontiguousarray(feeds[name]))
+        for name in self.output_names:
+            target = outputs.get(name)
+            if target is None:
+                binding.bind_output(name, "cpu")
+            else:
+                binding.bind_output(name, "cpu", 0, target.dtype, list(target.shape), target.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        results = dict(outputs)
+        for name, value in zip(self.output_names, binding.get_outputs()):
+            if name not in outputs:
+                results[name] = value.numpy()
+        return results

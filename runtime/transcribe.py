@@ -1,0 +1,122 @@
+"""Audio files (or arrays) in, transcripts out: the whole pipeline over an Engine.
+
+Per input: load and check the audio, skip digital silence, split long audio at quiet points, compute
+features per segment. Segments are then batched (sorted by length, so short ones do not pay for
+long ones), encoded, decoded greedily and parsed; a file's segment texts are joined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import is_silent, load_audio, prepare_waveform, split_points
+from .engine import Engine
+from .errors import QasrError
+from .generate import Prompt
+from .prompt import language_name, parse_output
+from .stopping import DecodeOptions
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None          # force a language ('English' or 'en'); None lets the model say
+    context: str = ""                    # system-prompt context (hot words, domain text)
+    batch_size: int = 8
+    max_segment_seconds: float = 1200.0  # longer audio is split at quiet points (the official limit)
+    silence_threshold: float = 1e-4      # peak amplitude below which audio counts as silence
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    language: str | None
+    stop_reason: str
+    tokens: int
+
+
+@dataclass
+class Transcript:
+    source: str
+    text: str = ""
+    language: str | None = None
+    duration: float = 0.0
+    segments: list[Segment] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Job:
+    transcript: Transcript
+    index: int
+    start: float
+    end: float
+    features: np.ndarray
+
+
+class Transcriber:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sample_rate = engine.features.settings.sample_rate
+
+    def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions()) -> list[Transcript]:
+        """Each input is a path or a (samples, sample_rate) pair. Bad inputs get `error`, others go on."""
+        language = language_name(options.language, tuple(self.engine.manifest.model.get("support_languages", ())))
+        transcripts, jobs = [], []
+        for item in inputs:
+            transcript, item_jobs = self._prepare(item, options)
+            transcripts.append(transcript)
+            jobs.extend(item_jobs)
+        jobs.sort(key=lambda j: j.features.shape[1])
+        for first in range(0, len(jobs), max(1, options.batch_size)):
+            self._run_batch(jobs[first:first + options.batch_size], language, options)
+        for transcript in transcripts:
+            transcript.segments.sort(key=lambda s: s.start)
+            transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
+            languages = [s.language for s in transcript.segments if s.language]
+            transcript.language = languages[0] if languages else (language if transcript.segments else None)
+        return transcripts
+
+    def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
+        name = str(item) if isinstance(item, (str, Path)) else "<array>"
+        transcript = Transcript(source=name)
+        try:
+            if isinstance(item, (str, Path)):
+                samples = load_audio(item, self.sample_rate)
+            else:
+                samples = prepare_waveform(item[0], item[1], self.sample_rate, name=name)
+        except QasrError as exc:
+            transcript.error = str(exc)
+            return transcript, []
+        transcript.duration = len(samples) / self.sample_rate
+        if is_silent(samples, options.silence_threshold):
+            transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
+            return transcript, []
+        bounds = split_points(samples, self.sample_rate, options.max_segment_seconds)
+        jobs = [
+            _Job(transcript, i, lo / self.sample_rate, hi / self.sample_rate, self.engine.features(samples[lo:hi]))
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
+        return transcript, jobs
+
+    def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions) -> None:
+        engine = self.engine
+        embeds = engine.encode([j.features for j in jobs])
+        prompts = [
+            Prompt(engine.prompts.build(len(e), options.context, language), e,
+                   options.decode.budget(j.end - j.start))
+            for j, e in zip(jobs, embeds)
+        ]
+        for job, generation in zip(jobs, engine.generate(prompts, options.decode)):
+            parsed = parse_output(engine.prompts.decode(generation.tokens), language)
+            job.transcript.segments.append(
+                Segment(job.start, job.end, parsed.text, parsed.language, generation.stop_reason,
+                        len(generation.tokens)))

@@ -18,7 +18,7 @@ from qasr.runtime.stopping import DecodeOptions
 from .reference import batch_features, left_pad
 
 
-def test_signal(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+def synthetic_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
     """Deterministic speech-like audio: gliding harmonics with a syllable-rate envelope, plus noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
@@ -172,3 +172,32 @@ def format_report(errors: list[GraphError], checks: list[TokenCheck]) -> str:
     agree = sum(sum(a == b for a, b in zip(c.reference, c.ours)) for c in checks)
     lines.append(f"greedy token agreement: {agree}/{total} ({100.0 * agree / max(total, 1):.1f}%)")
     return "\n".join(lines)
+
+
+# Per precision: a graph passes when max |err| <= atol + rtol * max |ref|; tokens must agree exactly.
+TOLERANCES = {"fp32": {"atol": 1e-4, "rtol": 1e-4}}
+
+
+def within_tolerance(error: GraphError, precision: str) -> bool:
+    tol = TOLERANCES[precision]
+    return error.max_abs <= tol["atol"] + tol["rtol"] * error.scale
+
+
+def verify_export(export_dir, model: str, new_tokens: int = 20, seconds: tuple[float, ...] = (1.7, 9.3)
+                  ) -> tuple[str, bool]:
+    """The short check asr-export ends with: (printable report, passed)."""
+    from .checkpoint import load_checkpoint
+    from .reference import build_reference
+
+    engine = Engine(export_dir)
+    reference = build_reference(load_checkpoint(model))
+    waves = [synthetic_speech(s, seed=i) for i, s in enumerate(seconds)]
+    errors = graph_parity(reference, engine, waves)
+    checks = token_parity(reference, engine, waves, new_tokens, batched=True)
+    precision = engine.manifest.precision
+    ok = all(within_tolerance(e, precision) for e in errors) and all(c.equal for c in checks)
+    tol = TOLERANCES[precision]
+    header = (f"accuracy against transformers' Qwen3ASRForConditionalGeneration ({precision}; graphs pass at "
+              f"max|err| <= {tol['atol']:g} + {tol['rtol']:g}*max|ref|, tokens must all agree): "
+              f"{'PASS' if ok else 'FAIL'}")
+    return header + "\n" + format_report(errors, checks), ok

@@ -10,8 +10,8 @@ repeated characters or phrases collapsed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import QasrError
 
@@ -110,8 +110,7 @@ def collapse_repetitions(text: str, threshold: int = 20) -> str:
     return _collapse_pattern_runs(_collapse_char_runs(text, threshold), threshold)
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):
     language: str | None
     text: str
 

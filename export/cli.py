@@ -1,0 +1,49 @@
+"""asr-export: a Qwen3-ASR checkpoint to a verified export directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
+
+from .api import BACKENDS, PLANNED_PRECISIONS, PRECISIONS, ExportSettings, export
+
+
+def default_out(model: str, precision: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
+    return Path(f"{name}-{precision}-onnx")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", required=True, help="Checkpoint directory or hub id (e.g. Qwen/Qwen3-ASR-0.6B).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Export directory to create [default: <model>-<precision>-onnx].")
+@click.option("--precision", type=click.Choice(PRECISIONS + PLANNED_PRECISIONS), default="fp32", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS + ("tensorrt",)), default="onnxruntime", show_default=True)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Check the export against the PyTorch reference when done.")
+@click.option("--verify-tokens", type=click.IntRange(1), default=20, show_default=True,
+              help="Greedy tokens compared per verification input.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@handle_errors
+def main(model, out, precision, backend, force, verify, verify_tokens, quiet):
+    """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
+    progress = Progress(quiet)
+    settings = ExportSettings(model=model, out=out or default_out(model, precision), precision=precision,
+                              backend=backend, force=force)
+    settings.check()
+    path = export(settings, progress)
+    click.echo(f"exported {model} ({precision}, {backend}) to {path}")
+    if verify:
+        from .verify import verify_export
+
+        progress("checking the export against the PyTorch reference")
+        report, ok = verify_export(path, model, verify_tokens)
+        click.echo(report)
+        if not ok:
+            fail(f"{path} does not match the PyTorch reference within tolerance (see the report above)",
+                 EXIT_FAILED_CHECK)

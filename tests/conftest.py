@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny random checkpoints in both layouts, exported once per session, and references."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach for the network
+
+LAYOUTS = ("original", "hf")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    from qasr.export.tiny import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {layout: write_tiny_checkpoint(root / layout, layout=layout, seed=0) for layout in LAYOUTS}
+
+
+@pytest.fixture(scope="session")
+def exports(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    from qasr.export.api import ExportSettings, export
+
+    root = tmp_path_factory.mktemp("exports")
+    return {layout: export(ExportSettings(model=str(path), out=root / layout)) for layout, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def references(checkpoints):
+    from qasr.export.checkpoint import load_checkpoint
+    from qasr.export.reference import build_reference
+
+    return {layout: build_reference(load_checkpoint(str(path))) for layout, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def engines(exports):
+    from qasr.runtime.engine import Engine
+
+    return {layout: Engine(path) for layout, path in exports.items()}
+
+
+@pytest.fixture(scope="session")
+def waves():
+    """The issue's lengths: 0.3 s (padded to 0.5 s), 7.3 s, exactly one 8 s window, and over 24 s."""
+    from qasr.export.verify import synthetic_speech
+
+    return {s: synthetic_speech(s, seed=i) for i, s in enumerate((0.3, 7.3, 8.0, 25.3))}

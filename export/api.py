@@ -67,6 +67,8 @@ def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[
     text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
     text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
     load_module_weights(decoder, text_weights, "decoder.", dtype)
+    if spec.text.tie_word_embeddings:  # one initializer in the graph, as in the checkpoint
+        decoder.lm_head.weight = decoder.embed_tokens.weight
     return {
         names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
         names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),

@@ -42,6 +42,21 @@ TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "nu
         "hidden_act": "silu", "tie_word_embeddings": True, "max_position_embeddings": 65536}
 
 
+# Full-size shapes of the real checkpoints (../shared/QWEN3_ASR_FACTS.md), for speed and scale checks with
+# random weights; "tiny" is the default used by tests and the demo.
+SIZES = {
+    "tiny": ({}, {}),
+    "0.6b": ({"encoder_layers": 18, "encoder_attention_heads": 14, "encoder_ffn_dim": 3584, "d_model": 896,
+              "downsample_hidden_size": 480, "output_dim": 1024},
+             {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
+              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936}),
+    "1.7b": ({"encoder_layers": 24, "encoder_attention_heads": 16, "encoder_ffn_dim": 4096, "d_model": 1024,
+              "downsample_hidden_size": 480, "output_dim": 2048},
+             {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
+              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936}),
+}
+
+
 def _write_tokenizer(out: Path) -> dict[str, int]:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
@@ -64,18 +79,20 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     return ids
 
 
-def _configs(ids: dict[str, int], layout: str, vocab: int) -> dict:
-    text = dict(TEXT, vocab_size=vocab)
+def _configs(ids: dict[str, int], layout: str, vocab: int, size: str) -> dict:
+    audio_size, text_size = SIZES[size]
+    text = {**TEXT, "vocab_size": vocab, **text_size}
+    audio = {**AUDIO, **audio_size}
     tokens = {"audio_token_id": ids["<|audio_pad|>"], "audio_start_token_id": ids["<|audio_start|>"],
               "audio_end_token_id": ids["<|audio_end|>"], "user_token_id": ids["<|im_start|>"]}
     if layout == ORIGINAL:
         text["rope_scaling"] = {"mrope_section": [4, 2, 2], "interleaved": True, "rope_type": "default"}
-        thinker = {"model_type": "qwen3_asr_thinker", "audio_config": dict(AUDIO, model_type="qwen3_asr_audio_encoder"),
+        thinker = {"model_type": "qwen3_asr_thinker", "audio_config": dict(audio, model_type="qwen3_asr_audio_encoder"),
                    "text_config": dict(text, model_type="qwen3_asr_text"), **tokens}
         return {"architectures": ["Qwen3ASRForConditionalGeneration"], "model_type": "qwen3_asr",
                 "support_languages": ["English", "Chinese"], "thinker_config": thinker}
     return {"architectures": ["Qwen3ASRForConditionalGeneration"], "model_type": "qwen3_asr",
-            "audio_config": dict(AUDIO, model_type="qwen3_asr_encoder"), "text_config": dict(text, model_type="qwen3"),
+            "audio_config": dict(audio, model_type="qwen3_asr_encoder"), "text_config": dict(text, model_type="qwen3"),
             "audio_token_id": tokens["audio_token_id"], "tie_word_embeddings": True,
             "eos_token_id": [ids["<|endoftext|>"], ids["<|im_end|>"]], "pad_token_id": ids["<|im_end|>"]}
 
@@ -101,14 +118,14 @@ def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, 
     return weights
 
 
-def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0) -> Path:
+def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny") -> Path:
     from safetensors.torch import save_file
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = _write_tokenizer(out)
     vocab = ((max(ids.values()) + 1 + 63) // 64) * 64
-    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab), indent=2))
+    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab, size), indent=2))
     (out / "generation_config.json").write_text(json.dumps(
         {"eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "pad_token_id": ids["<|endoftext|>"],
          "do_sample": False}, indent=2))
@@ -127,10 +144,12 @@ def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--layout", type=click.Choice(["original", "hf"]), default="original", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def main(out: str, layout: str, seed: int) -> None:
-    """Write a tiny random Qwen3-ASR checkpoint to OUT (for tests and demos; it transcribes noise)."""
-    path = write_tiny_checkpoint(out, layout, seed)
-    click.echo(f"wrote a tiny random {layout}-layout checkpoint to {path}")
+@click.option("--size", type=click.Choice(list(SIZES)), default="tiny", show_default=True,
+              help="tiny, or the full 0.6B / 1.7B shapes (random weights, for speed and scale checks).")
+def main(out: str, layout: str, seed: int, size: str) -> None:
+    """Write a random Qwen3-ASR checkpoint to OUT (for tests and demos; it transcribes noise)."""
+    path = write_tiny_checkpoint(out, layout, seed, size)
+    click.echo(f"wrote a random {size} {layout}-layout checkpoint to {path}")
 
 
 if __name__ == "__main__":

@@ -164,10 +164,10 @@ def format_report(errors: list[GraphError], checks: list[TokenCheck]) -> str:
     lines = [f"{'graph':<32} {'max |err|':>10} {'mean |err|':>11} {'max |ref|':>10}"]
     lines += [f"{e.graph:<32} {e.max_abs:>10.2e} {e.mean_abs:>11.2e} {e.scale:>10.3g}" for e in errors]
     lines.append("")
-    lines.append(f"{'input':<24} {'tokens':>6} {'agree':>6} {'distinct':>8} {'min margin':>10}")
+    lines.append(f"{'input':<28} {'tokens':>6} {'agree':>6} {'distinct':>8} {'min margin':>10}")
     for c in checks:
         agree = sum(a == b for a, b in zip(c.reference, c.ours))
-        lines.append(f"{c.label:<24} {len(c.reference):>6} {agree:>6} {c.distinct:>8} {c.min_margin:>10.3f}")
+        lines.append(f"{c.label:<28} {len(c.reference):>6} {agree:>6} {c.distinct:>8} {c.min_margin:>10.3f}")
     total = sum(len(c.reference) for c in checks)
     agree = sum(sum(a == b for a, b in zip(c.reference, c.ours)) for c in checks)
     lines.append(f"greedy token agreement: {agree}/{total} ({100.0 * agree / max(total, 1):.1f}%)")

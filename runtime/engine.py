@@ -55,6 +55,12 @@ class Engine:
     def providers(self) -> list[str]:
         return self.decoder.providers
 
+    @property
+    def cache_slot_bytes(self) -> int:
+        """Bytes of KV cache one token of one row takes (all layers, keys and values)."""
+        c = self.cache
+        return 2 * c.layers * c.kv_heads * c.head_dim * c.dtype.itemsize
+
     def audio_tokens(self, frames: int) -> int:
         return audio_token_count(frames, self.chunk_frames, self.tokens_per_chunk)
 

@@ -27,6 +27,7 @@ class TranscribeOptions:
     batch_size: int = 8
     max_segment_seconds: float = 1200.0  # longer audio is split at quiet points (the official limit)
     silence_threshold: float = 1e-4      # peak amplitude below which audio counts as silence
+    max_cache_gb: float = 4.0            # batches are cut so that their KV cache stays under this (one row may exceed)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
 
@@ -76,8 +77,8 @@ class Transcriber:
             transcripts.append(transcript)
             jobs.extend(item_jobs)
         jobs.sort(key=lambda j: j.features.shape[1])
-        for first in range(0, len(jobs), max(1, options.batch_size)):
-            self._run_batch(jobs[first:first + options.batch_size], language, options)
+        for batch in self._batches(jobs, options):
+            self._run_batch(batch, language, options)
         for transcript in transcripts:
             transcript.segments.sort(key=lambda s: s.start)
             transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
@@ -106,6 +107,20 @@ class Transcriber:
             for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
         ]
         return transcript, jobs
+
+    def _batches(self, jobs: list[_Job], options: TranscribeOptions):
+        """Length-sorted jobs in batches of at most batch_size rows and max_cache_gb of KV cache."""
+        limit = options.max_cache_gb * (1 << 30)
+        batch: list[_Job] = []
+        for job in jobs:
+            slots = self.engine.audio_tokens(job.features.shape[1]) + 64 + options.decode.budget(job.end - job.start)
+            too_big = (len(batch) + 1) * slots * self.engine.cache_slot_bytes > limit
+            if batch and (len(batch) == options.batch_size or too_big):
+                yield batch
+                batch = []
+            batch.append(job)
+        if batch:
+            yield batch
 
     def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions) -> None:
         engine = self.engine

@@ -91,3 +91,20 @@ def test_kv_cache_is_allocated_once_and_reused(engines, audio_files):
     for _ in range(2):
         transcriber.transcribe(list(audio_files.values()), OPTIONS)
     assert engine.cache.allocations == before  # same sizes again: nothing new allocated
+
+
+def test_batches_respect_the_cache_memory_limit(engines, audio_files):
+    engine = engines["original"]
+    transcriber = Transcriber(engine)
+    paths = list(audio_files.values())
+    one_row = (engine.audio_tokens(920) + 64 + OPTIONS.decode.budget(9.2)) * engine.cache_slot_bytes
+    tight = TranscribeOptions(batch_size=8, max_cache_gb=1.5 * one_row / (1 << 30), decode=OPTIONS.decode)
+    jobs = sorted((transcriber._prepare(p, tight)[1][0] for p in paths), key=lambda j: j.features.shape[1])
+    batches = list(transcriber._batches(jobs, tight))
+    assert 1 < len(batches) < len(jobs) and sum(len(b) for b in batches) == len(jobs)
+    for batch in batches:
+        slots = max(engine.audio_tokens(j.features.shape[1]) + 64 + OPTIONS.decode.budget(j.end - j.start) for j in batch)
+        assert len(batch) == 1 or len(batch) * slots * engine.cache_slot_bytes <= tight.max_cache_gb * (1 << 30)
+    loose = TranscribeOptions(batch_size=3, decode=OPTIONS.decode)
+    assert [len(b) for b in transcriber._batches(jobs, loose)] == [3, 1]
+    assert [t.text for t in transcriber.transcribe(paths, tight)] == [t.text for t in transcriber.transcribe(paths, loose)]

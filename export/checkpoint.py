@@ -57,8 +57,21 @@ def resolve(model: str) -> Path:
     try:
         return Path(snapshot_download(repo_id=model, allow_patterns=HUB_PATTERNS, local_files_only=offline))
     except Exception as exc:  # the hub client raises many types; all mean the same to the user
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else type(exc).__name__
-        raise CheckpointError(f"cannot get {model} from the hub ({why}); pass a local checkpoint directory") from None
+        raise CheckpointError(f"cannot get {model} from the hub ({_hub_reason(exc, offline)}); "
+                              "pass a local checkpoint directory") from None
+
+
+def _hub_reason(exc: Exception, offline: bool) -> str:
+    name = type(exc).__name__
+    if offline:
+        return "HF_HUB_OFFLINE is set and it is not in the local cache"
+    if name == "LocalEntryNotFoundError":
+        return "the hub could not be reached and it is not in the local cache"
+    if name in ("RepositoryNotFoundError", "RevisionNotFoundError"):
+        return "no such model on the hub"
+    if name == "GatedRepoError":
+        return "the model is gated: log in with `hf auth login` after accepting its terms"
+    return f"{name}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _weight_files(path: Path) -> tuple[Path, ...]:

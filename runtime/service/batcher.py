@@ -1,0 +1,136 @@
+"""Dynamic batching: concurrent requests wait briefly in a bounded queue and are decoded together.
+
+The event loop only queues and awaits; the engine runs in one worker thread (it is not re-entrant),
+so the loop never blocks on inference. A batch closes when it holds `max_batch` requests or
+`max_wait` has passed since its first one. Requests with different options (language, context)
+share the batch's time slot and are decoded in one engine call per option group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..transcribe import TranscribeOptions, Transcriber, Transcript
+from .metrics import Metrics
+
+
+_NOTHING = object()
+
+
+class QueueFull(Exception):
+    """The bounded queue is full: the caller answers 503 with Retry-After."""
+
+
+@dataclass
+class _Request:
+    samples: np.ndarray
+    sample_rate: int
+    language: str | None
+    context: str
+    future: asyncio.Future
+
+
+class DynamicBatcher:
+    def __init__(self, transcriber: Transcriber, options: TranscribeOptions, max_batch: int, max_wait_s: float,
+                 max_queue: int, metrics: Metrics):
+        self.transcriber, self.options, self.metrics = transcriber, options, metrics
+        self.max_batch, self.max_wait_s = max_batch, max_wait_s
+        self.queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=max_queue)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qasr-engine")
+        self.batch_sizes: list[int] = []   # every batch formed, in order (also in the metrics)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish everything queued, then stop the worker."""
+        if self._task is None:
+            return
+        await self.queue.put(None)
+        await self._task
+        self.executor.shutdown(wait=True)
+
+    def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait(_Request(samples, sample_rate, language, context, future))
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        self.metrics.queue_depth.set(self.queue.qsize())
+        return future
+
+    async def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
+        loop = asyncio.get_running_loop()
+        batch, deadline = [first], loop.time() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            item = await self._get_within(deadline - loop.time())
+            if item is _NOTHING:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    async def _get_within(self, timeout: float):
+        """The next queued item, or _NOTHING after `timeout` seconds (never losing an item to the race)."""
+        if timeout <= 0:
+            try:
+                return self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return _NOTHING
+        getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait({getter}, timeout=timeout)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        try:
+            return await getter  # it may have got an item just before the cancel
+        except asyncio.CancelledError:
+            return _NOTHING
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self.queue.get()
+            if first is None:
+                break
+            batch, stopping = await self._collect(first)
+            self.metrics.queue_depth.set(self.queue.qsize())
+            batch = [r for r in batch if not r.future.done()]  # timed out or disconnected meanwhile
+            if not batch:
+                continue
+            self.batch_sizes.append(len(batch))
+            self.metrics.batch_size.observe(len(batch))
+            start = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self.executor, self._transcribe, batch)
+            except Exception as exc:  # an engine failure fails this batch, not the server
+                results = [exc] * len(batch)
+            self.metrics.inference.observe(time.perf_counter() - start)
+            for request, result in zip(batch, results):
+                if request.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    request.future.set_exception(result)
+                else:
+                    request.future.set_result(result)
+
+    def _transcribe(self, batch: list[_Request]) -> list[Transcript]:
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, request in enumerate(batch):
+            groups[(request.language, request.context)].append(i)
+        results: list[Transcript | None] = [None] * len(batch)
+        for (language, context), rows in groups.items():
+            options = replace(self.options, language=language, context=context, batch_size=len(rows))
+            inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
+            for i, transcript in zip(rows, self.transcriber.transcribe(inputs, options)):
+                results[i] = transcript
+        return results

@@ -1,0 +1,48 @@
+"""asr-serve: serve an export directory over HTTP."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..cli_support import handle_errors
+from ..manifest import load_manifest
+from ..stopping import DecodeOptions
+from .settings import ServiceSettings
+
+PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--engine", "engine_dir", required=True, type=click.Path(), help="Export directory made by asr-export.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--max-wait-ms", default=10.0, show_default=True, type=click.FloatRange(0))
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(0.001))
+@click.option("--max-audio-seconds", default=600.0, show_default=True, type=click.FloatRange(0.1))
+@click.option("--request-timeout", default=120.0, show_default=True, type=click.FloatRange(0.1))
+@click.option("--api-key-env", default="QASR_API_KEY", show_default=True,
+              help="Environment variable holding the bearer token; unset or empty: no auth.")
+@click.option("--device", type=click.Choice(list(PROVIDERS)), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0)
+@click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to finish in-flight requests on shutdown.")
+@handle_errors
+def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_mb, max_audio_seconds, request_timeout,
+         api_key_env, device, threads, graceful_timeout):
+    """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
+    import uvicorn
+
+    from .app import create_app
+
+    load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts
+    settings = ServiceSettings(
+        engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+        max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
+        request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
+        providers=PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions())
+    uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=graceful_timeout,
+                log_level="info")

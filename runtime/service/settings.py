@@ -1,0 +1,25 @@
+"""The service's settings, one frozen object built by the CLI (or by code embedding the app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..stopping import DecodeOptions
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    engine_dir: Path
+    max_batch: int = 8                 # requests decoded together
+    max_wait_ms: float = 10.0          # how long the first request of a batch waits for company
+    max_queue: int = 64                # waiting requests beyond this get 503 + Retry-After
+    max_upload_bytes: int = 25 << 20   # the OpenAI API's limit
+    max_audio_seconds: float = 600.0
+    request_timeout_s: float = 120.0
+    api_key: str | None = None         # when set, every endpoint but /health and /ready needs `Bearer <key>`
+    providers: list[str] | None = None
+    threads: int = 0
+    verify_checksums: bool = True
+    retry_after_s: int = 1
+    decode: DecodeOptions = field(default_factory=DecodeOptions)

@@ -1,0 +1,218 @@
+"""The HTTP service, started for real on a loopback port and spoken to over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+import uvicorn
+
+from qasr.export.verify import synthetic_speech
+from qasr.runtime.service.app import create_app
+from qasr.runtime.service.settings import ServiceSettings
+from qasr.runtime.transcribe import TranscribeOptions, Transcriber
+
+
+class LiveServer:
+    """uvicorn serving the app in a thread, on a port of 127.0.0.1 the OS picks."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.app = create_app(settings)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+    @property
+    def service(self):
+        return self.app.state.service
+
+
+def _wav(path: Path, seconds: float, seed: int) -> Path:
+    sf.write(path, synthetic_speech(seconds, seed=seed), 16000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    return [_wav(root / f"c{i}.wav", s, i) for i, s in enumerate((0.8, 1.9, 3.1, 4.4))]
+
+
+@pytest.fixture(scope="module")
+def expected(engines, clips):
+    """The runtime's own transcripts of the clips, unbatched."""
+    transcriber = Transcriber(engines["original"])
+    return {c: transcriber.transcribe([c], TranscribeOptions(batch_size=1))[0].text for c in clips}
+
+
+@pytest.fixture(scope="module")
+def server(exports):
+    with LiveServer(ServiceSettings(engine_dir=exports["original"], max_batch=8, max_wait_ms=150)) as live:
+        yield live
+
+
+def _post_file(url: str, path: Path, **fields) -> httpx.Response:
+    with open(path, "rb") as handle:
+        return httpx.post(url + "/v1/audio/transcriptions", files={"file": (path.name, handle, "audio/wav")},
+                          data=fields, timeout=120)
+
+
+def test_health_ready_and_formats(server, clips, expected):
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    assert httpx.get(server.url + "/ready").json()["status"] == "ready"
+    clip = clips[1]
+    assert _post_file(server.url, clip).json() == {"text": expected[clip]}
+    text = _post_file(server.url, clip, response_format="text")
+    assert text.headers["content-type"].startswith("text/plain") and text.text == expected[clip]
+    full = _post_file(server.url, clip, response_format="verbose_json", model="whatever").json()
+    assert full["text"] == expected[clip] and full["duration"] == pytest.approx(1.9)
+    assert full["segments"][0]["stop_reason"] in {"eos", "budget", "repetition"}
+
+
+def test_json_and_raw_endpoints(server, clips, expected):
+    clip = clips[2]
+    encoded = base64.b64encode(clip.read_bytes()).decode()
+    as_json = httpx.post(server.url + "/v1/transcribe", json={"audio_base64": encoded}, timeout=120)
+    assert as_json.status_code == 200 and as_json.json()["text"] == expected[clip]
+    raw = httpx.post(server.url + "/v1/transcribe", content=clip.read_bytes(), headers={"content-type": "audio/wav"},
+                     timeout=120)
+    assert raw.status_code == 200 and raw.json()["text"] == expected[clip]
+    forced = httpx.post(server.url + "/v1/transcribe?language=en", content=clip.read_bytes(),
+                        headers={"content-type": "audio/wav"}, timeout=120)
+    assert forced.json()["language"] == "English"
+
+
+def test_concurrent_clients_are_all_answered_and_batched(server, clips, expected):
+    before = len(server.service.batcher.batch_sizes)
+    work = [clips[i % len(clips)] for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda c: _post_file(server.url, c), work))
+    assert [r.status_code for r in responses] == [200] * 16
+    assert [r.json()["text"] for r in responses] == [expected[c] for c in work]
+    formed = server.service.batcher.batch_sizes[before:]
+    assert sum(formed) == 16 and max(formed) > 1, formed  # requests really were decoded together
+
+
+def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, tmp_path):
+    cases = []
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF0000WAVEjunk")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("just text")
+    sf.write(tmp_path / "nan.wav", np.full(800, np.nan, np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "silent0.wav", np.zeros(0, np.float32), 16000)
+    for name in ("corrupt.wav", "empty.wav", "notes.txt", "nan.wav", "silent0.wav"):
+        cases.append((400, _post_file(server.url, tmp_path / name)))
+    cases.append((400, httpx.post(server.url + "/v1/audio/transcriptions", data={"model": "x"})))
+    cases.append((400, _post_file(server.url, tmp_path / "corrupt.wav", response_format="srt")))
+    cases.append((400, httpx.post(server.url + "/v1/transcribe", json={"audio_base64": "%%%"})))
+    cases.append((400, httpx.post(server.url + "/v1/transcribe", json={"audio": "nope"})))
+    cases.append((400, httpx.post(server.url + "/v1/transcribe", content=b"{bad", headers={"content-type": "application/json"})))
+    cases.append((415, httpx.post(server.url + "/v1/transcribe", content=b"x", headers={"content-type": "text/plain"})))
+    clip = _wav(tmp_path / "ok.wav", 1.0, 3)
+    cases.append((400, _post_file(server.url, clip, language="Klingon")))
+    cases.append((404, httpx.get(server.url + "/nowhere")))
+    for status, response in cases:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == status and error["message"]
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_limits_on_upload_size_and_duration(exports, tmp_path):
+    long_clip = _wav(tmp_path / "long.wav", 6.0, 1)
+    settings = ServiceSettings(engine_dir=exports["original"], max_upload_bytes=150_000, max_audio_seconds=3.0)
+    with LiveServer(settings) as live:
+        too_long = _post_file(live.url, long_clip)       # 192 kB: over the upload limit
+        assert too_long.status_code == 413 and too_long.json()["error"]["type"] == "upload_too_large"
+        huge = tmp_path / "huge.wav"                      # over the outer body limit: refused before parsing
+        huge.write_bytes(b"\0" * 400_000)
+        assert _post_file(live.url, huge).json()["error"]["type"] == "upload_too_large"
+
+        def endless():  # no Content-Length: the body is cut off at the limit, not buffered
+            for _ in range(1000):
+                yield b"\0" * 65536
+
+        streamed = httpx.post(live.url + "/v1/transcribe", content=endless(), headers={"content-type": "audio/wav"},
+                              timeout=60)
+        assert streamed.status_code == 413
+        short = tmp_path / "short.flac"                   # small on disk, but 4 s of audio
+        sf.write(short, synthetic_speech(4.0), 16000)
+        over = _post_file(live.url, short)
+        assert over.status_code == 413 and over.json()["error"]["type"] == "audio_too_long"
+
+
+def test_api_key(exports, clips):
+    with LiveServer(ServiceSettings(engine_dir=exports["original"], api_key="s3cret")) as live:
+        assert httpx.get(live.url + "/health").status_code == 200
+        assert httpx.get(live.url + "/metrics").status_code == 401
+        assert _post_file(live.url, clips[0]).status_code == 401
+        wrong = httpx.get(live.url + "/metrics", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        with open(clips[0], "rb") as handle:
+            ok = httpx.post(live.url + "/v1/audio/transcriptions", files={"file": ("a.wav", handle)},
+                            headers={"authorization": "Bearer s3cret"}, timeout=120)
+        assert ok.status_code == 200
+
+
+def test_full_queue_answers_503_with_retry_after(exports, tmp_path):
+    clip = _wav(tmp_path / "slow.wav", 9.0, 5)
+    settings = ServiceSettings(engine_dir=exports["original"], max_batch=1, max_wait_ms=0, max_queue=1)
+    with LiveServer(settings) as live, ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda _: _post_file(live.url, clip), range(12)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) == {200, 503} and len(responses) == 12, statuses
+    busy = [r for r in responses if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" and r.json()["error"]["type"] == "server_busy" for r in busy)
+
+
+def test_timeout_gives_504(exports, clips):
+    with LiveServer(ServiceSettings(engine_dir=exports["original"], request_timeout_s=0.001)) as live:
+        response = _post_file(live.url, clips[3])
+        assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+        assert httpx.get(live.url + "/health").status_code == 200
+
+
+def test_metrics_count_what_happened(server, clips):
+    _post_file(server.url, clips[0])
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("qasr_requests_total", "qasr_request_errors_total", "qasr_queue_depth", "qasr_audio_seconds_total",
+                 "qasr_request_latency_seconds_bucket", "qasr_batch_size_bucket", "qasr_ready 1.0"):
+        assert name in text, name
+    seconds = [line for line in text.splitlines() if line.startswith("qasr_audio_seconds_total")]
+    assert float(seconds[0].split()[-1]) > 0
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(exports, tmp_path):
+    clip = _wav(tmp_path / "inflight.wav", 9.0, 7)
+    live = LiveServer(ServiceSettings(engine_dir=exports["original"], max_wait_ms=300))
+    with live, ThreadPoolExecutor(2) as pool:
+        pending = [pool.submit(_post_file, live.url, clip) for _ in range(2)]
+        time.sleep(0.15)  # both are queued (the batch waits 300 ms), none answered yet
+        live.server.should_exit = True
+        assert [p.result().status_code for p in pending] == [200, 200]

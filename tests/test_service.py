@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,44 +11,11 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 
 from qasr.export.verify import synthetic_speech
-from qasr.runtime.service.app import create_app
+from qasr.runtime.service.live import LiveServer
 from qasr.runtime.service.settings import ServiceSettings
 from qasr.runtime.transcribe import TranscribeOptions, Transcriber
-
-
-class LiveServer:
-    """uvicorn serving the app in a thread, on a port of 127.0.0.1 the OS picks."""
-
-    def __init__(self, settings: ServiceSettings):
-        self.app = create_app(settings)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server did not become ready")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
-
-    @property
-    def service(self):
-        return self.app.state.service
 
 
 def _wav(path: Path, seconds: float, seed: int) -> Path:
@@ -216,3 +181,12 @@ def test_graceful_shutdown_finishes_in_flight_requests(exports, tmp_path):
         time.sleep(0.15)  # both are queued (the batch waits 300 ms), none answered yet
         live.server.should_exit = True
         assert [p.result().status_code for p in pending] == [200, 200]
+
+
+def test_load_script_reports_what_the_server_did(server, clips):
+    from qasr.benchmarks.load import format_table, run_level
+
+    row = run_level(server.url, clips[0].read_bytes(), clips[0].name, concurrency=4, requests=8, headers={})
+    assert row["ok"] == 8 and row["errors"] == 0 and row["batches"] >= 1
+    assert row["mean_batch"] * row["batches"] == pytest.approx(8)
+    assert row["audio_s_per_s"] > 0 and "mean batch" in format_table([row])

@@ -40,6 +40,17 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
 
 
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
+    """Whether `kind` is `exc`, or inside it (exception groups, causes) as Starlette's middleware wraps it."""
+    if exc is None:
+        return False
+    if isinstance(exc, kind):
+        return True
+    if isinstance(exc, BaseExceptionGroup) and any(_caused_by(e, kind) for e in exc.exceptions):
+        return True
+    return _caused_by(exc.__cause__, kind)
+
+
 def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
@@ -160,9 +171,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         else:
             try:
                 response = await call_next(request)
-            except BodyTooLarge:
-                raise
-            except Exception:  # a bug of ours answers 500 and the server carries on
+            except Exception as exc:  # a bug of ours answers 500 and the server carries on
+                if _caused_by(exc, BodyTooLarge):
+                    raise BodyTooLarge from None  # the outer body-limit guard answers 413
                 response = error_response(500, "internal error", "server_error")
         service.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         if response.status_code >= 400:

@@ -94,12 +94,10 @@ def _decoder_parity(ref, engine: Engine, prompts: list[list[int]], embeds: list[
     gen = [Prompt(p, e, budget=2) for p, e in zip(prompts, embeds)]
     ours_prefill, ours_step, chosen = _our_two_steps(engine, gen)
     next_ids = torch.from_numpy(chosen)[:, None]
-    ids2 = torch.cat([ids, next_ids], 1)
     embeds2 = torch.cat([inputs_embeds, ref.model.language_model.embed_tokens(next_ids)], 1)
     mask2 = torch.cat([mask, torch.ones_like(next_ids)], 1)
     pos2 = (mask2.cumsum(-1) - 1).clamp(min=0)
     ref_step = ref(inputs_embeds=embeds2, attention_mask=mask2, position_ids=pos2).logits[:, -1]
-    del ids2
     return [_err(f"{names.DECODER} (prefill logits)", ours_prefill, ref_logits.numpy()),
             _err(f"{names.DECODER} (cached step logits)", ours_step, ref_step.numpy())]
 

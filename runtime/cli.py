@@ -9,10 +9,10 @@ import click
 
 from .cli_support import EXIT_USER_ERROR, handle_errors
 from .engine import Engine
+from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .transcribe import TranscribeOptions, Transcriber
 
-PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,13 +31,13 @@ PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecut
               help="Stop a segment whose output keeps repeating the same tokens.")
 @click.option("--max-segment-seconds", type=click.FloatRange(1.0), default=1200.0, show_default=True,
               help="Longer audio is split at quiet points and the texts joined.")
-@click.option("--device", type=click.Choice(list(PROVIDERS)), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @handle_errors
 def main(engine_dir, audio, language, context, as_json, batch_size, max_new_tokens, tokens_per_second, budget_base,
          repetition_guard, max_segment_seconds, device, threads):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
-    engine = Engine(engine_dir, providers=PROVIDERS[device], threads=threads)
+    engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads)
     decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
                            repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, context=context, batch_size=batch_size,

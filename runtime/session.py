@@ -25,6 +25,11 @@ class Runner(Protocol):
               ) -> dict[str, np.ndarray]: ...
 
 
+# --device choices of the command-line tools
+DEVICE_PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"],
+                    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
 def default_providers() -> list[str]:
     import onnxruntime as ort
 

@@ -50,9 +50,10 @@ def test_transcribe_plain_text(exports, tmp_path):
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
 
 
-def test_transcribe_refuses_a_non_export_directory(tmp_path):
+def test_transcribe_and_serve_refuse_a_non_export_directory(tmp_path):
     sf.write(tmp_path / "a.wav", synthetic_speech(1.0), 16000)
     _assert_one_line_error(run("asr-transcribe", "--engine", str(tmp_path), str(tmp_path / "a.wav")))
+    _assert_one_line_error(run("asr-serve", "--engine", str(tmp_path), "--port", "0"))
 
 
 def test_export_bad_inputs(tmp_path, checkpoints):

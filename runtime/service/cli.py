@@ -9,9 +9,9 @@ import click
 from ..cli_support import handle_errors
 from ..manifest import load_manifest
 from ..stopping import DecodeOptions
+from ..session import DEVICE_PROVIDERS
 from .settings import ServiceSettings
 
-PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +26,7 @@ PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecut
 @click.option("--request-timeout", default=120.0, show_default=True, type=click.FloatRange(0.1))
 @click.option("--api-key-env", default="QASR_API_KEY", show_default=True,
               help="Environment variable holding the bearer token; unset or empty: no auth.")
-@click.option("--device", type=click.Choice(list(PROVIDERS)), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0)
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to finish in-flight requests on shutdown.")
@@ -43,6 +43,6 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
         engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
-        providers=PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions())
+        providers=DEVICE_PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions())
     uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=graceful_timeout,
                 log_level="info")

@@ -1,0 +1,89 @@
+"""Transcripts from the PyTorch reference, through the same audio handling as the runtime.
+
+Audio loading, the silence rule and long-audio splitting are shared with qasr.runtime.transcribe,
+so a comparison isolates the model: features come from transformers' own feature extractor, the
+prompt from the checkpoint's own tokenizer, tokens from transformers' greedy `generate()` with the
+same audio-length budget. One utterance at a time (no padding effects).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from qasr.runtime.audio import is_silent, load_audio, split_points
+from qasr.runtime.errors import QasrError
+from qasr.runtime.prompt import DEFAULT_TEMPLATE, LANGUAGE_PREFIX, language_name, parse_output
+from qasr.runtime.transcribe import Segment, TranscribeOptions, Transcript
+
+from .checkpoint import load_checkpoint
+from .reference import build_reference
+
+REFERENCE_CLASS = "transformers.Qwen3ASRForConditionalGeneration"
+
+
+class ReferenceTranscriber:
+    def __init__(self, model: str, dtype: torch.dtype = torch.float32):
+        from transformers import AutoTokenizer
+        from transformers.models.qwen3_asr.feature_extraction_qwen3_asr import Qwen3ASRFeatureExtractor
+
+        checkpoint = load_checkpoint(model)
+        self.spec = checkpoint.spec
+        self.model = build_reference(checkpoint, dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
+        config_path = checkpoint.path / "preprocessor_config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        self.sample_rate = int(config.get("sampling_rate", 16000))
+        self.extractor = Qwen3ASRFeatureExtractor(
+            feature_size=int(config.get("feature_size", 128)), sampling_rate=self.sample_rate,
+            hop_length=int(config.get("hop_length", 160)), n_fft=int(config.get("n_fft", 400)),
+            n_window=self.spec.audio.n_window)
+        self.audio_token = self.tokenizer.convert_ids_to_tokens(self.spec.audio_token_id)
+        self.pad_id = self.spec.pad_token_id if self.spec.pad_token_id is not None else self.spec.eos_token_ids[0]
+
+    def transcribe(self, path, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
+        language = language_name(options.language, self.spec.support_languages)
+        transcript = Transcript(source=str(path))
+        try:
+            samples = load_audio(path, self.sample_rate)
+        except QasrError as exc:
+            transcript.error = str(exc)
+            return transcript
+        transcript.duration = len(samples) / self.sample_rate
+        if is_silent(samples, options.silence_threshold):
+            transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
+            return transcript
+        bounds = split_points(samples, self.sample_rate, options.max_segment_seconds)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            budget = options.decode.budget((hi - lo) / self.sample_rate)
+            tokens, reason = self._generate(samples[lo:hi], options.context, language, budget)
+            parsed = parse_output(self.tokenizer.decode(tokens, skip_special_tokens=True), language)
+            transcript.segments.append(Segment(lo / self.sample_rate, hi / self.sample_rate, parsed.text,
+                                               parsed.language, reason, len(tokens)))
+        transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
+        transcript.language = next((s.language for s in transcript.segments if s.language), language)
+        return transcript
+
+    @torch.no_grad()
+    def _generate(self, samples: np.ndarray, context: str, language: str | None, budget: int):
+        features = self.extractor(samples, sampling_rate=self.sample_rate, padding="longest", return_tensors="pt",
+                                  return_attention_mask=True)
+        frames = int(features["attention_mask"].sum())
+        from qasr.export.spec import audio_token_count
+
+        text = DEFAULT_TEMPLATE.format(context=context, audio=self.audio_token * audio_token_count(frames, self.spec.audio))
+        if language:
+            text += LANGUAGE_PREFIX.format(language=language)
+        ids = torch.tensor([self.tokenizer.encode(text, add_special_tokens=False)])
+        out = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids),
+            input_features=features["input_features"].to(self.model.dtype),
+            input_features_mask=features["attention_mask"], max_new_tokens=budget, do_sample=False, num_beams=1,
+            eos_token_id=list(self.spec.eos_token_ids), pad_token_id=self.pad_id)
+        tokens = out[0, ids.shape[1]:].tolist()
+        for i, token in enumerate(tokens):
+            if token in self.spec.eos_token_ids:
+                return tokens[:i], "eos"
+        return tokens, "budget"

@@ -1,0 +1,70 @@
+"""The WER-drift benchmark: manifest handling, normalisation, scoring, and a real run against the reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from qasr.benchmarks.wer import SystemResult, Utterance, normalise, read_manifest, score
+from qasr.export.verify import synthetic_speech
+from qasr.runtime.errors import QasrError
+
+
+def test_normalisation():
+    assert normalise("Hello, World!  It's twenty-one.") == "hello world its twenty one"
+    assert normalise("¿Qué?  «Sí»") == "qué sí"
+
+
+def test_manifest_problems_are_reported_not_counted(tmp_path):
+    sf.write(tmp_path / "a.flac", synthetic_speech(1.0), 16000)
+    lines = [json.dumps({"audio": "a.flac", "text": "one"}), "{broken", json.dumps({"audio": "a.flac"}),
+             json.dumps({"audio": "gone.flac", "text": "two"}), ""]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines))
+    utterances, problems = read_manifest(tmp_path / "m.jsonl")
+    assert [u.text for u in utterances] == ["one"]
+    assert len(problems) == 3 and "gone.flac" in problems[2]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"audio": "gone.flac", "text": "x"}))
+    with pytest.raises(QasrError, match="no usable lines"):
+        read_manifest(tmp_path / "bad.jsonl")
+
+
+def test_scores_against_known_transcripts(tmp_path):
+    utts = [Utterance(Path(f"/u{i}"), t, {}) for i, t in enumerate(["the cat sat", "a dog ran far"])]
+    first = SystemResult("ref", "pytorch", "fp32", [], {"/u0": "The cat sat.", "/u1": "a dog ran far"}, {}, 1.0, 10.0)
+    second = SystemResult("exp", "onnxruntime", "fp32", [], {"/u0": "the cat sat", "/u1": "a dog ran"}, {}, 0.5, 10.0)
+    summary, rows = score([first, second], utts)
+    assert summary[0]["wer"] == 0.0 and summary[0]["identical_to_first"] == 100.0
+    assert summary[1]["wer"] == pytest.approx(100 / 7) and summary[1]["wer_change_pp"] == pytest.approx(100 / 7)
+    assert summary[1]["identical_to_first"] == 0.0 and summary[1]["rtf"] == pytest.approx(0.05)
+    assert rows[1]["exp"] == "a dog ran"
+
+
+def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
+    rows = []
+    for i, seconds in enumerate((1.1, 2.6, 4.0)):
+        sf.write(tmp_path / f"u{i}.flac", synthetic_speech(seconds, seed=20 + i), 16000)
+        rows.append({"audio": f"u{i}.flac", "text": f"words number {i}", "voice": "synthetic"})
+    rows.append({"audio": "missing.flac", "text": "never heard"})
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    out, plot = tmp_path / "r.json", tmp_path / "w.svg"
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "asr-wer"), "--manifest", str(manifest),
+         "--model", str(checkpoints["original"]), "--engine", str(exports["original"]), "--no-repetition-guard",
+         "--json-out", str(out), "--plot", str(plot)],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr
+    assert "missing.flac" in result.stderr and "normalisation" in result.stdout
+    report = json.loads(out.read_text())
+    reference, export = report["systems"]
+    assert reference["utterances"] == export["utterances"] == 3
+    assert export["identical_to_first"] == 100.0 and export["wer_change_pp"] == 0.0  # fp32 export = reference
+    assert report["reference_class"].endswith("Qwen3ASRForConditionalGeneration")
+    assert len(report["utterances"]) == 3 and report["utterances"][0]["voice"] == "synthetic"
+    assert plot.read_text().startswith("<svg")

@@ -190,3 +190,15 @@ def test_load_script_reports_what_the_server_did(server, clips):
     assert row["ok"] == 8 and row["errors"] == 0 and row["batches"] >= 1
     assert row["mean_batch"] * row["batches"] == pytest.approx(8)
     assert row["audio_s_per_s"] > 0 and "mean batch" in format_table([row])
+
+
+def test_the_openai_python_client_works_against_the_service(server, clips, expected):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with open(clips[1], "rb") as handle:
+        plain = client.audio.transcriptions.create(model="qwen3-asr", file=handle)
+    with open(clips[1], "rb") as handle:
+        full = client.audio.transcriptions.create(model="qwen3-asr", file=handle, response_format="verbose_json")
+    assert plain.text == expected[clips[1]] and full.text == expected[clips[1]]
+    assert full.duration == pytest.approx(1.9)

@@ -116,14 +116,14 @@ def detect_layout(config: dict[str, Any], where: str) -> str:
 
 def _audio_spec(cfg: dict[str, Any], where: str) -> AudioSpec:
     spec = AudioSpec(
-        num_mel_bins=int(_need(cfg, "num_mel_bins", where)),
+        num_mel_bins=int(cfg.get("num_mel_bins", 128)),  # both config classes default to this and to 480 below
         d_model=int(_need(cfg, "d_model", where)),
         layers=int(_need(cfg, "encoder_layers", where)),
         heads=int(_need(cfg, "encoder_attention_heads", where)),
         ffn_dim=int(_need(cfg, "encoder_ffn_dim", where)),
         n_window=int(_need(cfg, "n_window", where)),
         n_window_infer=int(_need(cfg, "n_window_infer", where)),
-        downsample_hidden_size=int(_need(cfg, "downsample_hidden_size", where)),
+        downsample_hidden_size=int(cfg.get("downsample_hidden_size", 480)),
         output_dim=int(_need(cfg, "output_dim", where)),
         activation=str(cfg.get("activation_function", "gelu")),
     )

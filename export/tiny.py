@@ -18,7 +18,7 @@ import click
 import torch
 
 from .layouts import checkpoint_name, expected_shapes
-from .spec import ORIGINAL, read_spec
+from .spec import ORIGINAL, ModelSpec, read_spec
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"]
 PLAIN_ADDED_TOKENS = ["<asr_text>"]  # an added token that decoding keeps (the real tokenizer does the same)
@@ -57,15 +57,15 @@ SIZES = {
 }
 
 
-def _write_tokenizer(out: Path) -> dict[str, int]:
+def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, int]:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator([CORPUS] * 4, trainer)
+    tok.train_from_iterator(texts, trainer)
     tok.model.save(str(out))  # vocab.json + merges.txt, the real checkpoints' format
     base = tok.get_vocab_size()
     ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + PLAIN_ADDED_TOKENS)}
@@ -79,8 +79,7 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     return ids
 
 
-def _configs(ids: dict[str, int], layout: str, vocab: int, size: str) -> dict:
-    audio_size, text_size = SIZES[size]
+def _configs(ids: dict[str, int], layout: str, vocab: int, audio_size: dict, text_size: dict) -> dict:
     text = {**TEXT, "vocab_size": vocab, **text_size}
     audio = {**AUDIO, **audio_size}
     tokens = {"audio_token_id": ids["<|audio_pad|>"], "audio_start_token_id": ids["<|audio_start|>"],
@@ -118,14 +117,14 @@ def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, 
     return weights
 
 
-def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny") -> Path:
-    from safetensors.torch import save_file
-
+def write_checkpoint_files(out: str | Path, layout: str, texts: list[str], tokenizer_vocab: int,
+                           audio: dict, text: dict) -> ModelSpec:
+    """Everything of a checkpoint but its weights: tokenizer trained on `texts`, configs; returns its spec."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = _write_tokenizer(out)
-    vocab = ((max(ids.values()) + 1 + 63) // 64) * 64
-    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab, size), indent=2))
+    ids = _write_tokenizer(out, texts, tokenizer_vocab)
+    vocab = text.get("vocab_size") or ((max(ids.values()) + 1 + 63) // 64) * 64
+    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab, audio, text), indent=2))
     (out / "generation_config.json").write_text(json.dumps(
         {"eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "pad_token_id": ids["<|endoftext|>"],
          "do_sample": False}, indent=2))
@@ -133,11 +132,24 @@ def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0
         {"feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128, "sampling_rate": 16000,
          "hop_length": 160, "n_fft": 400, "chunk_length": 30, "padding_value": 0.0, "padding_side": "right",
          "return_attention_mask": True, "dither": 0.0}, indent=2))
-    spec = read_spec(out)
+    return read_spec(out)
+
+
+def save_weights(out: str | Path, layout: str, weights: dict[str, torch.Tensor]) -> None:
+    """Canonical weights to `model.safetensors` in bf16 under the layout's own names (lm_head left out: tied)."""
+    from safetensors.torch import save_file
+
+    tensors = {checkpoint_name(layout, k): v.to(torch.bfloat16).contiguous() for k, v in weights.items()
+               if k != "lm_head.weight"}
+    save_file(tensors, str(Path(out) / "model.safetensors"))
+
+
+def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny") -> Path:
+    audio_size, text_size = SIZES[size]
+    spec = write_checkpoint_files(out, layout, [CORPUS] * 4, 300, audio_size, text_size)
     shapes = {k: v for k, v in expected_shapes(spec).items() if k != "lm_head.weight"}
-    weights = _random_weights(shapes, seed)
-    save_file({checkpoint_name(layout, k): v.contiguous() for k, v in weights.items()}, str(out / "model.safetensors"))
-    return out
+    save_weights(out, layout, _random_weights(shapes, seed))
+    return Path(out)
 
 
 @click.command()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from qasr.runtime.audio_tokens import audio_token_count as _audio_token_count
+from qasr.runtime.audio_tokens import conv_output_length
 from qasr.runtime.errors import CheckpointError
 
 ORIGINAL = "original"
@@ -78,17 +80,9 @@ class ModelSpec:
         return asdict(self)
 
 
-def conv_output_length(frames: int) -> int:
-    """Length after the three Conv2d(k3, s2, p1) layers of the audio front end."""
-    for _ in range(3):
-        frames = (frames - 1) // 2 + 1 if frames > 0 else 0
-    return frames
-
-
 def audio_token_count(frames: int, audio: AudioSpec) -> int:
     """Audio tokens the encoder emits for `frames` valid mel frames (full chunks plus the partial one)."""
-    full, rest = divmod(frames, audio.chunk_frames)
-    return full * audio.tokens_per_chunk + conv_output_length(rest)
+    return _audio_token_count(frames, audio.chunk_frames, audio.tokens_per_chunk)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
+from .audio_tokens import audio_token_count
 from .features import FeatureSettings, LogMel
 from .generate import Generation, Generator, Prompt
 from .kv_cache import KVCache
@@ -16,13 +17,6 @@ from .session import OrtRunner
 from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def audio_token_count(frames: int, chunk_frames: int, tokens_per_chunk: int) -> int:
-    full, rest = divmod(frames, chunk_frames)
-    for _ in range(3):
-        rest = (rest - 1) // 2 + 1 if rest > 0 else 0
-    return full * tokens_per_chunk + rest
 
 
 class Engine:

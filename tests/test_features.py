@@ -28,3 +28,14 @@ def test_log_mel_equals_transformers(samples):
     ours = LogMel(FeatureSettings())(audio)
     assert ours.shape == (128, frames)
     np.testing.assert_allclose(ours, ref["input_features"][0][:, :frames], atol=5e-5)
+
+
+def test_audio_token_count_equals_transformers():
+    import torch
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths
+
+    from qasr.runtime.audio_tokens import audio_token_count
+
+    frames = list(range(1, 420)) + [799, 800, 801, 2530, 120000]
+    expected = _get_feat_extract_output_lengths(torch.tensor(frames), n_window=50).tolist()
+    assert [audio_token_count(f, 100, 13) for f in frames] == expected

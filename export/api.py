@@ -16,7 +16,6 @@ import torch
 from qasr.runtime import names
 from qasr.runtime.errors import CheckpointError, QasrError
 from qasr.runtime.features import FeatureSettings
-from qasr.runtime.prompt import DEFAULT_TEMPLATE
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
@@ -133,7 +132,7 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
         source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
                   "weights_sha256": checkpoint.weights_checksum()}
         export_settings = {**{k: str(v) for k, v in asdict(settings).items() if k in ("precision", "backend")},
-                           "opset": OPSET, "prompt_template": DEFAULT_TEMPLATE}
+                           "opset": OPSET}
         write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
         if out.exists():
             shutil.rmtree(out)

@@ -89,25 +89,3 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
         mask[i, length - len(p):] = 1
     return ids, mask
 
-
-@torch.no_grad()
-def reference_generate(model, spec: ModelSpec, prompts: list[list[int]], features: list[np.ndarray],
-                       max_new_tokens: int, min_new_tokens: int = 0) -> list[list[int]]:
-    """Greedy generate() of the reference on a batch; returns each row's new tokens up to its EOS."""
-    feats, feat_mask = batch_features(features, spec.audio.chunk_frames)
-    pad_id = spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0]
-    ids, mask = left_pad(prompts, pad_id)
-    out = model.generate(
-        input_ids=ids, attention_mask=mask, input_features=feats.to(model.dtype), input_features_mask=feat_mask,
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
-        eos_token_id=list(spec.eos_token_ids), pad_token_id=pad_id,
-    )
-    rows = []
-    for row in out[:, ids.shape[1]:].tolist():
-        tokens = []
-        for tok in row:
-            tokens.append(tok)
-            if tok in spec.eos_token_ids:
-                break
-        rows.append(tokens)
-    return rows

@@ -13,13 +13,12 @@ import json
 import numpy as np
 import torch
 
-from qasr.runtime.audio import is_silent, load_audio, split_points
-from qasr.runtime.errors import QasrError
-from qasr.runtime.prompt import DEFAULT_TEMPLATE, LANGUAGE_PREFIX, language_name, parse_output
-from qasr.runtime.transcribe import Segment, TranscribeOptions, Transcript
+from qasr.runtime.prompt import language_name, parse_output, prompt_text
+from qasr.runtime.transcribe import Segment, TranscribeOptions, Transcript, finish, load_segments
 
 from .checkpoint import load_checkpoint
 from .reference import build_reference
+from .spec import audio_token_count
 
 REFERENCE_CLASS = "transformers.Qwen3ASRForConditionalGeneration"
 
@@ -45,25 +44,12 @@ class ReferenceTranscriber:
 
     def transcribe(self, path, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
         language = language_name(options.language, self.spec.support_languages)
-        transcript = Transcript(source=str(path))
-        try:
-            samples = load_audio(path, self.sample_rate)
-        except QasrError as exc:
-            transcript.error = str(exc)
-            return transcript
-        transcript.duration = len(samples) / self.sample_rate
-        if is_silent(samples, options.silence_threshold):
-            transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
-            return transcript
-        bounds = split_points(samples, self.sample_rate, options.max_segment_seconds)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            budget = options.decode.budget((hi - lo) / self.sample_rate)
-            tokens, reason = self._generate(samples[lo:hi], options.context, language, budget)
+        transcript, pieces = load_segments(path, self.sample_rate, options)
+        for start, end, samples in pieces:
+            tokens, reason = self._generate(samples, options.context, language, options.decode.budget(end - start))
             parsed = parse_output(self.tokenizer.decode(tokens, skip_special_tokens=True), language)
-            transcript.segments.append(Segment(lo / self.sample_rate, hi / self.sample_rate, parsed.text,
-                                               parsed.language, reason, len(tokens)))
-        transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
-        transcript.language = next((s.language for s in transcript.segments if s.language), language)
+            transcript.segments.append(Segment(start, end, parsed.text, parsed.language, reason, len(tokens)))
+        finish(transcript, language)
         return transcript
 
     @torch.no_grad()
@@ -71,11 +57,7 @@ class ReferenceTranscriber:
         features = self.extractor(samples, sampling_rate=self.sample_rate, padding="longest", return_tensors="pt",
                                   return_attention_mask=True)
         frames = int(features["attention_mask"].sum())
-        from qasr.export.spec import audio_token_count
-
-        text = DEFAULT_TEMPLATE.format(context=context, audio=self.audio_token * audio_token_count(frames, self.spec.audio))
-        if language:
-            text += LANGUAGE_PREFIX.format(language=language)
+        text = prompt_text(self.audio_token, audio_token_count(frames, self.spec.audio), context, language)
         ids = torch.tensor([self.tokenizer.encode(text, add_special_tokens=False)])
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids),

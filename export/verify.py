@@ -13,7 +13,7 @@ import torch
 from qasr.runtime import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.generate import Prompt
-from qasr.runtime.stopping import DecodeOptions
+from qasr.runtime.stopping import DecodeOptions, suppress_tokens_before
 
 from .reference import batch_features, left_pad
 
@@ -109,18 +109,9 @@ def _our_two_steps(engine: Engine, prompts: list[Prompt]) -> tuple[np.ndarray, n
         seen.append(logits.copy())
 
     options = DecodeOptions(max_new_tokens=2, repetition_max_period=0)
-    # min_new_tokens keeps EOS out so that the second step always runs; the record filter sees raw logits
-    engine.generator.generate(prompts, options, [record, _no_eos(engine)])
+    # EOS is kept out so that the second step always runs; the record filter sees raw logits
+    engine.generator.generate(prompts, options, [record, suppress_tokens_before(engine.eos_ids, 2)])
     return seen[0], seen[1], seen[0].argmax(-1)
-
-
-def _no_eos(engine: Engine):
-    eos = list(engine.eos_ids)
-
-    def apply(logits: np.ndarray, step: int) -> None:
-        logits[:, eos] = -np.inf
-
-    return apply
 
 
 @torch.no_grad()

@@ -47,6 +47,12 @@ def language_name(language: str | None, supported: tuple[str, ...] = ()) -> str 
     return name
 
 
+def prompt_text(audio_token: str, audio_tokens: int, context: str = "", language: str | None = None) -> str:
+    """The prompt as text (for tokenizers that take strings, like the reference's); PromptBuilder.build's ids."""
+    text = DEFAULT_TEMPLATE.format(context=context, audio=audio_token * audio_tokens)
+    return text + (LANGUAGE_PREFIX.format(language=language) if language else "")
+
+
 class PromptBuilder:
     """Token ids of prompts, and text of generated ids, through the export's tokenizer.json."""
 

@@ -54,6 +54,40 @@ class Transcript:
         return asdict(self)
 
 
+def load_segments(item, sample_rate: int, options: TranscribeOptions
+                  ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+    """Load and check one input, apply the silence rule and split long audio: (transcript, segments).
+
+    Bad input sets transcript.error; silence adds its empty segment; the segments left to decode come
+    back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
+    isolate the model.
+    """
+    name = str(item) if isinstance(item, (str, Path)) else "<array>"
+    transcript = Transcript(source=name)
+    try:
+        if isinstance(item, (str, Path)):
+            samples = load_audio(item, sample_rate)
+        else:
+            samples = prepare_waveform(item[0], item[1], sample_rate, name=name)
+    except QasrError as exc:
+        transcript.error = str(exc)
+        return transcript, []
+    transcript.duration = len(samples) / sample_rate
+    if is_silent(samples, options.silence_threshold):
+        transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
+        return transcript, []
+    bounds = split_points(samples, sample_rate, options.max_segment_seconds)
+    return transcript, [(lo / sample_rate, hi / sample_rate, samples[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def finish(transcript: Transcript, language: str | None) -> None:
+    """Join the segments' texts in time order; the language is the first one the model named, else the forced one."""
+    transcript.segments.sort(key=lambda s: s.start)
+    transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
+    languages = [s.language for s in transcript.segments if s.language]
+    transcript.language = languages[0] if languages else (language if transcript.segments else None)
+
+
 @dataclass
 class _Job:
     transcript: Transcript
@@ -80,32 +114,13 @@ class Transcriber:
         for batch in self._batches(jobs, options):
             self._run_batch(batch, language, options)
         for transcript in transcripts:
-            transcript.segments.sort(key=lambda s: s.start)
-            transcript.text = " ".join(s.text for s in transcript.segments if s.text).strip()
-            languages = [s.language for s in transcript.segments if s.language]
-            transcript.language = languages[0] if languages else (language if transcript.segments else None)
+            finish(transcript, language)
         return transcripts
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
-        name = str(item) if isinstance(item, (str, Path)) else "<array>"
-        transcript = Transcript(source=name)
-        try:
-            if isinstance(item, (str, Path)):
-                samples = load_audio(item, self.sample_rate)
-            else:
-                samples = prepare_waveform(item[0], item[1], self.sample_rate, name=name)
-        except QasrError as exc:
-            transcript.error = str(exc)
-            return transcript, []
-        transcript.duration = len(samples) / self.sample_rate
-        if is_silent(samples, options.silence_threshold):
-            transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
-            return transcript, []
-        bounds = split_points(samples, self.sample_rate, options.max_segment_seconds)
-        jobs = [
-            _Job(transcript, i, lo / self.sample_rate, hi / self.sample_rate, self.engine.features(samples[lo:hi]))
-            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
-        ]
+        transcript, pieces = load_segments(item, self.sample_rate, options)
+        jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
+                for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs
 
     def _batches(self, jobs: list[_Job], options: TranscribeOptions):

@@ -29,7 +29,7 @@ from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.features import FeatureSettings, LogMel
-from qasr.runtime.prompt import DEFAULT_TEMPLATE, LANGUAGE_PREFIX
+from qasr.runtime.prompt import LANGUAGE_PREFIX, prompt_text
 
 SMALL_AUDIO = {"encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768, "d_model": 192,
                "downsample_hidden_size": 64, "output_dim": 256}
@@ -65,8 +65,7 @@ def _examples(settings: TrainSettings, tokenizer, spec, progress) -> list[Exampl
     for i, row in enumerate(rows, 1):
         feats = mel(load_audio(settings.corpus / row["audio"], 16000))
         count = audio_token_count(feats.shape[1], spec.audio)
-        prompt = tokenizer.encode(DEFAULT_TEMPLATE.format(context="", audio="<|audio_pad|>" * count),
-                                  add_special_tokens=False)
+        prompt = tokenizer.encode(prompt_text("<|audio_pad|>", count), add_special_tokens=False)
         target = tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language) + row["text"] + "<|im_end|>",
                                   add_special_tokens=False)
         examples.append(Example(feats.astype(np.float16), prompt, target))

@@ -23,6 +23,7 @@ import click
 
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
+from qasr.runtime.speech_manifest import Utterance, read_manifest
 
 NORMALISATION = ("lowercase; dashes become spaces; other Unicode punctuation removed; whitespace collapsed "
                  "(both hypothesis and reference); WER and CER by jiwer over the whole set")
@@ -40,39 +41,6 @@ def normalise(text: str) -> str:
 
 
 @dataclass
-class Utterance:
-    audio: Path
-    text: str
-    fields: dict
-
-
-def read_manifest(path: Path, limit: int | None = None) -> tuple[list[Utterance], list[str]]:
-    """The usable lines and one problem line per unusable one (bad JSON, no audio/text, missing file)."""
-    if not path.is_file():
-        raise QasrError(f"manifest not found: {path}")
-    utterances, problems = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            audio, text = row["audio"], row["text"]
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"{path}:{number}: not a JSON object with audio and text")
-            continue
-        file = (path.parent / audio) if not Path(audio).is_absolute() else Path(audio)
-        if not file.is_file():
-            problems.append(f"{path}:{number}: audio file not found: {file}")
-            continue
-        utterances.append(Utterance(file, str(text), {k: v for k, v in row.items() if k not in ("audio", "text")}))
-        if limit and len(utterances) >= limit:
-            break
-    if not utterances:
-        raise QasrError(f"{path} has no usable lines" + (f" ({problems[0]})" if problems else ""))
-    return utterances, problems
-
-
-@dataclass
 class SystemResult:
     name: str
     backend: str
@@ -84,7 +52,7 @@ class SystemResult:
     audio_seconds: float = 0.0
 
 
-def _run_reference(model: str, utterances, options, progress) -> SystemResult:
+def run_reference(model: str, utterances, options, progress) -> SystemResult:
     import torch
 
     from qasr.export.reference_transcriber import ReferenceTranscriber
@@ -102,7 +70,7 @@ def _run_reference(model: str, utterances, options, progress) -> SystemResult:
     return result
 
 
-def _run_engine(directory: str, utterances, options, progress) -> SystemResult:
+def run_engine(directory: str, utterances, options, progress) -> SystemResult:
     from qasr.runtime.engine import Engine
     from qasr.runtime.transcribe import Transcriber
 
@@ -212,8 +180,8 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
         click.echo(f"skipped: {problem}", err=True)
     decode = DecodeOptions(repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, batch_size=batch_size, decode=decode)
-    results = [_run_reference(model, utterances, options, progress)] if model else []
-    results += [_run_engine(e, utterances, options, progress) for e in engines]
+    results = [run_reference(model, utterances, options, progress)] if model else []
+    results += [run_engine(e, utterances, options, progress) for e in engines]
     summary, per_utt = score(results, utterances)
     for r in results:
         for key, error in r.errors.items():

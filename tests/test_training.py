@@ -60,3 +60,34 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     exported = export(ExportSettings(model=str(out), out=tmp_path / "onnx"))
     report, ok = verify_export(exported, str(out), new_tokens=8)
     assert ok, report
+
+
+def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training():
+    """The held-out and calibration splits in qasr.assets equal the seed-0 plan (texts, voices, noise),
+    share no voice or sentence with the seed-0 training plan, and stay within their size budgets."""
+    from qasr.assets import CALIBRATION_MANIFEST, EVAL_MANIFEST
+    from qasr.training.corpus import plan_splits
+
+    planned = plan_splits(seed=0)
+    shipped = {"eval": EVAL_MANIFEST, "calibration": CALIBRATION_MANIFEST}
+    train_texts = {u.text for u in planned["train"]}
+    train_combos = {(u.voice, u.variant) for u in planned["train"]}
+    train_words = {w for t in train_texts for w in t.split()}
+    for split, manifest in shipped.items():
+        rows = [json.loads(l) for l in manifest.read_text().splitlines()]
+        assert [(r["audio"], r["text"], r["voice"], r["variant"], r["snr_db"]) for r in rows] == \
+            [(u.audio, u.text, u.voice, u.variant, u.snr_db) for u in planned[split]]
+        texts = {r["text"] for r in rows}
+        assert not texts & train_texts
+        words = {w for t in texts for w in t.split()}
+        print(f"{split}: {len(rows)} utterances, {len(words)} distinct words, "
+              f"{100 * len(words & train_words) / len(words):.1f}% of them heard in training")
+        size = sum((manifest.parent / r["audio"]).stat().st_size for r in rows)
+        assert size <= {"eval": 10e6, "calibration": 5e6}[split], size
+        for r in rows[:5]:
+            info = sf.info(manifest.parent / r["audio"])
+            assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
+    eval_combos = {(json.loads(l)["voice"], json.loads(l)["variant"]) for l in EVAL_MANIFEST.read_text().splitlines()}
+    assert eval_combos <= EVAL_COMBOS and not eval_combos & train_combos
+    calib_texts = {json.loads(l)["text"] for l in CALIBRATION_MANIFEST.read_text().splitlines()}
+    assert not calib_texts & {json.loads(l)["text"] for l in EVAL_MANIFEST.read_text().splitlines()}

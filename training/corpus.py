@@ -2,8 +2,9 @@
 
     python -m qasr.training.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 200] [--calibration 100]
 
-Sentences: 4-12 words drawn from wordfreq's 3,000 most frequent English words (letters only, plus
-spelled-out numbers), weighted towards rarer words so the whole vocabulary is spoken. Speakers:
+Sentences: 4-12 words (3-6 for the evaluation and calibration splits, which ship in the repository)
+drawn from wordfreq's 1,500 most frequent English words (letters only, plus spelled-out numbers),
+weighted towards rarer words so the whole vocabulary is spoken. Speakers:
 espeak-ng accent x variant combinations; the evaluation split uses combinations that training never
 hears, and its own sentences; calibration has its own sentences too. Each utterance gets a random
 rate and pitch, and most get noise at a random SNR, some a synthetic room reverberation. Output:
@@ -21,9 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 
 from qasr.runtime.audio import resample
+from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 
 SAMPLE_RATE = 16000
@@ -35,22 +38,25 @@ EVAL_COMBOS = {(a, v) for a in ("en-029", "en-gb-x-gbcwmd") for v in ("f3", "m4"
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
            "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
            "million first second third").split()
+SHIPPED_LENGTHS = (3, 6)  # shorter sentences keep the shipped splits within their size budget (10 MB, 5 MB)
 BLOCKED = {"sex", "porn", "fuck", "shit", "damn", "hell", "ass", "bitch", "dick", "gay", "nigga", "fucking", "sexy",
            "kill", "killed", "dead", "death", "drug", "drugs", "rape"}
 
 
-def vocabulary(size: int = 3000) -> list[str]:
+def vocabulary(size: int = 1500) -> list[str]:
     from wordfreq import top_n_list
 
     words = [w for w in top_n_list("en", size) if w.isascii() and w.isalpha() and w not in BLOCKED]
-    return sorted(set(words) | set(NUMBERS), key=lambda w: (w not in NUMBERS, words.index(w) if w in words else 0))
+    # numbers first (in NUMBERS order), then by frequency rank: a fixed order, whatever PYTHONHASHSEED is
+    return list(NUMBERS) + [w for w in dict.fromkeys(words) if w not in NUMBERS]
 
 
-def sentences(count: int, words: list[str], rng: random.Random, exclude: set[str] = frozenset()) -> list[str]:
+def sentences(count: int, words: list[str], rng: random.Random, exclude: set[str] = frozenset(),
+              lengths: tuple[int, int] = (4, 12)) -> list[str]:
     weights = [1.0 / (1 + i) ** 0.5 for i in range(len(words))]
     out, seen = [], set(exclude)
     while len(out) < count:
-        sentence = " ".join(rng.choices(words, weights, k=rng.randint(4, 12)))
+        sentence = " ".join(rng.choices(words, weights, k=rng.randint(*lengths)))
         if sentence not in seen:
             seen.add(sentence)
             out.append(sentence)
@@ -121,21 +127,31 @@ def plan(split: str, texts: list[str], combos: list[tuple[str, str]], rng: rando
     return utterances
 
 
-def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 200, calibration: int = 100,
-          workers: int = 2, progress=print) -> dict[str, Path]:
+def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 200, calibration: int = 100
+                ) -> dict[str, list[Utterance]]:
+    """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
+    and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
     words = vocabulary()
-    eval_texts = sentences(eval_count, words, rng)
-    calib_texts = sentences(calibration, words, rng, exclude=set(eval_texts))
+    eval_texts = sentences(eval_count, words, rng, lengths=SHIPPED_LENGTHS)
+    calib_texts = sentences(calibration, words, rng, exclude=set(eval_texts), lengths=SHIPPED_LENGTHS)
     train_texts = sentences(train, words, rng, exclude=set(eval_texts) | set(calib_texts))
     all_combos = [(a, v) for a in ACCENTS for v in VARIANTS]
     train_combos = [c for c in all_combos if c not in EVAL_COMBOS]
-    splits = {"train": plan("train", train_texts, train_combos, rng),
-              "eval": plan("eval", eval_texts, sorted(EVAL_COMBOS), rng),
-              "calibration": plan("calibration", calib_texts, train_combos, rng)}
+    return {"train": plan("train", train_texts, train_combos, rng),
+            "eval": plan("eval", eval_texts, sorted(EVAL_COMBOS), rng),
+            "calibration": plan("calibration", calib_texts, train_combos, rng)}
+
+
+def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 200, calibration: int = 100,
+          workers: int = 2, progress=print, only: tuple[str, ...] = ("train", "eval", "calibration")
+          ) -> dict[str, Path]:
+    splits = plan_splits(seed, train, eval_count, calibration)
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():
+            if name not in only:
+                continue
             (out / name).mkdir(parents=True, exist_ok=True)
             done = []
             for i, utt in enumerate(pool.map(_render, [(u, str(out)) for u in utterances], chunksize=16), 1):
@@ -158,3 +174,22 @@ def split_report(manifests: dict[str, Path]) -> dict:
               "eval_words_seen_in_train": len(words["eval"] & words["train"]) / max(len(words["eval"]), 1),
               "vocabulary": len(set().union(*words.values()))}
     return report
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train", "train_count", type=click.IntRange(1), default=20000, show_default=True)
+@click.option("--eval", "eval_count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--calibration", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@handle_errors
+def main(out, seed, train_count, eval_count, calibration, workers):
+    """Synthesize the corpus into OUT: train/, eval/, calibration/ FLACs and their JSONL manifests."""
+    progress = Progress()
+    manifests = build(out, seed, train_count, eval_count, calibration, workers, progress)
+    progress(json.dumps(split_report(manifests)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""One command: corpus and test model from a seed.
+
+    python -m qasr.training OUT_DIR [--seed 0] [--steps 2800] [--minutes 90] [--install]
+
+Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus), trains the test model into
+OUT_DIR/model (qasr.training.train); with --install, copies the model and the held-out and calibration
+splits into the package's assets (qasr.assets), replacing the shipped ones.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from qasr.runtime.cli_support import Progress, handle_errors
+
+from .corpus import build, split_report
+from .train import TrainSettings, train
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True)
+@click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
+@handle_errors
+def main(out, seed, steps, minutes, install):
+    """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
+    progress = Progress()
+    manifests = build(out / "corpus", seed=seed, progress=progress)
+    progress(f"splits: {split_report(manifests)}")
+    model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes),
+                  progress)
+    if install:
+        from qasr.assets import SPEECH, TEST_MODEL
+
+        shutil.rmtree(TEST_MODEL, ignore_errors=True)
+        shutil.copytree(model, TEST_MODEL)
+        for split in ("eval", "calibration"):
+            shutil.rmtree(SPEECH / split, ignore_errors=True)
+            shutil.copytree(out / "corpus" / split, SPEECH / split)
+            shutil.copy(out / "corpus" / f"{split}.jsonl", SPEECH / f"{split}.jsonl")
+        progress(f"installed the model into {TEST_MODEL} and the splits into {SPEECH}")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,13 +29,13 @@ from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.features import FeatureSettings, LogMel
-from qasr.runtime.prompt import LANGUAGE_PREFIX, prompt_text
+from qasr.runtime.prompt import LANGUAGE_PREFIX, parse_output, prompt_text
 
 SMALL_AUDIO = {"encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768, "d_model": 192,
                "downsample_hidden_size": 64, "output_dim": 256}
 SMALL_TEXT = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
               "num_key_value_heads": 2, "head_dim": 64}
-TOKENIZER_VOCAB = 1024
+TOKENIZER_VOCAB = 2048  # whole words for almost all of the ~1,500-word corpus vocabulary
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,15 @@ class TrainSettings:
     corpus: Path
     out: Path
     seed: int = 0
-    steps: int = 100_000
-    minutes: float = 90.0
-    batch_frames: int = 12_000    # mel frames per batch (about 120 s of audio)
+    steps: int = 3000             # the learning-rate schedule spans this many steps
+    minutes: float = 90.0         # wall-time cap: the schedule also anneals over it, and the run stops there
+    batch_frames: int = 6_000     # mel frames per batch (about 60 s of audio)
     lr: float = 1.5e-3
-    warmup: int = 300
+    warmup: int = 200
+    ctc_weight: float = 1.0       # training-only character CTC head on the projected audio embeddings
+    token_ctc_weight: float = 0.0  # token CTC through the tied text embeddings (experimental, unmeasured)
+    eval_every: int = 500         # steps between held-out checks (greedy WER on eval_count utterances)
+    eval_count: int = 40
     language: str = "English"
 
 
@@ -55,11 +59,13 @@ class TrainSettings:
 class Example:
     features: np.ndarray   # [128, frames] float16
     prompt: list[int]
-    target: list[int]
+    target: list[int]      # language prefix + text + <|im_end|>
+    text: str
 
 
-def _examples(settings: TrainSettings, tokenizer, spec, progress) -> list[Example]:
-    rows = [json.loads(l) for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
+def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None) -> list[Example]:
+    rows = [json.loads(l) for l in (settings.corpus / f"{split}.jsonl").read_text().splitlines() if l.strip()]
+    rows = rows[:limit]
     mel = LogMel(FeatureSettings())
     examples = []
     for i, row in enumerate(rows, 1):
@@ -68,14 +74,14 @@ def _examples(settings: TrainSettings, tokenizer, spec, progress) -> list[Exampl
         prompt = tokenizer.encode(prompt_text("<|audio_pad|>", count), add_special_tokens=False)
         target = tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language) + row["text"] + "<|im_end|>",
                                   add_special_tokens=False)
-        examples.append(Example(feats.astype(np.float16), prompt, target))
+        examples.append(Example(feats.astype(np.float16), prompt, target, row["text"]))
         if i % 2000 == 0 or i == len(rows):
-            progress(f"features: {i}/{len(rows)}")
+            progress(f"{split} features: {i}/{len(rows)}")
     return examples
 
 
 def _batches(examples: list[Example], batch_frames: int, rng: random.Random) -> list[list[Example]]:
-    ordered = sorted(examples, key=lambda e: e.features.shape[1])
+    ordered = sorted(examples, key=lambda e: (e.features.shape[1], rng.random()))
     batches, batch = [], []
     for example in ordered:
         if batch and (len(batch) + 1) * example.features.shape[1] > batch_frames:
@@ -109,6 +115,111 @@ def _collate(batch: list[Example], pad_id: int, chunk: int) -> dict[str, torch.T
             "labels": labels}
 
 
+def init_audio_front_end(model) -> None:
+    """Variance-preserving initialisation of the audio tower's convolutions and `conv_out`.
+
+    transformers initialises every weight with std 0.02 (right for fine-tuning, where the weights are
+    loaded anyway). Through three stacked convolutions that shrinks the audio content to ~1e-3 of the
+    sinusoidal position embedding it is added to, so a model trained from scratch sees only positions
+    and never learns to listen. Kaiming-normal convolutions and a 1/sqrt(fan_in) `conv_out` keep the
+    content at the scale of the positions.
+    """
+    tower = model.model.audio_tower
+    for conv in (tower.conv2d1, tower.conv2d2, tower.conv2d3):
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
+    torch.nn.init.normal_(tower.conv_out.weight, std=2.5 * tower.conv_out.weight.shape[1] ** -0.5)
+
+
+CTC_ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # index 0 is the CTC blank; characters are 1..
+CTC_UPSAMPLE = 4  # each 80 ms audio token predicts 4 characters' slots (speech runs ~15 characters/s)
+
+
+def ctc_targets(text: str) -> list[int]:
+    return [CTC_ALPHABET.index(c) + 1 for c in text.lower() if c in CTC_ALPHABET]
+
+
+class AudioCtc(torch.nn.Module):
+    """A character CTC head on the projected audio embeddings, for training only.
+
+    Decoder-only ASR learns slowly to find the words in the audio tokens: with random word strings the
+    decoder first learns word frequencies and ignores the audio. A CTC loss on the audio embeddings
+    makes the encoder listen from the first steps; characters (each audio token predicting
+    CTC_UPSAMPLE slots) are shared by every word, so they are learnt much faster than word-sized
+    tokens. The head is not saved: the checkpoint stays exactly Qwen3-ASR.
+    """
+
+    def __init__(self, model, dim: int, spec_audio):
+        super().__init__()
+        self.symbols = len(CTC_ALPHABET) + 1
+        self.head = torch.nn.Linear(dim, CTC_UPSAMPLE * self.symbols)
+        self.spec_audio = spec_audio
+        self.captured: torch.Tensor | None = None
+        model.model.multi_modal_projector.register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output):
+        self.captured = output
+
+    def logits(self, batch: list[Example]) -> list[torch.Tensor]:
+        counts = [audio_token_count(e.features.shape[1], self.spec_audio) for e in batch]
+        slots = self.head(self.captured).reshape(-1, self.symbols)
+        return list(torch.split(slots, [CTC_UPSAMPLE * c for c in counts]))
+
+    def loss(self, batch: list[Example]) -> torch.Tensor:
+        pieces = self.logits(batch)
+        log_probs = torch.nn.utils.rnn.pad_sequence([p.float().log_softmax(-1) for p in pieces])  # [T, B, C]
+        targets = [ctc_targets(e.text) for e in batch]
+        return torch.nn.functional.ctc_loss(
+            log_probs, torch.tensor([t for ts in targets for t in ts]), torch.tensor([len(p) for p in pieces]),
+            torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+
+    def greedy(self, batch: list[Example]) -> list[str]:
+        out = []
+        for piece in self.logits(batch):
+            best = piece.argmax(-1).tolist()
+            out.append("".join(CTC_ALPHABET[t - 1] for i, t in enumerate(best) if t and (i == 0 or t != best[i - 1])))
+        return out
+
+
+def token_ctc_loss(model, ctc: AudioCtc, batch: list[Example], tokenizer, spec, blank: int) -> torch.Tensor:
+    """CTC over text tokens with logits = audio embeds . (tied) token embeddings: pulls each audio token
+    towards the embedding of the word spoken there, so the decoder's task becomes copying (an
+    induction pattern transformers learn quickly) instead of discovering an alignment."""
+    counts = [audio_token_count(e.features.shape[1], spec.audio) for e in batch]
+    logits = ctc.captured @ model.model.language_model.embed_tokens.weight.T
+    pieces = torch.split(logits, counts)
+    log_probs = torch.nn.utils.rnn.pad_sequence([p.float().log_softmax(-1) for p in pieces])
+    targets = [tokenizer.encode(e.text, add_special_tokens=False) for e in batch]
+    return torch.nn.functional.ctc_loss(
+        log_probs, torch.tensor([t for ts in targets for t in ts]), torch.tensor(counts),
+        torch.tensor([len(t) for t in targets]), blank=blank, zero_infinity=True)
+
+
+@torch.no_grad()
+def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec, pad_id: int) -> dict[str, float]:
+    """Greedy WER of the decoder (what the checkpoint will do) and of the training-only CTC head."""
+    import jiwer
+
+    from qasr.benchmarks.wer import normalise
+
+    model.eval()
+    refs, hyps, ctc_hyps = [], [], []
+    for e in examples:
+        batch = _collate([e], pad_id, spec.audio.chunk_frames)
+        prompt = torch.tensor([e.prompt])
+        out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
+                             input_features=batch["input_features"], input_features_mask=batch["input_features_mask"],
+                             max_new_tokens=len(e.target) + 16, do_sample=False, num_beams=1,
+                             eos_token_id=list(spec.eos_token_ids), pad_token_id=pad_id)
+        decoded = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+        hyps.append(normalise(parse_output(decoded).text))
+        model(**batch)  # fills ctc.captured for this utterance
+        ctc_hyps.append(normalise(ctc.greedy([e])[0]))
+        refs.append(normalise(e.text))
+    model.train()
+    return {"wer": jiwer.wer(refs, hyps), "ctc_wer": jiwer.wer(refs, ctc_hyps), "example": hyps[0]}
+
+
 def train(settings: TrainSettings, progress=print) -> Path:
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
 
@@ -118,34 +229,63 @@ def train(settings: TrainSettings, progress=print) -> Path:
     spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, SMALL_AUDIO, SMALL_TEXT)
     tokenizer = AutoTokenizer.from_pretrained(str(settings.out))
     model = Qwen3ASRForConditionalGeneration(hf_config(spec))
+    init_audio_front_end(model)
     params = sum(p.numel() for p in model.parameters())
     progress(f"model: {params / 1e6:.2f}M parameters")
-    examples = _examples(settings, tokenizer, spec, progress)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01, betas=(0.9, 0.98))
     pad_id = spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0]
-    start, step, losses = time.monotonic(), 0, []
+    ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
+    examples = _examples(settings, "train", tokenizer, spec, progress)
+    held_out = _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc.parameters()), lr=settings.lr,
+                                  weight_decay=0.01, betas=(0.9, 0.98))
+    start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
+                                             "steps": [], "evals": []}
+    losses = []
     deadline = start + settings.minutes * 60
     model.train()
+
+    def evaluate():
+        result = held_out_wer(model, ctc, held_out, tokenizer, spec, pad_id)
+        minutes = (time.monotonic() - start) / 60
+        log["evals"].append({"step": step, "minutes": round(minutes, 2), **result})
+        progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
+                 f" e.g. {result['example']!r}")
+
     while step < settings.steps and time.monotonic() < deadline:
         for batch in _batches(examples, settings.batch_frames, rng):
-            lr = settings.lr * min(1.0, (step + 1) / settings.warmup)
-            progress_frac = min(1.0, (time.monotonic() - start) / (deadline - start))
+            warm = min(1.0, (step + 1) / settings.warmup)
+            # cosine decay over the steps, or over the wall-time cap if that comes first (slow machines)
+            done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress_frac))
-            loss = model(**_collate(batch, pad_id, spec.audio.chunk_frames)).loss
+                group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+            lm_loss = model(**_collate(batch, pad_id, spec.audio.chunk_frames)).loss
+            ctc_loss = ctc.loss(batch)
+            loss = lm_loss + settings.ctc_weight * ctc_loss
+            if settings.token_ctc_weight:
+                loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
             optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append((float(lm_loss.detach()), float(ctc_loss.detach())))
             step += 1
-            if step % 50 == 0:
-                progress(f"step {step}: loss {np.mean(losses[-50:]):.3f} ({(time.monotonic() - start) / 60:.1f} min)")
+            if step % 25 == 0:
+                lm, c = np.mean(losses[-25:], axis=0)
+                minutes = (time.monotonic() - start) / 60
+                log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
+                                     "ctc_loss": round(float(c), 4)})
+                progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f} ({minutes:.1f} min)")
+            if step % settings.eval_every == 0:
+                evaluate()
             if step >= settings.steps or time.monotonic() >= deadline:
                 break
+    if not log["evals"] or log["evals"][-1]["step"] != step:
+        evaluate()
     shapes = expected_shapes(spec)
     save_weights(settings.out, ORIGINAL, {k: v.detach() for k, v in model.state_dict().items() if k in shapes})
-    progress(f"saved {settings.out} after {step} steps, last loss {np.mean(losses[-50:]):.3f}")
+    log["finished"] = {"steps": step, "minutes": round((time.monotonic() - start) / 60, 2), "parameters": params}
+    (settings.out / "training_log.json").write_text(json.dumps(log, indent=1))
+    progress(f"saved {settings.out} after {step} steps")
     return settings.out
 
 
@@ -153,12 +293,17 @@ def train(settings: TrainSettings, progress=print) -> Path:
 @click.option("--corpus", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01), default=90.0, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True,
+              help="Wall-time cap; the run stops there even if the steps are not done.")
+@click.option("--eval-every", type=click.IntRange(1), default=TrainSettings.eval_every, show_default=True)
+@click.option("--token-ctc-weight", type=click.FloatRange(0), default=TrainSettings.token_ctc_weight, show_default=True,
+              help="Experimental: token CTC through the tied embeddings.")
 @handle_errors
-def main(corpus, out, seed, steps, minutes):
+def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
-    train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes), Progress())
+    train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
+                        token_ctc_weight=token_ctc_weight), Progress())
 
 
 if __name__ == "__main__":

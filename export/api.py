@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +16,7 @@ import torch
 from qasr.runtime import names
 from qasr.runtime.errors import CheckpointError, QasrError
 from qasr.runtime.features import FeatureSettings
+from qasr.quantize.api import Int8Settings, derive_int8_export
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
@@ -25,10 +26,10 @@ from .manifest_writer import write_manifest
 from .onnx_export import OPSET, onnx_from_torch
 from .projector_graph import ProjectorGraph, projector_graph_spec
 
-PRECISIONS = ("fp32",)          # fp16 and int8 arrive with calibration/ and quantize/
-PLANNED_PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("onnxruntime",)     # tensorrt arrives later
-PRECISION_DTYPES = {"fp32": "float32"}
+# The float type the graphs are traced in; int8 is quantized afterwards from fp32 graphs (qasr.quantize).
+PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "float32"}
 
 Progress = Callable[[str], None]
 
@@ -41,10 +42,10 @@ class ExportSettings:
     backend: str = "onnxruntime"
     force: bool = False
     verify: bool = True
+    int8: Int8Settings | None = None   # --precision int8 only (None there: the defaults)
 
-    def check(self) -> None:
-        if self.precision in PLANNED_PRECISIONS:
-            raise QasrError(f"--precision {self.precision} is not available yet; this version exports fp32")
+    def check(self):
+        """Validate everything before long work starts; returns the resolved calibration set (or None)."""
         if self.precision not in PRECISIONS:
             raise QasrError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
@@ -54,6 +55,11 @@ class ExportSettings:
             raise QasrError(f"{out} exists and is not a directory")
         if out.is_dir() and any(out.iterdir()) and not self.force:
             raise QasrError(f"{out} already exists and is not empty; pass --force to replace it")
+        if self.precision != "int8":
+            if self.int8 is not None:
+                raise QasrError("INT8 options (--int8-mode, --calibration, ...) apply to --precision int8 only")
+            return None
+        return (self.int8 or Int8Settings()).check()
 
 
 def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
@@ -110,9 +116,19 @@ def _features(checkpoint: Checkpoint) -> FeatureSettings:
     return settings
 
 
+def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress) -> dict:
+    written = {}
+    graphs = build_graphs(checkpoint, dtype)
+    for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
+        progress(f"[{i}/{len(graphs)}] exporting {name} graph to ONNX")
+        onnx_from_torch(module, spec, directory / f"{name}.onnx")
+        written[name] = (spec, f"{name}.onnx")
+    return written
+
+
 def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Path:
     """Write the export directory and return its path (verification is run by the caller: verify.py)."""
-    settings.check()
+    calibration = settings.check()
     out = Path(settings.out)
     progress(f"loading checkpoint {settings.model}")
     checkpoint = load_checkpoint(settings.model)
@@ -122,18 +138,27 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     try:
         tokens = _token_table(checkpoint, staging)
         features = _features(checkpoint)
-        graphs = build_graphs(checkpoint, dtype)
-        written = {}
-        for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
-            progress(f"[{i}/{len(graphs)}] exporting {name} graph to ONNX")
-            onnx_from_torch(module, spec, staging / f"{name}.onnx")
-            written[name] = (spec, f"{name}.onnx")
-        progress("writing manifest (checksums)")
         source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
                   "weights_sha256": checkpoint.weights_checksum()}
-        export_settings = {**{k: str(v) for k, v in asdict(settings).items() if k in ("precision", "backend")},
-                           "opset": OPSET}
-        write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
+        export_settings = {"precision": settings.precision, "backend": settings.backend, "opset": OPSET}
+        if settings.precision == "int8":
+            # fp32 graphs first (a complete export, so the runtime can calibrate on it), then quantized
+            fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.fp32.", dir=out.parent))
+            try:
+                shutil.move(staging / names.TOKENIZER, fp32 / names.TOKENIZER)
+                written = _write_graphs(checkpoint, dtype, fp32, progress)
+                write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": "fp32"},
+                               source)
+                derive_int8_export(fp32, staging, settings.int8 or Int8Settings(), calibration, progress)
+            finally:
+                shutil.rmtree(fp32, ignore_errors=True)
+        else:
+            written = _write_graphs(checkpoint, dtype, staging, progress)
+            progress("writing manifest (checksums)")
+            write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
+        staging.chmod(0o755)  # mkdtemp made it private; quantizers write their data files 0600
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -9,7 +9,10 @@ import click
 
 from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
 
-from .api import BACKENDS, PLANNED_PRECISIONS, PRECISIONS, ExportSettings, export
+from qasr.calibration.stats import METHODS
+from qasr.quantize.api import MODES, Int8Settings
+
+from .api import BACKENDS, PRECISIONS, ExportSettings, export
 
 
 def default_out(model: str, precision: str) -> Path:
@@ -21,20 +24,39 @@ def default_out(model: str, precision: str) -> Path:
 @click.option("--model", required=True, help="Checkpoint directory or hub id (e.g. Qwen/Qwen3-ASR-0.6B).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Export directory to create [default: <model>-<precision>-onnx].")
-@click.option("--precision", type=click.Choice(PRECISIONS + PLANNED_PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS + ("tensorrt",)), default="onnxruntime", show_default=True)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the export against the PyTorch reference when done.")
 @click.option("--verify-tokens", type=click.IntRange(1), default=20, show_default=True,
               help="Greedy tokens compared per verification input.")
+@click.option("--int8-mode", type=click.Choice(MODES), default=None,
+              help="INT8: static (Q/DQ, calibrated activations; the default) or weight-only (MatMulNBits).")
+@click.option("--calibration", default=None,
+              help="INT8 static: directory of audio files or JSONL manifest [default: the shipped calibration split].")
+@click.option("--calibration-limit", type=click.IntRange(1), default=None,
+              help="INT8 static: use only the first N readable calibration utterances.")
+@click.option("--calibration-method", type=click.Choice(METHODS), default=None,
+              help=f"INT8 static: how activation ranges are chosen [default: {Int8Settings.method}].")
+@click.option("--weight-bits", type=click.Choice(["8", "4"]), default=None,
+              help="INT8 weight-only: 8 (default) or 4-bit weights.")
+@click.option("--int8-exclude", multiple=True,
+              help="INT8: keep this group in float (repeatable; e.g. decoder.lm_head, encoder.conv). "
+                   "Giving any replaces the default exclusions.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
-def main(model, out, precision, backend, force, verify, verify_tokens, quiet):
+def main(model, out, precision, backend, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
+         weight_bits, int8_exclude, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
+    given = {k: v for k, v in {"mode": int8_mode, "calibration": calibration, "calibration_limit": calibration_limit,
+                               "method": calibration_method,
+                               "weight_bits": int(weight_bits) if weight_bits else None,
+                               "exclude": tuple(int8_exclude) or None}.items() if v is not None}
+    int8 = Int8Settings(**given) if given or precision == "int8" else None
     settings = ExportSettings(model=model, out=out or default_out(model, precision), precision=precision,
-                              backend=backend, force=force)
+                              backend=backend, force=force, int8=int8)
     settings.check()
     path = export(settings, progress)
     click.echo(f"exported {model} ({precision}, {backend}) to {path}")

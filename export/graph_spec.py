@@ -44,3 +44,5 @@ def load_module_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor
     """Copy canonical weights under `prefix` into `module` (strict: every parameter must be there)."""
     state = {k[len(prefix):]: v.to(dtype) for k, v in weights.items() if k.startswith(prefix)}
     module.load_state_dict(state, strict=True)
+    for param in module.parameters():  # load_state_dict keeps the module's dtype; buffers (RoPE) stay fp32
+        param.data = param.data.to(dtype)

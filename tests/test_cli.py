@@ -59,8 +59,16 @@ def test_transcribe_and_serve_refuse_a_non_export_directory(tmp_path):
 def test_export_bad_inputs(tmp_path, checkpoints):
     _assert_one_line_error(run("asr-export", "--model", "Qwen/Qwen3-ASR-0.6B", "--out", str(tmp_path / "a")))
     _assert_one_line_error(run("asr-export", "--model", str(tmp_path), "--out", str(tmp_path / "b")))
-    _assert_one_line_error(run("asr-export", "--model", str(checkpoints["hf"]), "--precision", "int8",
-                               "--out", str(tmp_path / "c")))
+    bad_options = [["--precision", "int8", "--calibration", str(tmp_path / "missing")],
+                   ["--precision", "int8", "--calibration", str(tmp_path)],             # no audio in it
+                   ["--precision", "fp32", "--int8-mode", "static"],
+                   ["--precision", "int8", "--int8-mode", "weight-only", "--calibration", str(tmp_path)],
+                   ["--precision", "int8", "--weight-bits", "4"],
+                   ["--backend", "tensorrt"]]
+    for options in bad_options:  # refused in well under a second: before any export work
+        result = run("asr-export", "--model", str(checkpoints["hf"]), "--out", str(tmp_path / "c"), *options)
+        _assert_one_line_error(result)
+        assert "exporting" not in result.stderr, options
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "keep.txt").write_text("mine")
     _assert_one_line_error(run("asr-export", "--model", str(checkpoints["hf"]), "--out", str(tmp_path / "d")))

@@ -76,8 +76,8 @@ def test_existing_directory_is_not_overwritten_without_force(checkpoints, tmp_pa
     assert not (out / "precious.txt").exists() and (out / names.MANIFEST).is_file()
 
 
-@pytest.mark.parametrize("precision,backend,message", [("fp16", "onnxruntime", "not available yet"),
-                                                       ("int8", "onnxruntime", "not available yet"),
+@pytest.mark.parametrize("precision,backend,message", [("fp16", "tensorrt", "not available yet"),
+                                                       ("int8", "tensorrt", "not available yet"),
                                                        ("fp32", "tensorrt", "not available yet"),
                                                        ("fp64", "onnxruntime", "unknown precision")])
 def test_unsupported_settings_fail_before_any_work(precision, backend, message, tmp_path):

@@ -1,0 +1,110 @@
+"""INT8 from an fp32 export: calibrate (static mode), quantize each graph, describe what was done.
+
+`quantize_export(fp32_dir, out_dir, settings)` writes the quantized graphs into `out_dir` (the caller
+writes the manifest) and returns the `quantization` record the manifest keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from qasr.runtime import names
+from qasr.runtime.errors import QasrError
+
+from .defaults import DEFAULT_EXCLUDE
+from .groups import node_groups
+from .static import quantize_static_graph
+from .weight_only import quantize_weight_only_graph
+
+MODES = ("static", "weight-only")
+GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    mode: str = "static"
+    method: str = "minmax"             # calibration method (static mode)
+    calibration: str | None = None     # directory or JSONL manifest; None: the shipped calibration split
+    calibration_limit: int | None = None  # use only the first N readable utterances
+    weight_bits: int = 8               # weight-only mode: 8 or 4
+    block_size: int = 32               # weight-only mode: weights per quantization block
+    exclude: tuple[str, ...] | None = None  # groups kept in float; None: DEFAULT_EXCLUDE[mode]
+
+    def check(self):
+        """Validate, and resolve the calibration data (static mode) before any long work starts."""
+        from qasr.calibration.data import calibration_set
+        from qasr.calibration.stats import METHODS
+
+        if self.mode not in MODES:
+            raise QasrError(f"unknown --int8-mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.mode == "static":
+            if self.method not in METHODS:
+                raise QasrError(f"unknown --calibration-method {self.method!r}; choose from {', '.join(METHODS)}")
+            if self.weight_bits != 8:
+                raise QasrError("--weight-bits applies to --int8-mode weight-only; static INT8 uses 8-bit weights")
+            return calibration_set(self.calibration, self.calibration_limit)
+        if self.calibration is not None or self.calibration_limit is not None:
+            raise QasrError("--int8-mode weight-only needs no calibration data; drop --calibration/--calibration-limit")
+        if self.weight_bits not in (4, 8):
+            raise QasrError(f"--weight-bits must be 8 or 4, not {self.weight_bits}")
+        return None
+
+    def excluded(self) -> tuple[str, ...]:
+        return self.exclude if self.exclude is not None else DEFAULT_EXCLUDE[self.mode]
+
+
+def derive_int8_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=None,
+                       progress: Callable[[str], None] = lambda _: None) -> Path:
+    """A complete INT8 export directory from a complete fp32 one (same tokenizer, same manifest otherwise)."""
+    import json
+    import shutil
+
+    from qasr.export.manifest_writer import file_table
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = quantize_export(fp32_dir, out_dir, settings, data, progress)
+    shutil.copy(fp32_dir / names.TOKENIZER, out_dir / names.TOKENIZER)
+    manifest = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))
+    manifest["export"] = {**manifest["export"], "precision": "int8", "quantization": record}
+    manifest["files"] = file_table(out_dir)
+    (out_dir / names.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=None,
+                    progress: Callable[[str], None] = lambda _: None) -> dict:
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    excluded = settings.excluded()
+    record: dict = {"mode": settings.mode, "excluded_groups": list(excluded)}
+    ranges = {}
+    if settings.mode == "static":
+        from qasr.calibration.stats import collect
+
+        ranges = collect(fp32_dir, data, settings.method, progress=progress)
+        record.update({"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric",
+                       "calibration": {"method": settings.method, "source": data.source,
+                                       "utterances": len(data.files), "audio_sha256": data.checksum()}})
+    else:
+        record.update({"weights": f"int{settings.weight_bits} blocks of {settings.block_size}, symmetric",
+                       "activations": "float (as the fp32 graph)"})
+    known = set()
+    for i, graph in enumerate(GRAPHS, 1):
+        src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"
+        groups = node_groups(graph, onnx.load(str(src), load_external_data=False))
+        known |= set(groups)
+        skip = [n for g in excluded for n in groups.get(g, [])]
+        progress(f"[{i}/{len(GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
+        if settings.mode == "static":
+            quantize_static_graph(src, dst, ranges[graph], skip)
+        else:
+            quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip)
+    unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))
+    if unknown:
+        raise QasrError(f"unknown quantization groups {unknown}; this model has {sorted(known)}")
+    return record

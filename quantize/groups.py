@@ -1,0 +1,52 @@
+"""Named groups of quantizable nodes, read from the module scopes torch.onnx records on each node.
+
+A group is what the sensitivity sweep quantizes alone and what `--int8-exclude` keeps in float:
+- `<graph>.conv`: the encoder's convolutional front end (conv2d1-3, conv_out);
+- `<graph>.layer<i>`: the weight products (Linear) of transformer layer i;
+- `<graph>.attention`: the activation x activation products (Q.K^T and P.V, the KV cache included);
+- `projector`: both projector linears; `decoder.lm_head`: the (tied) output projection.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+
+import onnx
+
+from .static import QUANTIZED_OPS
+
+SCOPES = "pkg.torch.onnx.name_scopes"
+
+
+def _scope(node: onnx.NodeProto) -> str:
+    for prop in node.metadata_props:
+        if prop.key == SCOPES:
+            scopes = ast.literal_eval(prop.value)
+            return scopes[-2] if len(scopes) >= 2 else ""
+    return ""
+
+
+def node_groups(graph_name: str, model: onnx.ModelProto) -> dict[str, list[str]]:
+    """{group: [node names]} over the nodes static INT8 would quantize."""
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        scope = _scope(node)
+        has_weight = any(i in constants for i in node.input[1:2])
+        if not has_weight:
+            group = "attention"
+        elif node.op_type == "Conv" or scope.startswith("conv"):
+            group = "conv"
+        elif match := re.match(r"layers\.(\d+)\.", scope):
+            group = f"layer{int(match.group(1))}"
+        elif scope == "lm_head" or node.op_type == "Gemm":
+            group = "lm_head"
+        else:
+            group = "other"
+        groups[f"{graph_name}.{group}" if graph_name != "projector" else "projector"].append(node.name)
+    return dict(groups)

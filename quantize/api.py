@@ -87,7 +87,7 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         from qasr.calibration.stats import collect
 
         ranges = collect(fp32_dir, data, settings.method, progress=progress)
-        record.update({"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric",
+        record.update({"activations": "int8 per-tensor symmetric", "weights": "int8 symmetric: per tensor (MatMul, Gemm), per output channel (Conv)",
                        "calibration": {"method": settings.method, "source": data.source,
                                        "utterances": len(data.files), "audio_sha256": data.checksum()}})
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def quantize_weight_only_graph(src: Path, dst: Path, bits: int = 8, block_size: int = 32,
-                               exclude_nodes: list[str] = ()) -> None:
+                               exclude_nodes: list[str] = (), accuracy_level: int | None = None) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -18,7 +18,7 @@ def quantize_weight_only_graph(src: Path, dst: Path, bits: int = 8, block_size: 
         raise ValueError(f"weight-only quantization supports 4 or 8 bits, not {bits}")
     model = onnx.load(str(src))
     config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=bits,
-                                          accuracy_level=None)
+                                          accuracy_level=accuracy_level)
     quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True,
                                      nodes_to_exclude=list(exclude_nodes), algo_config=config)
     quantizer.process()

@@ -13,7 +13,7 @@ from .generate import Generation, Generator, Prompt
 from .kv_cache import KVCache
 from .manifest import Manifest, load_manifest
 from .prompt import PromptBuilder
-from .session import OrtRunner
+from .session import OrtRunner, disabled_optimizers_for
 from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -24,9 +24,10 @@ class Engine:
                  verify_checksums: bool = True, max_batch: int = 0, max_len: int = 0):
         self.manifest: Manifest = load_manifest(export_dir, verify_checksums=verify_checksums)
         m = self.manifest
-        self.encoder = OrtRunner(m.graph_path(names.ENCODER), providers, threads)
-        self.projector = OrtRunner(m.graph_path(names.PROJECTOR), providers, threads)
-        self.decoder = OrtRunner(m.graph_path(names.DECODER), providers, threads)
+        disabled = disabled_optimizers_for(m.data["export"])
+        self.encoder = OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled)
+        self.projector = OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled)
+        self.decoder = OrtRunner(m.graph_path(names.DECODER), providers, threads, disabled)
         self.features = LogMel(FeatureSettings.from_json(m.features))
         tokens = m.tokens
         self.prompts = PromptBuilder(m.tokenizer_path, tokens["audio_token"], m.prompt["template"],

@@ -30,6 +30,15 @@ DEVICE_PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"],
                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
+def disabled_optimizers_for(export: dict) -> tuple[str, ...]:
+    """Graph optimizers to turn off for an export: static INT8 graphs carry one Q/DQ pair per consumer so
+    that ONNX Runtime fuses them into integer kernels; common-subexpression elimination would merge the
+    pairs again and leave every weight dequantized to fp32 at each step (qasr.quantize.static)."""
+    if export.get("precision") == "int8" and (export.get("quantization") or {}).get("mode") == "static":
+        return ("CommonSubexpressionElimination",)
+    return ()
+
+
 def default_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -38,7 +47,8 @@ def default_providers() -> list[str]:
 
 
 class OrtRunner:
-    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0,
+                 disabled_optimizers: tuple[str, ...] = ()):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -46,7 +56,8 @@ class OrtRunner:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers())
+            extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+            self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers(), **extra)
         except Exception as exc:  # ORT raises its own exception types for unreadable models
             raise ExportDirError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -70,6 +70,33 @@ def test_static_int8_has_explicit_qdq_and_keeps_attention_products_float(quantiz
             assert all(produced_by.get(i) != "DequantizeLinear" for i in node.input), node.name
 
 
+def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(quantized, tmp_path):
+    """The Q/DQ layout is only worth having if ONNX Runtime fuses it: every quantized MatMul/Gemm of the
+    decoder must become an integer kernel (MatMulIntegerToFloat, QGemm) in the session's optimized graph (else each step dequantizes
+    every weight to fp32), and the tied embedding must gather int8 rows, not dequantize the table."""
+    import onnxruntime as ort
+
+    from qasr.runtime.session import disabled_optimizers_for
+
+    manifest = json.loads((quantized["static"] / "manifest.json").read_text())
+    disabled = disabled_optimizers_for(manifest["export"])
+    assert disabled == ("CommonSubexpressionElimination",)
+    source = onnx.load(str(quantized["static"] / "decoder.onnx"), load_external_data=False)
+    weights = {i.name for i in source.graph.initializer}
+    dq_of_weight = {n.output[0] for n in source.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    quantized_linear = [n for n in source.graph.node if n.op_type in ("MatMul", "Gemm") and dq_of_weight & set(n.input)]
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "decoder-optimized.onnx")
+    ort.InferenceSession(str(quantized["static"] / "decoder.onnx"), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(disabled))
+    optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+    counted = Counter(n.op_type for n in optimized.graph.node)
+    fused = counted["MatMulIntegerToFloat"] + counted["QLinearMatMul"] + counted["QGemm"]
+    assert fused == len(quantized_linear) > 0 and counted["DequantizeLinear"] <= 1  # the gathered embedding rows
+    gathers = [n for n in optimized.graph.node if n.op_type == "Gather" and n.input[1] == names.INPUT_IDS]
+    assert len(gathers) == 1 and gathers[0].input[0] in weights  # the int8 table itself
+
+
 def test_int8_exports_are_smaller(quantized, exports):
     def weights(d):
         return sum(p.stat().st_size for p in d.glob("*.onnx*"))

@@ -50,6 +50,10 @@ class TrainSettings:
     warmup: int = 200
     ctc_weight: float = 1.0       # training-only character CTC head on the projected audio embeddings
     token_ctc_weight: float = 0.0  # token CTC through the tied text embeddings (experimental, unmeasured)
+    guided_weight: float = 1.0    # guided attention: 2 decoder heads pulled towards the spoken word's audio
+    encoder_minutes: float = 0.0  # stage 1: the audio tower and projector alone on the CTC loss (cheap steps)
+    conv_channels: int = SMALL_AUDIO["downsample_hidden_size"]  # the conv front end's width (most of the encoder's cost)
+    curriculum: int = 600         # steps over which the longest allowed sentence grows from 4 words to all
     eval_every: int = 500         # steps between held-out checks (greedy WER on eval_count utterances)
     eval_count: int = 40
     language: str = "English"
@@ -78,6 +82,33 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
         if i % 2000 == 0 or i == len(rows):
             progress(f"{split} features: {i}/{len(rows)}")
     return examples
+
+
+CURRICULUM_START_WORDS = 4
+
+
+def allowed_words(step: int, curriculum: int, longest: int) -> int:
+    """Longest sentence (in words) trained on at `step`: short sentences first, because a decoder-only
+    model finds the alignment between audio and words much sooner when there are few words to place."""
+    if step >= curriculum:
+        return longest
+    return CURRICULUM_START_WORDS + int((longest - CURRICULUM_START_WORDS) * step / curriculum)
+
+
+def batch_stream(examples: list[Example], batch_frames: int, rng: random.Random, curriculum: int):
+    """Endless batches; while the curriculum runs, only sentences up to allowed_words(step) words,
+    re-drawn every 50 batches."""
+    longest = max(len(e.text.split()) for e in examples)
+    step = 0
+    while True:
+        limit = allowed_words(step, curriculum, longest)
+        pool = [e for e in examples if len(e.text.split()) <= limit] or examples
+        batches = _batches(pool, batch_frames, rng)
+        if limit < longest:
+            batches = batches[:50]
+        for batch in batches:
+            yield step, batch
+            step += 1
 
 
 def _batches(examples: list[Example], batch_frames: int, rng: random.Random) -> list[list[Example]]:
@@ -195,6 +226,37 @@ def token_ctc_loss(model, ctc: AudioCtc, batch: list[Example], tokenizer, spec, 
         torch.tensor([len(t) for t in targets]), blank=blank, zero_infinity=True)
 
 
+GUIDED_LAYER, GUIDED_HEADS = 1, (0, 1)
+GUIDED_WIDTH = 0.08  # of the audio length, plus one token
+
+
+def guided_attention_loss(attentions, batch: dict[str, torch.Tensor], audio_token_id: int, prefix_len: int
+                          ) -> torch.Tensor:
+    """Guided attention (Tachibana et al., 2017, for TTS alignment), for training only.
+
+    A decoder-only model has to discover on its own which audio tokens hold the word it is about to
+    write; from scratch that search is the slowest part of training. Two heads of one decoder layer
+    are rewarded for the attention mass they put near where the word should be if words were spread
+    evenly over the audio (a Gaussian around (k + 0.5) / words of the audio span, width 8% of it):
+    a soft prior that speech only roughly follows, enough to start the content-based alignment that
+    the other heads and layers refine. The checkpoint is unchanged by it (a loss, not a layer).
+    """
+    weights = attentions[GUIDED_LAYER][:, list(GUIDED_HEADS)]  # [batch, heads, queries, keys]
+    losses = []
+    for row in range(weights.shape[0]):
+        audio = torch.nonzero(batch["input_ids"][row] == audio_token_id).squeeze(-1)
+        targets = torch.nonzero(batch["labels"][row] != -100).squeeze(-1)[prefix_len:-1]  # words, not prefix/EOS
+        if len(audio) == 0 or len(targets) == 0:
+            continue
+        n, words = len(audio), len(targets)
+        centre = (torch.arange(words) + 0.5) / words * n
+        keys = torch.arange(n)
+        prior = torch.exp(-((keys[None] - centre[:, None]) ** 2) / (2 * (GUIDED_WIDTH * n + 1.0) ** 2))
+        mass = (weights[row][:, targets - 1][:, :, audio[0]: audio[0] + n] * prior).sum(-1)  # [heads, words]
+        losses.append(1 - mass.mean())
+    return torch.stack(losses).mean() if losses else weights.sum() * 0
+
+
 @torch.no_grad()
 def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec, pad_id: int) -> dict[str, float]:
     """Greedy WER of the decoder (what the checkpoint will do) and of the training-only CTC head."""
@@ -226,10 +288,15 @@ def train(settings: TrainSettings, progress=print) -> Path:
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     texts = [json.loads(l)["text"] for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
-    spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, SMALL_AUDIO, SMALL_TEXT)
+    audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
+    spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, audio_size, SMALL_TEXT)
     tokenizer = AutoTokenizer.from_pretrained(str(settings.out))
-    model = Qwen3ASRForConditionalGeneration(hf_config(spec))
+    config = hf_config(spec)
+    if settings.guided_weight:
+        config.text_config._attn_implementation = "eager"  # attention weights for the guided loss
+    model = Qwen3ASRForConditionalGeneration(config)
     init_audio_front_end(model)
+    prefix_len = len(tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language), add_special_tokens=False))
     params = sum(p.numel() for p in model.parameters())
     progress(f"model: {params / 1e6:.2f}M parameters")
     pad_id = spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0]
@@ -241,6 +308,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
                                              "steps": [], "evals": []}
     losses = []
+    stage2 = None if settings.encoder_minutes else 0
     deadline = start + settings.minutes * 60
     model.train()
 
@@ -251,34 +319,48 @@ def train(settings: TrainSettings, progress=print) -> Path:
         progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
                  f" e.g. {result['example']!r}")
 
-    while step < settings.steps and time.monotonic() < deadline:
-        for batch in _batches(examples, settings.batch_frames, rng):
-            warm = min(1.0, (step + 1) / settings.warmup)
-            # cosine decay over the steps, or over the wall-time cap if that comes first (slow machines)
-            done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-            lm_loss = model(**_collate(batch, pad_id, spec.audio.chunk_frames)).loss
-            ctc_loss = ctc.loss(batch)
-            loss = lm_loss + settings.ctc_weight * ctc_loss
-            if settings.token_ctc_weight:
-                loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
-            optimizer.step()
-            losses.append((float(lm_loss.detach()), float(ctc_loss.detach())))
-            step += 1
-            if step % 25 == 0:
-                lm, c = np.mean(losses[-25:], axis=0)
-                minutes = (time.monotonic() - start) / 60
-                log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
-                                     "ctc_loss": round(float(c), 4)})
-                progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f} ({minutes:.1f} min)")
-            if step % settings.eval_every == 0:
-                evaluate()
-            if step >= settings.steps or time.monotonic() >= deadline:
-                break
+    for _, batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
+        encoder_only = time.monotonic() - start < settings.encoder_minutes * 60
+        if not encoder_only and stage2 is None:
+            stage2 = step
+            progress(f"step {step}: stage 2, the whole model")
+        warm = min(1.0, (step + 1 - (stage2 or 0)) / settings.warmup)
+        # cosine decay over the steps, or over the wall-time cap if that comes first (slow machines)
+        done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+        inputs = _collate(batch, pad_id, spec.audio.chunk_frames)
+        if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
+            model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
+            lm_loss = torch.full((), float("nan"))
+        else:
+            out = model(**inputs, output_attentions=bool(settings.guided_weight))
+            lm_loss = out.loss
+        ctc_loss = ctc.loss(batch)
+        loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
+        guided = torch.zeros(())
+        if settings.guided_weight and not encoder_only:
+            guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
+            loss = loss + settings.guided_weight * guided
+        if settings.token_ctc_weight:
+            token_loss = token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
+            loss = loss + settings.token_ctc_weight * token_loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
+        optimizer.step()
+        losses.append((float(lm_loss.detach()), float(ctc_loss.detach()), float(guided.detach())))
+        step += 1
+        if step % 25 == 0:
+            lm, c, g = np.nanmean(losses[-25:], axis=0) if not encoder_only else (float("nan"), *np.mean(losses[-25:], axis=0)[1:])
+            minutes = (time.monotonic() - start) / 60
+            log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
+                                 "ctc_loss": round(float(c), 4), "guided_loss": round(float(g), 4)})
+            progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f}, guided {g:.3f} ({minutes:.1f} min)")
+        if step % settings.eval_every == 0:
+            evaluate()
+        if step >= settings.steps or time.monotonic() >= deadline:
+            break
     if not log["evals"] or log["evals"][-1]["step"] != step:
         evaluate()
     shapes = expected_shapes(spec)
@@ -298,12 +380,25 @@ def train(settings: TrainSettings, progress=print) -> Path:
               help="Wall-time cap; the run stops there even if the steps are not done.")
 @click.option("--eval-every", type=click.IntRange(1), default=TrainSettings.eval_every, show_default=True)
 @click.option("--token-ctc-weight", type=click.FloatRange(0), default=TrainSettings.token_ctc_weight, show_default=True,
-              help="Experimental: token CTC through the tied embeddings.")
+              help="Token CTC through the tied embeddings.")
+@click.option("--guided-weight", type=click.FloatRange(0), default=TrainSettings.guided_weight, show_default=True,
+              help="Weight of the guided-attention loss on two decoder heads (0: off).")
+@click.option("--encoder-minutes", type=click.FloatRange(0), default=TrainSettings.encoder_minutes, show_default=True,
+              help="Stage 1: train the audio tower alone on the CTC loss for this long.")
+@click.option("--conv-channels", type=click.IntRange(8), default=TrainSettings.conv_channels, show_default=True)
+@click.option("--batch-frames", type=click.IntRange(500), default=TrainSettings.batch_frames, show_default=True)
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
+@click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
+              help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
 @handle_errors
-def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight):
+def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
+         guided_weight, encoder_minutes, conv_channels):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
-                        token_ctc_weight=token_ctc_weight), Progress())
+                        token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
+                        guided_weight=guided_weight, encoder_minutes=encoder_minutes,
+                        conv_channels=conv_channels),
+          Progress())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""The latency benchmark's harness on the CPU (tiny export and its reference, real sessions): every system
+decodes exactly the forced number of tokens, the table and the JSON say what ran. No timing is asserted:
+speed claims come from benchmark runs recorded in benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from click.testing import CliRunner
+
+from qasr.benchmarks.latency import Row, format_table, main, run
+
+
+def test_forced_lengths_and_what_ran(exports, checkpoints):
+    result = run([str(exports["original"])], str(checkpoints["original"]), audio_seconds=2.0, new_tokens=6,
+                 batches=[1, 2], repeats=1, warmup=0, threads=1, device="cpu", reference_dtype=None,
+                 progress=lambda _: None)
+    rows = [Row(**r) for r in result["rows"]]
+    assert [(r.system, r.batch) for r in rows] == [("transformers fp32", 1), ("onnxruntime fp32", 1),
+                                                   ("transformers fp32", 2), ("onnxruntime fp32", 2)]
+    for r in rows:
+        assert r.new_tokens == [6] * r.batch
+        assert 0 < r.encoder_ms < r.end_to_end_ms and r.first_token_ms < r.end_to_end_ms
+        # a difference of two medians: on a loaded machine a 2-layer model's step can drown in noise
+        assert math.isfinite(r.per_token_ms) and r.audio_seconds_per_second > 0
+    engine = result["systems"][1]
+    assert engine["providers"] == ["CPUExecutionProvider"] and engine["threads"] == 1
+    assert result["systems"][0]["class"].endswith("Qwen3ASRForConditionalGeneration")
+    assert rows[1].size_mb > 0 and rows[0].size_mb is None
+    table = format_table(rows)
+    assert table.count("\n") == 5 and "| 1.00x |" in table.splitlines()[2]
+
+
+def test_cli_writes_table_and_json(exports, tmp_path):
+    out = tmp_path / "latency.json"
+    md = tmp_path / "latency.md"
+    result = CliRunner().invoke(main, ["--engine", str(exports["original"]), "--engine", str(exports["hf"]),
+                                       "--audio-seconds", "1", "--new-tokens", "3", "--repeats", "1",
+                                       "--json-out", str(out), "--markdown-out", str(md)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 2 and data["new_tokens"] == 3 and "onnxruntime" in data["versions"]
+    assert "per token ms" in md.read_text() and "onnxruntime fp32" in result.output
+
+
+def test_bad_engine_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["--engine", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and result.output.strip().startswith("error:")
+    assert len(result.output.strip().splitlines()) == 1

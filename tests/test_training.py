@@ -91,3 +91,39 @@ def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training()
     assert eval_combos <= EVAL_COMBOS and not eval_combos & train_combos
     calib_texts = {json.loads(l)["text"] for l in CALIBRATION_MANIFEST.read_text().splitlines()}
     assert not calib_texts & {json.loads(l)["text"] for l in EVAL_MANIFEST.read_text().splitlines()}
+
+
+def test_guided_attention_rewards_attention_on_the_spoken_word():
+    """Real attention tensors: mass on each word's share of the audio scores near 0, mass on the wrong
+    end of the audio near 1, uniform attention in between."""
+    from qasr.training.train import GUIDED_HEADS, GUIDED_LAYER, guided_attention_loss
+
+    audio_id, prefix = 7, 2
+    ids = torch.tensor([[1] + [audio_id] * 20 + [2, 3, 4, 5, 6, 8, 9]])  # 20 audio tokens, then prompt/target
+    labels = torch.full_like(ids, -100)
+    labels[0, 22:] = ids[0, 22:]  # target: 2 prefix tokens, 3 words, EOS
+    length, words = ids.shape[1], 3
+    queries = [24 + k - 1 for k in range(words)]  # the positions that predict each word (at 24, 25, 26)
+
+    def attention(place):
+        weights = torch.full((1, len(GUIDED_HEADS), length, length), 1e-9)
+        for k, q in enumerate(queries):
+            weights[0, :, q, 1 + place(k)] = 1.0
+        return [weights if i == GUIDED_LAYER else None for i in range(GUIDED_LAYER + 1)]
+
+    batch = {"input_ids": ids, "labels": labels}
+    right = guided_attention_loss(attention(lambda k: int((k + 0.5) / words * 20)), batch, audio_id, prefix)
+    wrong = guided_attention_loss(attention(lambda k: 19 - int((k + 0.5) / words * 20) // 4), batch, audio_id, prefix)
+    uniform = torch.zeros(1, len(GUIDED_HEADS), length, length)
+    uniform[..., 1:21] = 1 / 20
+    spread = guided_attention_loss([uniform if i == GUIDED_LAYER else None for i in range(GUIDED_LAYER + 1)],
+                                   batch, audio_id, prefix)
+    assert float(right) < 0.05 < float(spread) < float(wrong)
+
+
+def test_curriculum_grows_to_the_longest_sentence():
+    from qasr.training.train import CURRICULUM_START_WORDS, allowed_words
+
+    limits = [allowed_words(step, 600, 12) for step in range(0, 700, 50)]
+    assert limits[0] == CURRICULUM_START_WORDS and limits[-1] == 12 and limits == sorted(limits)
+    assert allowed_words(0, 0, 12) == 12  # no curriculum

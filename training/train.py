@@ -53,7 +53,7 @@ class TrainSettings:
     guided_weight: float = 1.0    # guided attention: 2 decoder heads pulled towards the spoken word's audio
     encoder_minutes: float = 0.0  # stage 1: the audio tower and projector alone on the CTC loss (cheap steps)
     conv_channels: int = SMALL_AUDIO["downsample_hidden_size"]  # the conv front end's width (most of the encoder's cost)
-    curriculum: int = 600         # steps over which the longest allowed sentence grows from 4 words to all
+    curriculum: int = 0           # steps over which the longest allowed sentence grows from 4 words to all
     eval_every: int = 500         # steps between held-out checks (greedy WER on eval_count utterances)
     eval_count: int = 40
     language: str = "English"

@@ -106,13 +106,11 @@ class ReferenceSystem:
         self.device = device
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
         self.model = build_reference(load_checkpoint(model), self.dtype).to(device)
-        if hasattr(self.model.config, "_attn_implementation"):
-            self.attention = self.model.config._attn_implementation
         self.prompt_engine = prompt_engine
         self.name = f"transformers {dtype}"
         self.size_mb = None
         self.info = {"class": type(self.model).__module__ + "." + type(self.model).__name__, "device": device,
-                     "dtype": dtype, "attention": getattr(self, "attention", None),
+                     "dtype": dtype, "attention": getattr(self.model.config, "_attn_implementation", None),
                      "threads": torch.get_num_threads()}
 
     def features(self, waves: list[np.ndarray]) -> list[np.ndarray]:

@@ -96,8 +96,8 @@ def allowed_words(step: int, curriculum: int, longest: int) -> int:
 
 
 def batch_stream(examples: list[Example], batch_frames: int, rng: random.Random, curriculum: int):
-    """Endless batches; while the curriculum runs, only sentences up to allowed_words(step) words,
-    re-drawn every 50 batches."""
+    """Endless batches (one per training step); while the curriculum runs, only sentences up to
+    allowed_words(step) words, re-drawn every 50 batches."""
     longest = max(len(e.text.split()) for e in examples)
     step = 0
     while True:
@@ -107,7 +107,7 @@ def batch_stream(examples: list[Example], batch_frames: int, rng: random.Random,
         if limit < longest:
             batches = batches[:50]
         for batch in batches:
-            yield step, batch
+            yield batch
             step += 1
 
 
@@ -319,7 +319,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
         progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
                  f" e.g. {result['example']!r}")
 
-    for _, batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
+    for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
         encoder_only = time.monotonic() - start < settings.encoder_minutes * 60
         if not encoder_only and stage2 is None:
             stage2 = step
@@ -343,8 +343,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
             guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
             loss = loss + settings.guided_weight * guided
         if settings.token_ctc_weight:
-            token_loss = token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
-            loss = loss + settings.token_ctc_weight * token_loss
+            loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)

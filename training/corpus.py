@@ -2,8 +2,8 @@
 
     python -m qasr.training.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 200] [--calibration 100]
 
-Sentences: 4-12 words (3-6 for the evaluation and calibration splits, which ship in the repository)
-drawn from wordfreq's 1,500 most frequent English words (letters only, plus spelled-out numbers),
+Sentences: 3-8 words (3-6 for the evaluation and calibration splits, which ship in the repository)
+drawn from wordfreq's 1,100 most frequent English words (letters only, plus spelled-out numbers: 1,071),
 weighted towards rarer words so the whole vocabulary is spoken. Speakers:
 espeak-ng accent x variant combinations; the evaluation split uses combinations that training never
 hears, and its own sentences; calibration has its own sentences too. Each utterance gets a random
@@ -30,20 +30,23 @@ from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 
 SAMPLE_RATE = 16000
-ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
-            "croak", "grandma", "grandpa", "steph", "paul", "linda", "john")
-# Combinations kept for evaluation only (training never hears them): 2 accents x 4 variants.
-EVAL_COMBOS = {(a, v) for a in ("en-029", "en-gb-x-gbcwmd") for v in ("f3", "m4", "klatt2", "linda")}
+# 3 accents x 6 variants = 18 speakers. Session 3 measured that 154 combinations (croak, whisper-like klatt
+# variants, 7 accents) with noise down to 5 dB SNR were too hard to learn on 2 CPU cores in 90 minutes.
+ACCENTS = ("en-us", "en-gb", "en-gb-x-rp")
+VARIANTS = ("m1", "m2", "m3", "f1", "f2", "f4")
+# Combinations kept for evaluation only (training never hears them, though it hears each accent and each
+# variant with other partners): 4 of the 18.
+EVAL_COMBOS = {("en-us", "m3"), ("en-us", "f4"), ("en-gb", "f2"), ("en-gb-x-rp", "m1")}
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
            "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
            "million first second third").split()
+TRAIN_LENGTHS = (3, 8)
 SHIPPED_LENGTHS = (3, 6)  # shorter sentences keep the shipped splits within their size budget (10 MB, 5 MB)
 BLOCKED = {"sex", "porn", "fuck", "shit", "damn", "hell", "ass", "bitch", "dick", "gay", "nigga", "fucking", "sexy",
            "kill", "killed", "dead", "death", "drug", "drugs", "rape"}
 
 
-def vocabulary(size: int = 1500) -> list[str]:
+def vocabulary(size: int = 1100) -> list[str]:
     from wordfreq import top_n_list
 
     words = [w for w in top_n_list("en", size) if w.isascii() and w.isalpha() and w not in BLOCKED]
@@ -90,7 +93,7 @@ def speak(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndar
 
 def degrade(samples: np.ndarray, snr_db: float | None, reverb: bool, rng: np.random.Generator) -> np.ndarray:
     if reverb:
-        rt60 = rng.uniform(0.15, 0.5)
+        rt60 = rng.uniform(0.1, 0.35)
         t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
         response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
         response[0] = 1.0
@@ -121,9 +124,9 @@ def plan(split: str, texts: list[str], combos: list[tuple[str, str]], rng: rando
     utterances = []
     for i, text in enumerate(texts):
         voice, variant = rng.choice(combos)
-        snr = None if rng.random() < 0.2 else round(rng.uniform(5, 30), 1)
-        utterances.append(Utterance(f"{split}/{i:06d}.flac", text, voice, variant, rng.randint(120, 220),
-                                    rng.randint(25, 75), snr, rng.random() < 0.3, rng.getrandbits(31)))
+        snr = None if rng.random() < 0.25 else round(rng.uniform(10, 35), 1)
+        utterances.append(Utterance(f"{split}/{i:06d}.flac", text, voice, variant, rng.randint(130, 190),
+                                    rng.randint(35, 65), snr, rng.random() < 0.15, rng.getrandbits(31)))
     return utterances
 
 
@@ -135,7 +138,7 @@ def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 200, calibr
     words = vocabulary()
     eval_texts = sentences(eval_count, words, rng, lengths=SHIPPED_LENGTHS)
     calib_texts = sentences(calibration, words, rng, exclude=set(eval_texts), lengths=SHIPPED_LENGTHS)
-    train_texts = sentences(train, words, rng, exclude=set(eval_texts) | set(calib_texts))
+    train_texts = sentences(train, words, rng, exclude=set(eval_texts) | set(calib_texts), lengths=TRAIN_LENGTHS)
     all_combos = [(a, v) for a in ACCENTS for v in VARIANTS]
     train_combos = [c for c in all_combos if c not in EVAL_COMBOS]
     return {"train": plan("train", train_texts, train_combos, rng),

@@ -10,7 +10,7 @@ import click
 from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
 
 from qasr.calibration.stats import METHODS
-from qasr.quantize.api import MODES, Int8Settings
+from qasr.quantize.api import MODES, WEIGHT_GRANULARITIES, Int8Settings
 
 from .api import BACKENDS, PRECISIONS, ExportSettings, export
 
@@ -39,6 +39,9 @@ def default_out(model: str, precision: str) -> Path:
               help="INT8 static: use only the first N readable calibration utterances.")
 @click.option("--calibration-method", type=click.Choice(METHODS), default=None,
               help=f"INT8 static: how activation ranges are chosen [default: {Int8Settings.method}].")
+@click.option("--int8-weights", type=click.Choice(WEIGHT_GRANULARITIES), default=None,
+              help="INT8 static: MatMul weight scales per tensor (default; ONNX Runtime's CPU integer kernels) or "
+                   "per output channel (finer; for TensorRT).")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default=None,
               help="INT8 weight-only: 8 (default) or 4-bit weights.")
 @click.option("--int8-exclude", multiple=True,
@@ -47,11 +50,11 @@ def default_out(model: str, precision: str) -> Path:
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
 def main(model, out, precision, backend, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
-         weight_bits, int8_exclude, quiet):
+         int8_weights, weight_bits, int8_exclude, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
     given = {k: v for k, v in {"mode": int8_mode, "calibration": calibration, "calibration_limit": calibration_limit,
-                               "method": calibration_method,
+                               "method": calibration_method, "weights": int8_weights,
                                "weight_bits": int(weight_bits) if weight_bits else None,
                                "exclude": tuple(int8_exclude) or None}.items() if v is not None}
     int8 = Int8Settings(**given) if given or precision == "int8" else None

@@ -22,6 +22,7 @@ from .static import quantize_static_graph
 from .weight_only import quantize_weight_only_graph
 
 MODES = ("static", "weight-only")
+WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
 GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)
 
 
@@ -31,6 +32,7 @@ class Int8Settings:
     method: str = "minmax"             # calibration method (static mode)
     calibration: str | None = None     # directory or JSONL manifest; None: the shipped calibration split
     calibration_limit: int | None = None  # use only the first N readable utterances
+    weights: str = "per-tensor"        # static mode: MatMul/Gemm weight scales (Conv is always per channel)
     weight_bits: int = 8               # weight-only mode: 8 or 4
     block_size: int = 32               # weight-only mode: weights per quantization block
     exclude: tuple[str, ...] | None = None  # groups kept in float; None: DEFAULT_EXCLUDE[mode]
@@ -45,11 +47,15 @@ class Int8Settings:
         if self.mode == "static":
             if self.method not in METHODS:
                 raise QasrError(f"unknown --calibration-method {self.method!r}; choose from {', '.join(METHODS)}")
+            if self.weights not in WEIGHT_GRANULARITIES:
+                raise QasrError(f"unknown --int8-weights {self.weights!r}; choose from {', '.join(WEIGHT_GRANULARITIES)}")
             if self.weight_bits != 8:
                 raise QasrError("--weight-bits applies to --int8-mode weight-only; static INT8 uses 8-bit weights")
             return calibration_set(self.calibration, self.calibration_limit)
         if self.calibration is not None or self.calibration_limit is not None:
             raise QasrError("--int8-mode weight-only needs no calibration data; drop --calibration/--calibration-limit")
+        if self.weights != "per-tensor":
+            raise QasrError("--int8-weights applies to --int8-mode static; weight-only INT8 quantizes blocks of weights")
         if self.weight_bits not in (4, 8):
             raise QasrError(f"--weight-bits must be 8 or 4, not {self.weight_bits}")
         return None
@@ -87,7 +93,7 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         from qasr.calibration.stats import collect
 
         ranges = collect(fp32_dir, data, settings.method, progress=progress)
-        record.update({"activations": "int8 per-tensor symmetric", "weights": "int8 symmetric: per tensor (MatMul, Gemm), per output channel (Conv)",
+        record.update({"activations": "int8 per-tensor symmetric", "weights": f"int8 symmetric: {settings.weights.replace('-', ' ')} (MatMul, Gemm), per output channel (Conv)",
                        "calibration": {"method": settings.method, "source": data.source,
                                        "utterances": len(data.files), "audio_sha256": data.checksum()}})
     else:
@@ -101,7 +107,7 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         skip = [n for g in excluded for n in groups.get(g, [])]
         progress(f"[{i}/{len(GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
         if settings.mode == "static":
-            quantize_static_graph(src, dst, ranges[graph], skip)
+            quantize_static_graph(src, dst, ranges[graph], skip, matmul_per_channel=settings.weights == "per-channel")
         else:
             quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip)
     unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))

@@ -97,6 +97,36 @@ def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(quantized, tmp_path
     assert len(gathers) == 1 and gathers[0].input[0] in weights  # the int8 table itself
 
 
+def matmul_weight_scale_sizes(path) -> set[int]:
+    """Sizes of the scales that dequantize the constant weights of the MatMuls in a static INT8 graph."""
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name: i for i in model.graph.initializer}
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    sizes = set()
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in dq and dq[node.input[1]].input[0] in inits:
+            sizes.add(int(np.prod(inits[dq[node.input[1]].input[1]].dims)))
+    return sizes
+
+
+def test_static_int8_weight_scales_per_tensor_or_per_channel(quantized, exports, tmp_path):
+    """MatMul weights get one scale by default (what ONNX Runtime's CPU integer kernels fuse) and one per
+    output channel with weights="per-channel" (the issue's form, for TensorRT); the manifest says which."""
+    from qasr.quantize.api import derive_int8_export
+
+    settings = Int8Settings(calibration_limit=MIN_UTTERANCES, weights="per-channel")
+    per_channel = derive_int8_export(exports["original"], tmp_path / "pc", settings, settings.check())
+    assert matmul_weight_scale_sizes(quantized["static"] / "decoder.onnx") == {1}
+    sizes = matmul_weight_scale_sizes(per_channel / "decoder.onnx")
+    assert sizes and min(sizes) > 1
+    for path, words in ((quantized["static"], "per tensor"), (per_channel, "per channel")):
+        assert words in json.loads((path / "manifest.json").read_text())["export"]["quantization"]["weights"]
+    from qasr.runtime.transcribe import Transcriber
+
+    result = Transcriber(Engine(per_channel)).transcribe([(synthetic_speech(2.0), 16000)])[0]
+    assert result.error is None and result.segments[0].tokens > 0
+
+
 def test_int8_exports_are_smaller(quantized, exports):
     def weights(d):
         return sum(p.stat().st_size for p in d.glob("*.onnx*"))
@@ -191,6 +221,8 @@ def test_default_calibration_is_the_shipped_split_never_eval():
     (dict(precision="int8", int8=Int8Settings(mode="weight-only", calibration="x")), "needs no calibration"),
     (dict(precision="int8", int8=Int8Settings(weight_bits=4)), "--weight-bits applies to --int8-mode weight-only"),
     (dict(precision="int8", int8=Int8Settings(calibration="/nonexistent")), "calibration data not found"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weights="per-channel")), "applies to --int8-mode static"),
+    (dict(precision="int8", int8=Int8Settings(weights="per-row")), "unknown --int8-weights"),
     (dict(precision="bf16"), "unknown precision"),
     (dict(precision="int8", backend="tensorrt"), "not available yet"),
 ])

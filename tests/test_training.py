@@ -52,7 +52,11 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     from qasr.training.train import TrainSettings, train
 
     root, _ = corpus
-    out = train(TrainSettings(corpus=root, out=tmp_path / "model", steps=2), progress=lambda _: None)
+    # a stage 1 of a few milliseconds: the first step trains the audio tower alone, the rest the whole model
+    out = train(TrainSettings(corpus=root, out=tmp_path / "model", steps=3, encoder_minutes=1e-4),
+                progress=lambda _: None)
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["finished"]["steps"] == 3 and log["evals"]
     checkpoint = load_checkpoint(str(out))
     assert checkpoint.spec.layout == "original"
     assert all(t.dtype == torch.bfloat16 for t in checkpoint.weights.values())

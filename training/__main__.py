@@ -1,6 +1,6 @@
 """One command: corpus and test model from a seed.
 
-    python -m qasr.training OUT_DIR [--seed 0] [--steps 2800] [--minutes 90] [--install]
+    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--install]
 
 Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus), trains the test model into
 OUT_DIR/model (qasr.training.train); with --install, copies the model and the held-out and calibration

@@ -20,12 +20,14 @@ from qasr.runtime import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.errors import QasrError
 
+from qasr.quantize.static import QUANTIZED_OPS
+
 from .data import CalibrationSet
 from .record import trajectories
 
 METHODS = ("minmax", "percentile", "entropy")
 GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: only the tensors of the quantized op types are calibrated
 
 
 def cache_dir() -> Path:
@@ -79,14 +81,20 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
         return {g: load_tensors_data(p) for g, p in paths.items()}
     with tempfile.TemporaryDirectory(prefix="qasr-calib-") as tmp:
         extra = {"max_intermediate_outputs": 64} if method == "minmax" else {}
-        calibrators = {g: create_calibrator(str(engine.manifest.graph_path(g)), None,
+        # the tensors of the op types static INT8 quantizes, as onnxruntime.quantization.quantize_static does:
+        # other tensors are never used, and some (attention masks filled with -1e9) break histogram binning
+        calibrators = {g: create_calibrator(str(engine.manifest.graph_path(g)), list(QUANTIZED_OPS),
                                             str(Path(tmp) / f"{g}-augmented.onnx"), ort_method,
                                             use_external_data_format=True, providers=["CPUExecutionProvider"],
                                             extra_options=extra) for g in GRAPHS}
         steps = 0
         for i, feeds in enumerate(trajectories(engine, data, every_step=every_step), 1):
             for g in GRAPHS:
-                calibrators[g].collect_data(_Feeds(feeds[g]))
+                if method == "minmax":
+                    calibrators[g].collect_data(_Feeds(feeds[g]))
+                else:  # histogram calibrators stack one call's outputs: decoder steps differ in shape
+                    for feed in feeds[g]:
+                        calibrators[g].collect_data(_Feeds([feed]))
             steps += len(feeds[names.DECODER])
             if i % 10 == 0 or i == len(data.files):
                 progress(f"calibration ({method}): {i}/{len(data.files)} utterances, {steps} decoder runs")

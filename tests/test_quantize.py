@@ -184,6 +184,24 @@ def test_calibration_statistics_are_cached(checkpoints, tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "calibration").glob("*.json"))) == 3
 
 
+def test_histogram_calibration_methods_on_decoding_trajectories(exports, tmp_path):
+    """Percentile and entropy (ONNX Runtime's histogram calibrators) over real trajectories, whose decoder
+    feeds differ in shape from step to step; their ranges lie within the min-max ones."""
+    from qasr.calibration.stats import collect
+
+    data = calibration_set(None, MIN_UTTERANCES)
+    ranges = {m: collect(exports["original"], data, m, cache=tmp_path) for m in ("minmax", "percentile", "entropy")}
+    for graph in ("encoder", "projector", "decoder"):
+        minmax = ranges["minmax"][graph]
+        for method in ("percentile", "entropy"):
+            tensors = ranges[method][graph]
+            assert set(tensors.data) == set(minmax.data), (method, graph)
+            for name, value in tensors.data.items():
+                low, high = (float(np.asarray(v).max()) for v in value.range_value)
+                bound = max(abs(float(np.asarray(v).max())) for v in minmax.data[name].range_value)
+                assert max(abs(low), abs(high)) <= bound * 1.01 + 1e-6, (method, graph, name)
+
+
 def test_calibration_set_errors(tmp_path):
     with pytest.raises(QasrError, match="not found"):
         calibration_set(tmp_path / "nope")

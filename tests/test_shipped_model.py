@@ -1,0 +1,66 @@
+"""The trained test model that ships in qasr.assets: what it is, and that it listens.
+
+Real files only: the shipped checkpoint, its fp32 export through asr-export's code path, the shipped
+held-out split and example audio, the PyTorch reference. The full 200-utterance numbers are in
+benchmarks/RESULTS.md (9.18% WER); here a 24-utterance slice keeps CI short.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from qasr.assets import EVAL_MANIFEST, TEST_MODEL
+from qasr.benchmarks.wer import normalise, run_engine, run_reference, score
+from qasr.export.api import ExportSettings, export
+from qasr.export.checkpoint import load_checkpoint
+from qasr.runtime.speech_manifest import read_manifest
+from qasr.runtime.transcribe import TranscribeOptions
+
+QUIET = lambda _: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def fp32_export(tmp_path_factory):
+    return export(ExportSettings(model=str(TEST_MODEL), out=tmp_path_factory.mktemp("shipped") / "fp32"), QUIET)
+
+
+def test_shipped_model_is_a_small_original_layout_bf16_checkpoint():
+    checkpoint = load_checkpoint(str(TEST_MODEL))
+    assert checkpoint.spec.layout == "original"
+    assert all(t.dtype == torch.bfloat16 for t in checkpoint.weights.values())
+    parameters = sum(t.numel() for t in checkpoint.weights.values())
+    assert 5e6 <= parameters <= 10e6, parameters
+    assert sum(p.stat().st_size for p in TEST_MODEL.iterdir()) <= 25e6
+    log = json.loads((TEST_MODEL / "training_log.json").read_text())
+    assert log["finished"]["minutes"] <= 90
+
+
+def test_shipped_model_transcribes_held_out_voices_like_the_reference(fp32_export):
+    """On held-out voices and sentences, the reference is accurate and the export agrees with it."""
+    utterances, problems = read_manifest(EVAL_MANIFEST, 24)
+    assert not problems and len(utterances) == 24
+    options = TranscribeOptions(language="English")
+    results = [run_reference(str(TEST_MODEL), utterances, options, QUIET),
+               run_engine(str(fp32_export), utterances, options, QUIET)]
+    summary, _ = score(results, utterances)
+    print(json.dumps([{k: r[k] for k in ("system", "wer", "cer", "identical_to_first")} for r in summary]))
+    assert summary[0]["utterances"] == 24 and summary[0]["wer"] <= 20.0
+    assert summary[1]["identical_to_first"] >= 95.0
+
+
+def test_shipped_example_is_transcribed(fp32_export):
+    """examples/call.flac: 44.1 kHz stereo, a held-out voice, the demo's input."""
+    from pathlib import Path
+
+    from qasr.runtime.engine import Engine
+    from qasr.runtime.transcribe import Transcriber
+
+    examples = Path(__file__).parents[1] / "examples"
+    result = Transcriber(Engine(fp32_export)).transcribe([examples / "call.flac"])[0]
+    expected = normalise((examples / "call.txt").read_text())
+    words = normalise(result.text).split()
+    assert result.error is None and result.language == "English"
+    assert sum(a == b for a, b in zip(words, expected.split())) >= len(expected.split()) - 1, result.text

@@ -9,7 +9,9 @@ the method and the calibration audio's checksum: a second export with the same i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -93,8 +95,9 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
                 if method == "minmax":
                     calibrators[g].collect_data(_Feeds(feeds[g]))
                 else:  # histogram calibrators stack one call's outputs: decoder steps differ in shape
-                    for feed in feeds[g]:
-                        calibrators[g].collect_data(_Feeds([feed]))
+                    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per call
+                        for feed in feeds[g]:
+                            calibrators[g].collect_data(_Feeds([feed]))
             steps += len(feeds[names.DECODER])
             if i % 10 == 0 or i == len(data.files):
                 progress(f"calibration ({method}): {i}/{len(data.files)} utterances, {steps} decoder runs")

@@ -7,15 +7,15 @@ tests/test_quantize.py: every quantized MatMul becomes MatMulIntegerToFloat, lm_
 ONNX Runtime's defaults most were left as DequantizeLinear + fp32 MatMul, which dequantizes every
 weight at every step and made the 0.6B int8 decoder step 6x slower than fp32):
 - MatMul/Gemm weights per tensor (ONNX Runtime fuses per-channel MatMul weights only on some paths);
-  Conv weights per output channel. `matmul_per_channel=True` gives per-channel MatMul weights, the
-  form a TensorRT build prefers.
+  Conv weights per output channel. `matmul_per_channel=True` (`--int8-weights per-channel`) gives
+  per-channel MatMul weights, the form a TensorRT build prefers.
 - MatMul/Gemm outputs stay float (`OpTypesToExcludeOutputQuantization`): a quantized output shared by
   two consumers (SiLU's Sigmoid and Mul) blocks the fusion, and the float output costs no accuracy;
 - one Q/DQ pair per consumer (`DedicatedQDQPair`), and one weight DequantizeLinear per consumer: a
   shared DQ is not fused. The tied embedding table (Gather) and lm_head (Gemm) share one int8
   initializer; the Gather becomes Gather(int8 rows) -> DequantizeLinear, so only the looked-up rows
   are dequantized. The runtime turns off common-subexpression elimination for these graphs
-  (it would merge the dedicated pairs again): see `session_options_for` in qasr.runtime.session.
+  (it would merge the dedicated pairs again): see `disabled_optimizers_for` in qasr.runtime.session.
 """
 
 from __future__ import annotations

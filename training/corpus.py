@@ -55,7 +55,7 @@ def vocabulary(size: int = 1100) -> list[str]:
 
 
 def sentences(count: int, words: list[str], rng: random.Random, exclude: set[str] = frozenset(),
-              lengths: tuple[int, int] = (4, 12)) -> list[str]:
+              lengths: tuple[int, int] = TRAIN_LENGTHS) -> list[str]:
     weights = [1.0 / (1 + i) ** 0.5 for i in range(len(words))]
     out, seen = [], set(exclude)
     while len(out) < count:

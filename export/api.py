@@ -20,6 +20,7 @@ from qasr.quantize.api import Int8Settings, derive_int8_export
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
+from .fused_decoder_graph import DEFAULT_MAX_POSITIONS, FusedDecoderGraph, fused_decoder_graph_spec
 from .encoder_graph import AudioEncoderGraph, encoder_graph_spec
 from .graph_spec import TORCH_DTYPES, GraphSpec, load_module_weights
 from .manifest_writer import write_manifest
@@ -27,6 +28,9 @@ from .onnx_export import OPSET, onnx_from_torch
 from .projector_graph import ProjectorGraph, projector_graph_spec
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# Decoder attention: portable standard ops (any ONNX backend) or ONNX Runtime's fused GroupQueryAttention
+# with an in-place cache and the next token chosen in the graph (the GPU runtime's fast path).
+ATTENTIONS = (names.ATTENTION_STANDARD, names.ATTENTION_GQA)
 BACKENDS = ("onnxruntime",)     # tensorrt arrives later
 # The float type the graphs are traced in; int8 is quantized afterwards from fp32 graphs (qasr.quantize).
 PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "float32"}
@@ -43,6 +47,8 @@ class ExportSettings:
     force: bool = False
     verify: bool = True
     int8: Int8Settings | None = None   # --precision int8 only (None there: the defaults)
+    attention: str = names.ATTENTION_STANDARD
+    max_positions: int = DEFAULT_MAX_POSITIONS   # gqa: RoPE table length (prompt + new tokens per segment)
 
     def check(self):
         """Validate everything before long work starts; returns the resolved calibration set (or None)."""
@@ -50,6 +56,12 @@ class ExportSettings:
             raise QasrError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
             raise QasrError(f"--backend {self.backend} is not available yet; this version exports for onnxruntime")
+        if self.attention not in ATTENTIONS:
+            raise QasrError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
+        if self.attention == names.ATTENTION_GQA and self.precision == "int8" and \
+                (self.int8 or Int8Settings()).mode == "static":
+            raise QasrError("--attention gqa with static INT8 is not supported yet (its calibration records the "
+                            "standard decoder's feeds); use --int8-mode weight-only or --attention standard")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise QasrError(f"{out} exists and is not a directory")
@@ -62,13 +74,19 @@ class ExportSettings:
         return (self.int8 or Int8Settings()).check()
 
 
-def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
+def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, attention: str = names.ATTENTION_STANDARD,
+                 max_positions: int = DEFAULT_MAX_POSITIONS) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
     spec = checkpoint.spec
     encoder = AudioEncoderGraph(spec.audio)
     load_module_weights(encoder, checkpoint.weights, "model.audio_tower.", dtype)
     projector = ProjectorGraph(spec.audio)
     load_module_weights(projector, checkpoint.weights, "model.multi_modal_projector.", dtype)
-    decoder = DecoderGraph(spec.text, spec.audio_token_id)
+    if attention == names.ATTENTION_GQA:
+        decoder = FusedDecoderGraph(spec.text, spec.audio_token_id, dtype, max_positions)
+        decoder_spec = fused_decoder_graph_spec(spec.text, dtype)
+    else:
+        decoder = DecoderGraph(spec.text, spec.audio_token_id)
+        decoder_spec = decoder_graph_spec(spec.text, dtype)
     text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
     text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
     load_module_weights(decoder, text_weights, "decoder.", dtype)
@@ -77,7 +95,7 @@ def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[
     return {
         names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
         names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),
-        names.DECODER: (decoder.eval(), decoder_graph_spec(spec.text, dtype)),
+        names.DECODER: (decoder.eval(), decoder_spec),
     }
 
 
@@ -116,9 +134,10 @@ def _features(checkpoint: Checkpoint) -> FeatureSettings:
     return settings
 
 
-def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress) -> dict:
+def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
+                  settings: ExportSettings) -> dict:
     written = {}
-    graphs = build_graphs(checkpoint, dtype)
+    graphs = build_graphs(checkpoint, dtype, settings.attention, settings.max_positions)
     for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
         progress(f"[{i}/{len(graphs)}] exporting {name} graph to ONNX")
         onnx_from_torch(module, spec, directory / f"{name}.onnx")
@@ -140,20 +159,23 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
         features = _features(checkpoint)
         source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
                   "weights_sha256": checkpoint.weights_checksum()}
-        export_settings = {"precision": settings.precision, "backend": settings.backend, "opset": OPSET}
+        export_settings = {"precision": settings.precision, "backend": settings.backend, "opset": OPSET,
+                           "attention": settings.attention}
+        if settings.attention == names.ATTENTION_GQA:
+            export_settings["max_positions"] = settings.max_positions
         if settings.precision == "int8":
             # fp32 graphs first (a complete export, so the runtime can calibrate on it), then quantized
             fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.fp32.", dir=out.parent))
             try:
                 shutil.move(staging / names.TOKENIZER, fp32 / names.TOKENIZER)
-                written = _write_graphs(checkpoint, dtype, fp32, progress)
+                written = _write_graphs(checkpoint, dtype, fp32, progress, settings)
                 write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": "fp32"},
                                source)
                 derive_int8_export(fp32, staging, settings.int8 or Int8Settings(), calibration, progress)
             finally:
                 shutil.rmtree(fp32, ignore_errors=True)
         else:
-            written = _write_graphs(checkpoint, dtype, staging, progress)
+            written = _write_graphs(checkpoint, dtype, staging, progress, settings)
             progress("writing manifest (checksums)")
             write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
         staging.chmod(0o755)  # mkdtemp made it private; quantizers write their data files 0600

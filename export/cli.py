@@ -12,12 +12,13 @@ from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_e
 from qasr.calibration.stats import METHODS
 from qasr.quantize.api import MODES, WEIGHT_GRANULARITIES, Int8Settings
 
-from .api import BACKENDS, PRECISIONS, ExportSettings, export
+from .api import ATTENTIONS, BACKENDS, PRECISIONS, ExportSettings, export
+from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 
-def default_out(model: str, precision: str) -> Path:
+def default_out(model: str, precision: str, attention: str = "standard") -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
-    return Path(f"{name}-{precision}-onnx")
+    return Path(f"{name}-{precision}{'' if attention == 'standard' else '-' + attention}-onnx")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,11 @@ def default_out(model: str, precision: str) -> Path:
               help="Export directory to create [default: <model>-<precision>-onnx].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS + ("tensorrt",)), default="onnxruntime", show_default=True)
+@click.option("--attention", type=click.Choice(ATTENTIONS), default="standard", show_default=True,
+              help="Decoder attention: standard ONNX ops (portable) or gqa, ONNX Runtime's fused GroupQueryAttention "
+                   "with an in-place KV cache and on-graph token choice (the fast path on GPU; CUDA graphs need it).")
+@click.option("--max-positions", type=click.IntRange(64), default=DEFAULT_MAX_POSITIONS, show_default=True,
+              help="gqa: prompt + new tokens one segment may reach (the RoPE table's length).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the export against the PyTorch reference when done.")
@@ -49,7 +55,7 @@ def default_out(model: str, precision: str) -> Path:
                    "Giving any replaces the default exclusions.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
-def main(model, out, precision, backend, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
+def main(model, out, precision, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
          int8_weights, weight_bits, int8_exclude, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
@@ -58,8 +64,9 @@ def main(model, out, precision, backend, force, verify, verify_tokens, int8_mode
                                "weight_bits": int(weight_bits) if weight_bits else None,
                                "exclude": tuple(int8_exclude) or None}.items() if v is not None}
     int8 = Int8Settings(**given) if given or precision == "int8" else None
-    settings = ExportSettings(model=model, out=out or default_out(model, precision), precision=precision,
-                              backend=backend, force=force, int8=int8)
+    settings = ExportSettings(model=model, out=out or default_out(model, precision, attention), precision=precision,
+                              backend=backend, force=force, int8=int8, attention=attention,
+                              max_positions=max_positions)
     settings.check()
     path = export(settings, progress)
     click.echo(f"exported {model} ({precision}, {backend}) to {path}")

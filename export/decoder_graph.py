@@ -52,12 +52,18 @@ class DecoderAttention(nn.Module):
         self.q_norm = RMSNorm(text.head_dim, text.rms_norm_eps)
         self.k_norm = RMSNorm(text.head_dim, text.rms_norm_eps)
 
-    def forward(self, x, cos, sin, past_k, past_v, past_bias, new_bias):
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and keys (q/k-normed, not rotated) and values, [B, T, heads, D] each."""
+        batch, steps, _ = x.shape
+        q = self.q_norm(self.q_proj(x).reshape(batch, steps, self.heads, self.head_dim))
+        k = self.k_norm(self.k_proj(x).reshape(batch, steps, self.kv_heads, self.head_dim))
+        v = self.v_proj(x).reshape(batch, steps, self.kv_heads, self.head_dim)
+        return q, k, v
+
+    def forward(self, x, past_k, past_v, cos, sin, past_bias, new_bias):
         batch, steps, _ = x.shape
         groups = self.heads // self.kv_heads
-        q = self.q_norm(self.q_proj(x).reshape(batch, steps, self.heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).reshape(batch, steps, self.kv_heads, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = (t.transpose(1, 2) for t in self.project(x))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         # Grouped-query attention without copying the cache: query heads of one KV head side by side.
@@ -88,27 +94,30 @@ class DecoderMLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, text: TextSpec):
+    """One Qwen3 layer; `attention` is the standard-ops module or the fused one (fused_decoder_graph.py),
+    called as attention(x, past_k, past_v, *context) -> (out, present_k, present_v)."""
+
+    def __init__(self, text: TextSpec, attention: type[nn.Module] = DecoderAttention):
         super().__init__()
         self.input_layernorm = RMSNorm(text.hidden_size, text.rms_norm_eps)
-        self.self_attn = DecoderAttention(text)
+        self.self_attn = attention(text)
         self.post_attention_layernorm = RMSNorm(text.hidden_size, text.rms_norm_eps)
         self.mlp = DecoderMLP(text)
 
-    def forward(self, x, cos, sin, past_k, past_v, past_bias, new_bias):
-        attn, k, v = self.self_attn(self.input_layernorm(x), cos, sin, past_k, past_v, past_bias, new_bias)
+    def forward(self, x, past_k, past_v, *context):
+        attn, k, v = self.self_attn(self.input_layernorm(x), past_k, past_v, *context)
         x = x + attn
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, k, v
 
 
 class DecoderGraph(nn.Module):
-    def __init__(self, text: TextSpec, audio_token_id: int):
+    def __init__(self, text: TextSpec, audio_token_id: int, attention: type[nn.Module] = DecoderAttention):
         super().__init__()
         self.text = text
         self.audio_token_id = audio_token_id
         self.embed_tokens = nn.Embedding(text.vocab_size, text.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(text) for _ in range(text.layers))
+        self.layers = nn.ModuleList(DecoderLayer(text, attention) for _ in range(text.layers))
         self.norm = RMSNorm(text.hidden_size, text.rms_norm_eps)
         self.lm_head = nn.Linear(text.hidden_size, text.vocab_size, bias=False)
         exponent = torch.arange(0, text.head_dim, 2, dtype=torch.int64).float() / text.head_dim
@@ -119,9 +128,12 @@ class DecoderGraph(nn.Module):
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [batch, 1, T, head_dim]
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
-    def forward(self, input_ids, audio_embeds, position_ids, past_mask, new_mask, *past):
+    def embed(self, input_ids: torch.Tensor, audio_embeds: torch.Tensor) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
-        x = torch.where((input_ids == self.audio_token_id)[..., None], audio_embeds.to(x.dtype), x)
+        return torch.where((input_ids == self.audio_token_id)[..., None], audio_embeds.to(x.dtype), x)
+
+    def forward(self, input_ids, audio_embeds, position_ids, past_mask, new_mask, *past):
+        x = self.embed(input_ids, audio_embeds)
         cos, sin = self.rope(position_ids, x.dtype)
         steps = input_ids.shape[1]
         causal = torch.ones(steps, steps, dtype=torch.bool, device=x.device).tril()
@@ -130,7 +142,7 @@ class DecoderGraph(nn.Module):
         past_bias = torch.where(past_mask, 0.0, NEG_INF)[:, None, None, None]  # [B, 1, 1, 1, P]
         presents = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, cos, sin, past[2 * i], past[2 * i + 1], past_bias, new_bias)
+            x, k, v = layer(x, past[2 * i], past[2 * i + 1], cos, sin, past_bias, new_bias)
             presents += [k, v]
         logits = self.lm_head(self.norm(x[:, -1])).float()
         return (logits, *presents)

@@ -40,6 +40,7 @@ def write_manifest(directory: Path, spec: ModelSpec, graphs: dict[str, tuple[Gra
                    features: FeatureSettings, export_settings: dict, source: dict) -> Path:
     text = spec.text
     dtype = graphs[names.DECODER][0].inputs[-1].dtype
+    fused = export_settings.get("attention") == names.ATTENTION_GQA
     manifest = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -61,7 +62,8 @@ def write_manifest(directory: Path, spec: ModelSpec, graphs: dict[str, tuple[Gra
             "layout": ["batch", "kv_heads", "capacity", "head_dim"],
             "past": ["past_key_values.{i}.key", "past_key_values.{i}.value"],
             "present": ["present.{i}.key", "present.{i}.value"],
-            "written_by": "runtime, at an offset; graphs return only the new positions",
+            "written_by": ("graph, in place (past and present bound to one buffer), at each row's seqlens_k offset"
+                           if fused else "runtime, at an offset; graphs return only the new positions"),
         },
         "graphs": {name: graph.to_json(file) for name, (graph, file) in graphs.items()},
         "tokenizer": {"file": names.TOKENIZER},

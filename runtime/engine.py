@@ -9,25 +9,39 @@ import numpy as np
 from . import names
 from .audio_tokens import audio_token_count
 from .features import FeatureSettings, LogMel
+from .device_cache import DeviceKVCache
+from .errors import QasrError
+from .fused_generate import FusedGenerator
 from .generate import Generation, Generator, Prompt
 from .kv_cache import KVCache
 from .manifest import Manifest, load_manifest
 from .prompt import PromptBuilder
-from .session import OrtRunner, disabled_optimizers_for
+from .session import CUDA, OrtRunner, default_providers, disabled_optimizers_for
 from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
+# CUDA graphs need a cache reserved up front: these sizes unless the caller gives max_batch / max_len.
+GRAPH_MAX_BATCH, GRAPH_MAX_LEN = 8, 1024
+
+
 class Engine:
+    """`cuda_graph`: None captures the decode step when the export has the fused decoder (attention gqa)
+    and the decoder runs on CUDA; True asks for it (reported in `cuda_graph_note` when impossible);
+    False never. `max_batch` x `max_len` reserve the KV cache (and bound what CUDA graphs replay)."""
+
     def __init__(self, export_dir: str | Path, providers: list[str] | None = None, threads: int = 0,
-                 verify_checksums: bool = True, max_batch: int = 0, max_len: int = 0):
+                 verify_checksums: bool = True, max_batch: int = 0, max_len: int = 0,
+                 cuda_graph: bool | None = None):
         self.manifest: Manifest = load_manifest(export_dir, verify_checksums=verify_checksums)
         m = self.manifest
         disabled = disabled_optimizers_for(m.data["export"])
+        self.attention = m.data["export"].get("attention", names.ATTENTION_STANDARD)
+        self.max_positions = m.data["export"].get("max_positions")
         self.encoder = OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled)
         self.projector = OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled)
-        self.decoder = OrtRunner(m.graph_path(names.DECODER), providers, threads, disabled)
+        self.decoder, self.cuda_graph, self.cuda_graph_note = self._decoder(providers, threads, disabled, cuda_graph)
         self.features = LogMel(FeatureSettings.from_json(m.features))
         tokens = m.tokens
         self.prompts = PromptBuilder(m.tokenizer_path, tokens["audio_token"], m.prompt["template"],
@@ -36,15 +50,45 @@ class Engine:
         self.dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.DECODER, names.past_key(0))])
         self.feature_dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.ENCODER, names.INPUT_FEATURES)])
         cache = m.cache
-        self.cache = KVCache(cache["layers"], cache["kv_heads"], cache["head_dim"], self.dtype)
-        if max_batch and max_len:
-            self.cache.reserve(max_batch, max_len)
         audio = m.model["audio"]
         self.chunk_frames = 2 * audio["n_window"]
         self.tokens_per_chunk = m.model["tokens_per_chunk"]
-        self.generator = Generator(self.decoder, self.cache, m.model["text"]["hidden_size"],
-                                   m.model["text"]["vocab_size"], tokens["audio_token_id"], self.eos_ids,
-                                   tokens["pad_token_id"], self.dtype)
+        common = (m.model["text"]["hidden_size"], m.model["text"]["vocab_size"], tokens["audio_token_id"],
+                  self.eos_ids, tokens["pad_token_id"], self.dtype)
+        shape = (cache["layers"], cache["kv_heads"], cache["head_dim"], self.dtype)
+        if self.attention == names.ATTENTION_GQA:
+            self.cache = DeviceKVCache(*shape, self.decoder.device)
+            if self.cuda_graph:
+                max_batch, max_len = max_batch or GRAPH_MAX_BATCH, max_len or GRAPH_MAX_LEN
+            elif max_batch and max_len:
+                self.cache.reserve(max_batch, max_len)
+            self.generator: Generator = FusedGenerator(self.decoder, self.cache, *common, cuda_graph=self.cuda_graph,
+                                                       max_batch=max_batch, max_len=max_len)
+        else:
+            self.cache = KVCache(*shape)
+            if max_batch and max_len:
+                self.cache.reserve(max_batch, max_len)
+            self.generator = Generator(self.decoder, self.cache, *common)
+
+    def _decoder(self, providers, threads, disabled, cuda_graph: bool | None) -> tuple[OrtRunner, bool, str]:
+        """The decoder session, whether its step is captured as CUDA graphs, and why not when it is not."""
+        path = self.manifest.graph_path(names.DECODER)
+        first = (providers or default_providers())[0]
+        if cuda_graph is False:
+            note = "off (asked)"
+        elif first != CUDA:
+            note = f"off (decoder runs on {first})"
+        elif self.attention != names.ATTENTION_GQA:
+            note = "off (needs an export with --attention gqa: the standard decoder's cache is host-side)"
+        else:
+            try:
+                runner = OrtRunner(path, providers, threads, disabled, cuda_graph=True)
+                if runner.device[0] == "cuda":
+                    return runner, True, "on"
+                note = f"off (decoder runs on {runner.providers[0]})"
+            except QasrError as exc:
+                note = f"off (ONNX Runtime refused capture: {exc})"
+        return OrtRunner(path, providers, threads, disabled), False, note
 
     @property
     def providers(self) -> list[str]:
@@ -72,6 +116,14 @@ class Engine:
         return [embeds[row, : self.audio_tokens(int(n))] for row, n in enumerate(lengths)]
 
     def generate(self, prompts: list[Prompt], options: DecodeOptions) -> list[Generation]:
+        if self.max_positions:  # the fused decoder's RoPE tables end there
+            room = [self.max_positions - len(p.ids) for p in prompts]
+            if min(room) < 1:
+                raise QasrError(f"a prompt of {max(len(p.ids) for p in prompts)} tokens does not fit this export's "
+                                f"{self.max_positions} positions (asr-export --max-positions)")
+            prompts = [Prompt(p.ids, p.audio_embeds, min(p.budget, r)) for p, r in zip(prompts, room)]
+        if self.attention == names.ATTENTION_GQA:   # min_new_tokens is the graph's logit_bias there
+            return self.generator.generate(prompts, options)
         filters: list[LogitFilter] = []
         if options.min_new_tokens:
             filters.append(suppress_tokens_before(self.eos_ids, options.min_new_tokens))

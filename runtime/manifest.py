@@ -14,7 +14,7 @@ from typing import Any
 
 from . import names
 from .errors import ExportDirError
-from .version import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
+from .version import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, READABLE_FORMAT_VERSIONS
 
 
 def sha256_file(path: Path, chunk: int = 1 << 23) -> str:
@@ -89,11 +89,12 @@ def load_manifest(directory: str | Path, verify_checksums: bool = True) -> Manif
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ExportDirError(f"{path} is not a qasr export manifest")
     version = data.get("format_version")
-    if version != EXPORT_FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         made_by = data.get("created_by", {}).get("qasr", "an unknown version")
+        readable = " and ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
         raise ExportDirError(
             f"{directory} was exported with format version {version} (qasr {made_by}); this runtime reads "
-            f"version {EXPORT_FORMAT_VERSION}: export the model again with this version of asr-export"
+            f"versions {readable}: export the model again with this version of asr-export"
         )
     _check_files(directory, data.get("files", {}), verify_checksums)
     return Manifest(directory=directory, data=data)

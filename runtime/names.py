@@ -22,6 +22,18 @@ PAST_MASK = "past_mask"                    # bool [batch, capacity]: which cache
 NEW_MASK = "new_mask"                      # bool [batch, T]: which new tokens are real (left padding is not)
 LOGITS = "logits"                          # float32 [batch, vocab], last position only
 
+# The fused decoder (attention "gqa": ONNX Runtime's GroupQueryAttention) differs only in these: no
+# position_ids or masks (rows are right padded, positions are cache slots), a cache written in place,
+# the next token chosen inside the graph (see docs/decisions.md, "Fused attention").
+SEQLENS_K = "seqlens_k"                    # int32 [batch]: each row's total length (cache + new) minus one
+TOTAL_SEQUENCE_LENGTH = "total_sequence_length"  # int32 [1]: T for a prompt, else max(seqlens_k) + 1
+LOGIT_BIAS = "logit_bias"                  # float32 [vocab]: added to every row's logits (e.g. EOS suppressed)
+NEXT_TOKEN = "next_token"                  # int64 [batch]: argmax of the biased logits, at each row's last token
+
+# Decoder attention kinds (manifest export.attention)
+ATTENTION_STANDARD = "standard"
+ATTENTION_GQA = "gqa"
+
 
 def past_key(i: int) -> str:
     return f"past_key_values.{i}.key"

@@ -46,24 +46,32 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+CUDA = "CUDAExecutionProvider"
+
+
 class OrtRunner:
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0,
-                 disabled_optimizers: tuple[str, ...] = ()):
+                 disabled_optimizers: tuple[str, ...] = (), cuda_graph: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        providers = list(providers or default_providers())
+        if cuda_graph:  # every node must then run on CUDA; ONNX Runtime refuses the session otherwise
+            providers = [(p, {"enable_cuda_graph": "1"}) if p == CUDA else p for p in providers]
         try:
             extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
-            self.session = ort.InferenceSession(str(path), options, providers=providers or default_providers(), **extra)
+            self.session = ort.InferenceSession(str(path), options, providers=providers, **extra)
         except Exception as exc:  # ORT raises its own exception types for unreadable models
             raise ExportDirError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.output_dtypes = {o.name: NUMPY_DTYPES[o.type] for o in self.session.get_outputs()}
         self.providers = self.session.get_providers()
+        # where the session's tensors live: the first provider's device (ONNX Runtime's device names)
+        self.device = ("cuda", 0) if self.providers[0] == CUDA else ("cpu", 0)
 
     def infer(self, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
               ) -> dict[str, np.ndarray]:

@@ -1,0 +1,63 @@
+"""The fused decoder's KV cache: ONNX Runtime buffers on the session's device, written in place by the graph.
+
+One flat OrtValue per layer and kind (keys, values), allocated once at the largest batch x capacity
+asked so far (or reserved up front) and bound by address as [batch, kv_heads, capacity, head_dim]
+to both `past_key_values.{i}.*` and `present.{i}.*`: GroupQueryAttention then writes each step's keys
+and values into it at each row's own offset, on the device, and nothing is copied. Batch is the
+outermost axis, so the first b rows of a larger view are the b-row view: a prefill of the real rows
+and a decode step of a padded batch bucket see the same memory.
+
+`fixed=True` (CUDA graphs) never reallocates: captured graphs keep these addresses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import QasrError
+
+
+class DeviceKVCache:
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: np.dtype, device: tuple[str, int]):
+        self.layers, self.kv_heads, self.head_dim = layers, kv_heads, head_dim
+        self.dtype = np.dtype(dtype)
+        self.device = device
+        self.fixed = False
+        self._flat: list = []     # OrtValues: [key_0, value_0, key_1, ...]
+        self.allocations = 0
+
+    @property
+    def slots(self) -> int:
+        return self._flat[0].shape()[0] // (self.kv_heads * self.head_dim) if self._flat else 0
+
+    def reserve(self, batch: int, capacity: int, fixed: bool = False) -> None:
+        import onnxruntime as ort
+
+        need = batch * capacity
+        if need <= self.slots:
+            self.fixed = self.fixed or fixed
+            return
+        if self.fixed:
+            raise QasrError(f"the fixed KV cache holds {self.slots} slots; this call needs {need}")
+        size = need * self.kv_heads * self.head_dim
+        self._flat = []   # free the old buffers before asking for new ones
+        self._flat = [ort.OrtValue.ortvalue_from_shape_and_type([size], self.dtype, *self.device)
+                      for _ in range(2 * self.layers)]
+        self.allocations += 1
+        self.fixed = fixed
+
+    def bind(self, binding, past_names: list[str], present_names: list[str], batch: int, capacity: int) -> None:
+        """Bind the [batch, kv_heads, capacity, head_dim] view as each layer's past and present (one buffer)."""
+        self.reserve(batch, capacity)
+        shape = [batch, self.kv_heads, capacity, self.head_dim]
+        for flat, past, present in zip(self._flat, past_names, present_names):
+            binding.bind_input(past, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr())
+            binding.bind_output(present, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr())
+
+    def read(self, index: int, batch: int, capacity: int) -> np.ndarray:
+        """A host copy of buffer `index` ([key_0, value_0, ...]) as [batch, kv_heads, capacity, head_dim] (tests)."""
+        count = batch * self.kv_heads * capacity * self.head_dim
+        return self._flat[index].numpy()[:count].reshape(batch, self.kv_heads, capacity, self.head_dim)
+
+    def nbytes(self) -> int:
+        return sum(flat.tensor_size_in_bytes() for flat in self._flat)

@@ -1,0 +1,202 @@
+"""Greedy decoding over the fused decoder graph (attention "gqa"), with everything on the session's device.
+
+The cache lives on the device (DeviceKVCache) and the graph writes it in place; the graph also picks
+the next token. Per step the host sends [batch] token ids and [batch] lengths and reads back [batch]
+chosen ids (what the stopping rules need), nothing else. Rows are right padded in the prefill and
+each row writes at its own offset, so rows of different lengths share a batch without padding slots.
+
+CUDA graphs (`cuda_graph=True`, CUDA execution provider): the decode step of each batch bucket
+(1, 2, 4, ... up to max_batch) is captured on its first runs and replayed; its buffers are allocated
+once per bucket and updated in place, the cache is reserved once at max_batch x max_len. Prefill
+runs outside the graphs (gpu_graph_id -1). Calls that cannot replay (more rows or slots than
+reserved, or host-side logit filters) run the same step without a graph, and `last_run` says so.
+On the CPU execution provider the same code runs with host buffers.
+
+Host-side logit filters (`filters`, e.g. verification's recorder) read the float32 logits each step
+and choose on the host; `min_new_tokens` needs no filter: EOS is suppressed with the graph's
+`logit_bias` input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import names
+from .device_cache import DeviceKVCache
+from .generate import Generation, Generator, Prompt
+from .stopping import BUDGET, DecodeOptions, LogitFilter, suppress_tokens_before
+
+SUPPRESS = -3.0e38   # finite: logits + bias stays a number
+
+
+@dataclass
+class _StepState:
+    """One (rows, capacity) decode step's bound buffers; pinned for as long as its CUDA graph lives."""
+    rows: int
+    capacity: int
+    binding: object
+    ids: object
+    seqlens: object
+    total: object
+    bias: object
+    logits: object
+    next_token: object
+    audio: object
+    graph_id: int | None
+
+
+def batch_buckets(max_batch: int) -> list[int]:
+    """Batch sizes that get a captured graph: powers of two below max_batch, and max_batch."""
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_batch]
+
+
+class FusedGenerator(Generator):
+    def __init__(self, decoder, cache: DeviceKVCache, hidden: int, vocab: int, audio_token_id: int,
+                 eos_ids: tuple[int, ...], pad_id: int, dtype: np.dtype, cuda_graph: bool = False,
+                 max_batch: int = 0, max_len: int = 0):
+        super().__init__(decoder, cache, hidden, vocab, audio_token_id, eos_ids, pad_id, dtype)
+        self.session = decoder.session
+        self.device = cache.device
+        self.past_names = [n for i in range(self.layers) for n in (names.past_key(i), names.past_value(i))]
+        self.present_names = [n for i in range(self.layers) for n in (names.present_key(i), names.present_value(i))]
+        self.cuda_graph = cuda_graph and max_batch > 0 and max_len > 0
+        self.max_batch, self.max_len = max_batch, max_len
+        self.overflow = DeviceKVCache(cache.layers, cache.kv_heads, cache.head_dim, cache.dtype, cache.device)
+        if self.cuda_graph:
+            cache.reserve(max_batch, max_len, fixed=True)
+        self._pinned: dict[tuple[int, int], _StepState] = {}
+        self.last_run: dict = {}
+
+    # -- buffers ---------------------------------------------------------------------------------------
+    def _value(self, shape, dtype, device=None, zeros=False):
+        import onnxruntime as ort
+
+        device = device or self.device
+        if zeros:
+            return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=dtype), *device)
+        return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(dtype), *device)
+
+    def _state(self, rows: int, capacity: int, cache: DeviceKVCache, graph_id: int | None) -> _StepState:
+        key = (rows, capacity)
+        if graph_id is not None and key in self._pinned:
+            return self._pinned[key]
+        binding = self.session.io_binding()
+        audio = self._value((rows, 1, self.hidden), self.dtype, zeros=True)   # steps feed ids only
+        state = _StepState(rows, capacity, binding,
+                           ids=self._value((rows, 1), np.int64, zeros=True),
+                           seqlens=self._value((rows,), np.int32, zeros=True),
+                           total=self._value((1,), np.int32, ("cpu", 0), zeros=True),  # a CPU input of the kernel
+                           bias=self._value((self.vocab,), np.float32, zeros=True),
+                           logits=self._value((rows, self.vocab), np.float32),
+                           next_token=self._value((rows,), np.int64), audio=audio, graph_id=graph_id)
+        for name, value in ((names.INPUT_IDS, state.ids), (names.DECODER_AUDIO_EMBEDS, audio),
+                            (names.SEQLENS_K, state.seqlens), (names.TOTAL_SEQUENCE_LENGTH, state.total),
+                            (names.LOGIT_BIAS, state.bias)):
+            binding.bind_ortvalue_input(name, value)
+        cache.bind(binding, self.past_names, self.present_names, rows, capacity)
+        binding.bind_ortvalue_output(names.LOGITS, state.logits)
+        binding.bind_ortvalue_output(names.NEXT_TOKEN, state.next_token)
+        if graph_id is not None:
+            self._pinned[key] = state
+        return state
+
+    def _plan(self, batch: int, need: int, host_filters: bool) -> tuple[int, int, DeviceKVCache, int | None]:
+        """(rows, capacity, cache, graph id or None) for a call of `batch` rows needing `need` slots each."""
+        if self.cuda_graph and not host_filters and batch <= self.max_batch and need <= self.max_len:
+            buckets = batch_buckets(self.max_batch)
+            rows = next(b for b in buckets if b >= batch)
+            return rows, self.max_len, self.cache, buckets.index(rows)
+        fits = batch * need <= self.cache.slots or not self.cache.fixed
+        return batch, need, (self.cache if fits else self.overflow), None
+
+    def _run(self, binding, graph_id: int | None, prefill: bool = False) -> None:
+        import onnxruntime as ort
+
+        options = None
+        if self.cuda_graph:
+            options = ort.RunOptions()
+            options.add_run_config_entry("gpu_graph_id", "-1" if prefill or graph_id is None else str(graph_id))
+        self.session.run_with_iobinding(binding, options)
+        if self.device[0] != "cpu":
+            binding.synchronize_outputs()
+
+    # -- decoding --------------------------------------------------------------------------------------
+    def _prefill(self, prompts: list[Prompt], state: _StepState, cache: DeviceKVCache) -> np.ndarray:
+        """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers."""
+        batch, length = len(prompts), max(len(p.ids) for p in prompts)
+        ids = np.full((batch, length), self.pad_id, dtype=np.int64)
+        audio = np.zeros((batch, length, self.hidden), dtype=self.dtype)
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt.ids)] = prompt.ids
+            where = np.flatnonzero(ids[row] == self.audio_token_id)
+            if len(where) != len(prompt.audio_embeds):
+                raise ValueError(f"prompt has {len(where)} audio placeholders for {len(prompt.audio_embeds)} embeddings")
+            audio[row, where] = prompt.audio_embeds
+        seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(names.INPUT_IDS, ids)
+        binding.bind_cpu_input(names.DECODER_AUDIO_EMBEDS, audio)
+        binding.bind_cpu_input(names.SEQLENS_K, seqlens)
+        binding.bind_cpu_input(names.TOTAL_SEQUENCE_LENGTH, np.array([length], dtype=np.int32))
+        binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
+        cache.bind(binding, self.past_names, self.present_names, batch, state.capacity)
+        device, index = self.device  # the first `batch` rows of the step's own output buffers
+        binding.bind_output(names.LOGITS, device, index, np.float32, [batch, self.vocab], state.logits.data_ptr())
+        binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [batch], state.next_token.data_ptr())
+        self._run(binding, None, prefill=True)
+        return seqlens
+
+    def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = ()) -> list[Generation]:
+        batch = len(prompts)
+        filters = list(filters)
+        budgets = [p.budget for p in prompts]
+        need = max(len(p.ids) + b for p, b in zip(prompts, budgets))
+        rows, capacity, cache, graph_id = self._plan(batch, need, bool(filters))
+        state = self._state(rows, capacity, cache, graph_id)
+        suppress_until = options.min_new_tokens
+        if filters and suppress_until:
+            filters.append(suppress_tokens_before(self.eos_ids, suppress_until))
+        bias = np.zeros(self.vocab, dtype=np.float32)
+        if suppress_until and not filters:
+            bias[list(self.eos_ids)] = SUPPRESS
+        state.bias.update_inplace(bias)
+
+        lengths = self._prefill(prompts, state, cache)
+        seqlens = np.zeros(rows, dtype=np.int32)   # bucket padding rows stay at slot 0
+        seqlens[:batch] = lengths
+        step_ids = np.full((rows, 1), self.pad_id, dtype=np.int64)
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        reasons: list[str | None] = [None] * batch
+        steps = 0
+        for step in range(max(budgets)):
+            if filters:
+                logits = state.logits.numpy()[:batch]
+                for apply in filters:
+                    apply(logits, step)
+                chosen = logits.argmax(axis=-1)
+            else:
+                chosen = state.next_token.numpy()[:batch]
+            for row in range(batch):
+                if reasons[row] is None:
+                    reasons[row] = self._advance(tokens[row], int(chosen[row]), budgets[row], options)
+            live = np.array([r is None for r in reasons])
+            if not live.any():
+                break
+            step_ids[:batch, 0] = np.where(live, chosen, self.pad_id)
+            seqlens[:batch] += live          # a live row's new token goes to the slot after its last one
+            state.ids.update_inplace(step_ids)
+            state.seqlens.update_inplace(seqlens)
+            state.total.update_inplace(np.array([seqlens.max() + 1], dtype=np.int32))
+            if suppress_until and not filters and step + 1 == suppress_until:
+                state.bias.update_inplace(np.zeros(self.vocab, dtype=np.float32))
+            self._run(state.binding, graph_id)
+            steps += 1
+        self.last_run = {"batch": batch, "rows": rows, "capacity": capacity, "decode_steps": steps,
+                         "cuda_graph": graph_id is not None, "host_filters": bool(filters)}
+        return [Generation(t, r or BUDGET) for t, r in zip(tokens, reasons)]

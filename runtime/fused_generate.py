@@ -161,10 +161,10 @@ class FusedGenerator(Generator):
         state = self._state(rows, capacity, cache, graph_id)
         suppress_until = options.min_new_tokens
         if filters and suppress_until:
-            filters.append(suppress_tokens_before(self.eos_ids, suppress_until))
+            filters.append(suppress_tokens_before(tuple(sorted(self.eos_ids)), suppress_until))
         bias = np.zeros(self.vocab, dtype=np.float32)
         if suppress_until and not filters:
-            bias[list(self.eos_ids)] = SUPPRESS
+            bias[sorted(self.eos_ids)] = SUPPRESS
         state.bias.update_inplace(bias)
 
         lengths = self._prefill(prompts, state, cache)

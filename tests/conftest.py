@@ -49,3 +49,19 @@ def waves():
     from qasr.export.verify import synthetic_speech
 
     return {s: synthetic_speech(s, seed=i) for i, s in enumerate((0.3, 7.3, 8.0, 25.3))}
+
+
+@pytest.fixture(scope="session")
+def fused_export(checkpoints, tmp_path_factory) -> Path:
+    """The original-layout tiny checkpoint with the fused decoder (--attention gqa)."""
+    from qasr.export.api import ExportSettings, export
+
+    root = tmp_path_factory.mktemp("fused")
+    return export(ExportSettings(model=str(checkpoints["original"]), out=root / "gqa", attention="gqa"))
+
+
+@pytest.fixture(scope="session")
+def fused_engine(fused_export):
+    from qasr.runtime.engine import Engine
+
+    return Engine(fused_export)

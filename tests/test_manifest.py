@@ -43,6 +43,17 @@ def test_other_format_version_is_refused(exports, tmp_path):
         Engine(path)
 
 
+def test_version_1_directories_are_still_read(exports, tmp_path):
+    """Version 2 added export.attention; a version 1 directory is a standard-attention export."""
+    path = _copy(exports, tmp_path)
+    data = json.loads((path / names.MANIFEST).read_text())
+    data["format_version"] = 1
+    del data["export"]["attention"]
+    (path / names.MANIFEST).write_text(json.dumps(data))
+    engine = Engine(path)
+    assert engine.attention == names.ATTENTION_STANDARD and engine.manifest.data["format_version"] == 1
+
+
 def test_changed_or_missing_files_are_refused(exports, tmp_path):
     path = _copy(exports, tmp_path)
     data = bytearray((path / "decoder.onnx.data").read_bytes())

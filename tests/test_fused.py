@@ -1,0 +1,153 @@
+"""The fused decoder (--attention gqa): same tokens as the reference and the standard decoder, batched rows
+at their own offsets, a cache written in place by the graph, EOS suppression on the graph's logit bias."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qasr.export.verify import format_report, graph_parity, token_parity, within_tolerance
+from qasr.runtime import names
+from qasr.runtime.errors import QasrError
+from qasr.runtime.fused_generate import batch_buckets
+from qasr.runtime.generate import Prompt
+from qasr.runtime.stopping import DecodeOptions
+
+NEW_TOKENS = 24
+
+
+def _prompts(engine, waves, budget):
+    embeds = engine.encode([engine.features(w) for w in waves])
+    return [Prompt(engine.prompts.build(len(e)), e, budget) for e in embeds]
+
+
+def test_manifest_names_the_fused_decoder(fused_engine):
+    data = fused_engine.manifest.data
+    assert data["format_version"] == 2 and data["export"]["attention"] == "gqa"
+    inputs = [t["name"] for t in data["graphs"]["decoder"]["inputs"]]
+    assert inputs[:5] == [names.INPUT_IDS, names.DECODER_AUDIO_EMBEDS, names.SEQLENS_K, names.TOTAL_SEQUENCE_LENGTH,
+                          names.LOGIT_BIAS]
+    outputs = [t["name"] for t in data["graphs"]["decoder"]["outputs"]]
+    assert outputs[:3] == [names.LOGITS, names.NEXT_TOKEN, names.present_key(0)]
+    import onnx
+
+    graph = onnx.load(str(fused_engine.manifest.graph_path(names.DECODER)), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("GroupQueryAttention") == data["model"]["text"]["layers"]
+    assert "Softmax" not in ops   # no attention left in standard ops
+
+
+def test_each_graph_matches_reference(references, fused_engine, waves):
+    errors = graph_parity(references["original"], fused_engine, list(waves.values()))
+    print(format_report(errors, []))
+    for error in errors:
+        assert within_tolerance(error, "fp32"), error
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
+def test_greedy_tokens_equal_generate(batched, references, fused_engine, waves):
+    checks = token_parity(references["original"], fused_engine, list(waves.values()), NEW_TOKENS, batched=batched)
+    print(format_report([], checks))
+    for check in checks:
+        assert check.ours == check.reference, check.label
+        assert check.distinct >= 5 and check.min_margin > 1e-2
+
+
+def test_same_generations_as_standard_decoder_with_own_stops(engines, fused_engine, waves):
+    """Free decoding (EOS and repetition live): every row's tokens and stop reason equal the standard
+    decoder's, batched with rows of very different lengths, and equal to each row decoded alone."""
+    options = DecodeOptions(max_new_tokens=60)
+    standard = engines["original"].generate(_prompts(engines["original"], list(waves.values()), 60), options)
+    prompts = _prompts(fused_engine, list(waves.values()), 60)
+    fused = fused_engine.generate(prompts, options)
+    assert [(g.tokens, g.stop_reason) for g in fused] == [(g.tokens, g.stop_reason) for g in standard]
+    alone = [fused_engine.generate([p], options)[0] for p in prompts]
+    assert [g.tokens for g in alone] == [g.tokens for g in fused]
+    assert len({len(g.tokens) for g in fused}) > 1   # rows really stopped at different steps
+
+
+def test_cache_is_written_in_place_by_the_graph(engines, fused_engine, waves):
+    """After one row's decode the device cache holds the same keys/values as the standard runtime's cache,
+    at the same slots; the buffers are allocated once and reused by later calls."""
+    options = DecodeOptions(max_new_tokens=12, min_new_tokens=12, repetition_max_period=0)
+    standard = engines["original"]
+    prompt_std = _prompts(standard, [waves[7.3]], 12)
+    prompt_fused = _prompts(fused_engine, [waves[7.3]], 12)
+    standard.generate(prompt_std, options)
+    fused_engine.generate(prompt_fused, options)
+    used = len(prompt_fused[0].ids) + 11     # the last chosen token is never fed back
+    capacity = fused_engine.generator.last_run["capacity"]
+    for index, view in enumerate(standard.cache.views(1, capacity)):
+        ours = fused_engine.cache.read(index, 1, capacity)
+        np.testing.assert_allclose(ours[:, :, :used], view[:, :, :used], atol=1e-5)
+    allocations = fused_engine.cache.allocations
+    fused_engine.generate(prompt_fused, options)
+    assert fused_engine.cache.allocations == allocations
+
+
+def test_min_new_tokens_on_the_logit_bias_equals_host_filter(fused_engine, waves):
+    """EOS suppression through the graph's logit_bias (device choice) and through host-side filters
+    (float32 logits read back each step) give the same tokens, and exactly the forced count."""
+    prompts = _prompts(fused_engine, [waves[0.3], waves[8.0]], 30)
+    options = DecodeOptions(max_new_tokens=30, min_new_tokens=30, repetition_max_period=0)
+    device = fused_engine.generate(prompts, options)
+    assert fused_engine.generator.last_run["host_filters"] is False
+    seen = []
+    host = fused_engine.generator.generate(prompts, options, [lambda logits, step: seen.append(step)])
+    assert fused_engine.generator.last_run["host_filters"] is True and seen == list(range(30))
+    assert [g.tokens for g in host] == [g.tokens for g in device]
+    assert [len(g.tokens) for g in device] == [30, 30]
+
+
+def test_pytorch_op_matches_onnx_runtime_kernel(checkpoints, fused_engine, waves):
+    """The custom op's PyTorch implementation (what the export documents) computes what ONNX Runtime's
+    GroupQueryAttention computes: prefill and one step of the fused decoder module, against the graph."""
+    from qasr.export.api import build_graphs
+    from qasr.export.checkpoint import load_checkpoint
+
+    module = build_graphs(load_checkpoint(str(checkpoints["original"])), torch.float32, "gqa")[names.DECODER][0]
+    prompts = _prompts(fused_engine, [waves[0.3], waves[7.3]], 4)
+    length = max(len(p.ids) for p in prompts)
+    ids = torch.full((2, length), fused_engine.generator.pad_id)
+    audio = torch.zeros(2, length, module.text.hidden_size)
+    for row, p in enumerate(prompts):
+        ids[row, : len(p.ids)] = torch.tensor(p.ids)
+        audio[row, torch.nonzero(ids[row] == module.audio_token_id)[:, 0]] = torch.from_numpy(p.audio_embeds)
+    seqlens = torch.tensor([len(p.ids) - 1 for p in prompts], dtype=torch.int32)
+    cache = fused_engine.manifest.cache
+    past = [torch.zeros(2, cache["kv_heads"], length + 4, cache["head_dim"]) for _ in range(2 * cache["layers"])]
+    bias = torch.zeros(module.text.vocab_size)
+    with torch.no_grad():
+        logits, chosen, *present = module(ids, audio, seqlens, torch.tensor([length], dtype=torch.int32), bias, *past)
+        step_logits, _, *_ = module(chosen[:, None], torch.zeros(2, 1, module.text.hidden_size), seqlens + 1,
+                                    torch.tensor([int(seqlens.max()) + 2], dtype=torch.int32), bias, *present)
+    seen = []
+    fused_engine.generator.generate(prompts, DecodeOptions(max_new_tokens=2, repetition_max_period=0),
+                                    [lambda lg, step: seen.append(lg.copy())])
+    np.testing.assert_allclose(seen[0], logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(seen[1], step_logits.numpy(), atol=1e-4)
+
+
+def test_cuda_graph_is_reported_off_on_cpu(fused_export, exports):
+    from qasr.runtime.engine import Engine
+
+    engine = Engine(fused_export, providers=["CPUExecutionProvider"], cuda_graph=True)
+    assert engine.cuda_graph is False and "CPUExecutionProvider" in engine.cuda_graph_note
+    standard = Engine(exports["original"], providers=["CPUExecutionProvider"], cuda_graph=False)
+    assert standard.cuda_graph_note == "off (asked)"
+    assert batch_buckets(8) == [1, 2, 4, 8] and batch_buckets(12) == [1, 2, 4, 8, 12] and batch_buckets(1) == [1]
+
+
+def test_prompt_beyond_max_positions_is_refused(checkpoints, tmp_path, waves):
+    from qasr.export.api import ExportSettings, export
+    from qasr.runtime.engine import Engine
+
+    path = export(ExportSettings(model=str(checkpoints["original"]), out=tmp_path / "short", attention="gqa",
+                                 max_positions=64))
+    engine = Engine(path)
+    short = _prompts(engine, [waves[0.3]], 100)          # 18 prompt tokens: the budget is cut to fit 64
+    result = engine.generate(short, DecodeOptions(max_new_tokens=100, min_new_tokens=100, repetition_max_period=0))
+    assert len(result[0].tokens) == 64 - len(short[0].ids)
+    with pytest.raises(QasrError, match="64 positions"):
+        engine.generate(_prompts(engine, [waves[7.3]], 10), DecodeOptions())

@@ -28,8 +28,27 @@ def test_forced_lengths_and_what_ran(exports, checkpoints):
     assert engine["providers"] == ["CPUExecutionProvider"] and engine["threads"] == 1
     assert result["systems"][0]["class"].endswith("Qwen3ASRForConditionalGeneration")
     assert rows[1].size_mb > 0 and rows[0].size_mb is None
+    assert all(r.rows == r.batch and r.memory_mb is None for r in rows)   # no GPU: memory not measured
+    assert rows[1].cuda_graph is False and rows[0].cuda_graph is None
+    assert engine["attention"] == "standard" and engine["cuda_graph"].startswith("off")
     table = format_table(rows)
     assert table.count("\n") == 5 and "| 1.00x |" in table.splitlines()[2]
+
+
+def test_fused_engine_and_cuda_graph_demand(fused_export, checkpoints):
+    """The fused export is timed like any other and says what ran; asking for CUDA graphs where they
+    cannot run (CPU) is an error, not a silent fallback."""
+    result = run([str(fused_export)], str(checkpoints["original"]), audio_seconds=1.0, new_tokens=4, batches=[3],
+                 repeats=1, warmup=0, threads=1, device="cpu", reference_dtype=None, progress=lambda _: None)
+    rows = [Row(**r) for r in result["rows"]]
+    assert rows[1].system == "onnxruntime fp32 gqa" and rows[1].new_tokens == [4, 4, 4] and rows[1].rows == 3
+    assert result["systems"][1]["attention"] == "gqa"
+    import pytest
+    from qasr.runtime.errors import QasrError
+
+    with pytest.raises(QasrError, match="CUDA graphs were asked for"):
+        run([str(fused_export)], None, 1.0, 4, [1], 1, 0, 1, "cpu", None, lambda _: None,
+            ["CPUExecutionProvider"], True)
 
 
 def test_cli_writes_table_and_json(exports, tmp_path):

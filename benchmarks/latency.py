@@ -1,7 +1,7 @@
 """Latency and throughput of exports, and of the PyTorch reference, on the same inputs in one run.
 
     python -m qasr.benchmarks.latency --engine DIR [--engine DIR ...] [--reference CHECKPOINT]
-        [--audio-seconds 10] [--new-tokens 40] [--batch 1] [--batch 8] [--repeats 5] [--warmup 1]
+        [--audio-seconds 10] [--new-tokens 40] [--step-tokens 100] [--batch 1] [--batch 8] [--repeats 5] [--warmup 1]
         [--threads 0] [--engine-device auto|cpu|cuda] [--cuda-graph auto|on|off] [--json-out F] [--markdown-out F]
 
 Every system gets the same synthetic speech and decodes exactly --new-tokens tokens (EOS suppressed,
@@ -10,7 +10,8 @@ actually came out are checked and printed. Per system and batch size (median of 
 --warmup runs):
 - encoder: log-mel features to audio embeddings (encoder + projector);
 - first token: audio to the first new token (features, encoder, prefill);
-- per token: decoder step, (T(N tokens) - T(1 token)) / (N - 1) over the decode loop alone;
+- per token: decoder step, (T(N tokens) - T(1 token)) / (N - 1) over the decode loop alone, N =
+  --step-tokens (default --new-tokens);
 - end to end: audio to N tokens; audio s/s: batch x audio seconds / end to end;
 - size: the export's graph files on disk;
 - memory: on CUDA, the reference's torch peak allocation, and for an engine the growth of this process's
@@ -211,9 +212,12 @@ class ReferenceSystem:
             self.torch.cuda.empty_cache()
 
 
-def measure(system, waves: list[np.ndarray], new_tokens: int, repeats: int, warmup: int) -> Row:
+def measure(system, waves: list[np.ndarray], new_tokens: int, repeats: int, warmup: int,
+            step_tokens: int | None = None) -> Row:
     """The timings of one system on one batch of waves. The reference's decode includes its own encoder
-    pass (generate() takes features), so its per-token time is a difference of two generate() calls."""
+    pass (generate() takes features), so its per-token time is a difference of two generate() calls,
+    over `step_tokens` tokens (default: new_tokens; the end-to-end time always decodes new_tokens)."""
+    step_tokens = step_tokens or new_tokens
     system.reset_memory()
     feats = system.features(waves)
     encoded = system.encode(feats)
@@ -222,7 +226,7 @@ def measure(system, waves: list[np.ndarray], new_tokens: int, repeats: int, warm
     if any(c != new_tokens for c in counts):
         raise QasrError(f"{system.name} decoded {counts} tokens, not the forced {new_tokens}")
     one = median_ms(lambda: system.decode(encoded, 1), repeats, warmup, system.sync)
-    many = median_ms(lambda: system.decode(encoded, new_tokens), repeats, warmup, system.sync)
+    many = median_ms(lambda: system.decode(encoded, step_tokens), repeats, warmup, system.sync)
 
     def end_to_end(tokens: int):
         return lambda: system.decode(system.encode(system.features(waves)), tokens)
@@ -231,7 +235,7 @@ def measure(system, waves: list[np.ndarray], new_tokens: int, repeats: int, warm
     total = median_ms(end_to_end(new_tokens), repeats, 0, system.sync)
     seconds = sum(len(w) for w in waves) / 16000
     ran = getattr(system, "last_run", {}) or {}
-    return Row(system.name, len(waves), encoder, first, (many - one) / max(new_tokens - 1, 1), total,
+    return Row(system.name, len(waves), encoder, first, (many - one) / max(step_tokens - 1, 1), total,
                seconds / (total / 1000), system.size_mb, counts, ran.get("rows", len(waves)), ran.get("cuda_graph"),
                system.memory_mb())
 
@@ -259,13 +263,14 @@ def format_table(rows: list[Row]) -> str:
 
 def run(engines: list[str], reference: str | None, audio_seconds: float, new_tokens: int, batches: list[int],
         repeats: int, warmup: int, threads: int, device: str, reference_dtype: str | None,
-        progress=print, engine_providers: list[str] | None = None, cuda_graph: bool | None = None) -> dict:
+        progress=print, engine_providers: list[str] | None = None, cuda_graph: bool | None = None,
+        step_tokens: int | None = None) -> dict:
     """Systems one at a time (reference first), each over every batch size, released before the next."""
     from qasr.export.verify import synthetic_speech
 
     waves = {batch: [synthetic_speech(audio_seconds, seed=i) for i in range(batch)] for batch in batches}
     # CUDA-graph buffers and the cache are reserved for the largest batch and prompt + forced tokens
-    max_len = int(audio_seconds * 13) + 64 + new_tokens
+    max_len = int(audio_seconds * 13) + 64 + max(new_tokens, step_tokens or 0)
     loaders = [(path, lambda path=path: EngineSystem(path, threads, engine_providers, cuda_graph, max(batches),
                                                      max_len)) for path in engines]
     if reference:
@@ -282,11 +287,12 @@ def run(engines: list[str], reference: str | None, audio_seconds: float, new_tok
         infos.append({"name": system.name, **system.info})
         for batch in batches:
             progress(f"batch {batch}: {system.name}")
-            rows.append((batch, order, measure(system, waves[batch], new_tokens, repeats, warmup)))
+            rows.append((batch, order, measure(system, waves[batch], new_tokens, repeats, warmup, step_tokens)))
         system.close()
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
             "processor": platform.processor(), "device_name": _device_name(engine_providers),
-            "audio_seconds": audio_seconds, "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
+            "audio_seconds": audio_seconds, "new_tokens": new_tokens, "step_tokens": step_tokens or new_tokens,
+            "repeats": repeats, "warmup": warmup,
             "systems": infos, "rows": [asdict(r) for _, _, r in sorted(rows, key=lambda x: x[:2])],
             "versions": _versions()}
 
@@ -321,6 +327,8 @@ def _versions() -> dict[str, str]:
 @click.option("--reference", help="Checkpoint for the transformers reference, timed on the same inputs.")
 @click.option("--audio-seconds", type=click.FloatRange(0.5, 300), default=10.0, show_default=True)
 @click.option("--new-tokens", type=click.IntRange(2), default=40, show_default=True)
+@click.option("--step-tokens", type=click.IntRange(2), default=None,
+              help="Tokens the per-token time is measured over [default: --new-tokens].")
 @click.option("--batch", "batches", type=click.IntRange(1), multiple=True, default=(1,), show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=1, show_default=True)
@@ -334,17 +342,17 @@ def _versions() -> dict[str, str]:
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--markdown-out", type=click.Path(dir_okay=False, path_type=Path))
 @handle_errors
-def main(engines, reference, audio_seconds, new_tokens, batches, repeats, warmup, threads, device, reference_dtype,
+def main(engines, reference, audio_seconds, new_tokens, step_tokens, batches, repeats, warmup, threads, device, reference_dtype,
          engine_device, cuda_graph, json_out, markdown_out):
     """Time exports (and the reference) on the same synthetic speech; print a table with ratios."""
     graph = {"auto": None, "on": True, "off": False}[cuda_graph]
     result = run(list(engines), reference, audio_seconds, new_tokens, list(batches), repeats, warmup, threads,
-                 device, reference_dtype, Progress(), DEVICE_PROVIDERS[engine_device], graph)
+                 device, reference_dtype, Progress(), DEVICE_PROVIDERS[engine_device], graph, step_tokens)
     table = format_table([Row(**r) for r in result["rows"]])
     header = (f"latency, {result['date']}, {result['device_name']}, {audio_seconds:g} s audio, "
               f"{new_tokens} new tokens, median of {repeats}; " +
               "; ".join(f"{s['name']}: {s.get('providers') or s.get('device')}"
-                        + (f", attention {s['attention']}, CUDA graph {s['cuda_graph']}" if "attention" in s else "")
+                        + (f", attention {s['attention']}, CUDA graph {s['cuda_graph']}" if "cuda_graph" in s else "")
                         for s in result["systems"]))
     click.echo(header)
     click.echo(table)

@@ -37,7 +37,8 @@ from .transcribe import TranscribeOptions, Transcriber
 def main(engine_dir, audio, language, context, as_json, batch_size, max_new_tokens, tokens_per_second, budget_base,
          repetition_guard, max_segment_seconds, device, threads):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
-    engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads)
+    # CUDA graphs (gqa exports on CUDA) are captured per batch bucket up to the batch size used here
+    engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads, max_batch=batch_size)
     decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
                            repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, context=context, batch_size=batch_size,
@@ -47,7 +48,8 @@ def main(engine_dir, audio, language, context, as_json, batch_size, max_new_toke
     for t in failed:
         click.echo(f"error: {t.error}", err=True)
     if as_json:
-        payload = {"engine": str(engine_dir), "providers": engine.providers,
+        payload = {"engine": str(engine_dir), "providers": engine.providers, "attention": engine.attention,
+                   "cuda_graph": engine.cuda_graph_note,
                    "decoding": {"budget": "fixed" if max_new_tokens else "audio length",
                                 "tokens_per_second": tokens_per_second, "budget_base": budget_base,
                                 "max_new_tokens": max_new_tokens, "repetition_guard": repetition_guard},

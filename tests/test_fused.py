@@ -151,3 +151,28 @@ def test_prompt_beyond_max_positions_is_refused(checkpoints, tmp_path, waves):
     assert len(result[0].tokens) == 64 - len(short[0].ids)
     with pytest.raises(QasrError, match="64 positions"):
         engine.generate(_prompts(engine, [waves[7.3]], 10), DecodeOptions())
+
+
+def test_transcribe_cli_with_the_fused_export(exports, fused_export, tmp_path, waves):
+    """asr-transcribe on a gqa export: the same transcripts as the standard export, and it says what ran."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    files = []
+    for seconds in (0.3, 7.3):
+        files.append(tmp_path / f"{seconds}.wav")
+        sf.write(files[-1], waves[seconds], 16000)
+    out = {}
+    for name, path in (("standard", exports["original"]), ("gqa", fused_export)):
+        result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "asr-transcribe"), "--engine", str(path),
+                                 "--json", "--max-new-tokens", "20", *map(str, files)],
+                                capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        assert result.returncode == 0, result.stderr
+        out[name] = json.loads(result.stdout)
+    assert out["gqa"]["attention"] == "gqa" and out["gqa"]["cuda_graph"].startswith("off (decoder runs on")
+    assert [r["text"] for r in out["gqa"]["results"]] == [r["text"] for r in out["standard"]["results"]]
+    assert all(r["text"] for r in out["gqa"]["results"])

@@ -68,7 +68,8 @@ class Service:
     async def load(self) -> None:
         s = self.settings
         try:
-            self.engine = await run_in_threadpool(Engine, s.engine_dir, s.providers, s.threads, s.verify_checksums)
+            self.engine = await run_in_threadpool(Engine, s.engine_dir, s.providers, s.threads, s.verify_checksums,
+                                                  max_batch=s.max_batch)   # CUDA-graph buckets up to it
         except QasrError as exc:
             self.load_error = str(exc)
             return

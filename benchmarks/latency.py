@@ -240,6 +240,18 @@ def measure(system, waves: list[np.ndarray], new_tokens: int, repeats: int, warm
                system.memory_mb())
 
 
+def describe_run(result: dict) -> str:
+    return (f"{result['date']}, {result['device_name']}, {result['audio_seconds']:g} s audio, {result['new_tokens']} new "
+            f"tokens end to end, per token over {result['step_tokens']}, median of {result['repeats']}")
+
+
+def describe_systems(result: dict) -> list[str]:
+    """What each system ran on: providers (or the reference's device), attention and CUDA-graph state."""
+    return [f"{s['name']}: {s.get('providers') or s.get('device')}"
+            + (f", attention {s['attention']}, CUDA graph {s['cuda_graph']}" if "cuda_graph" in s else "")
+            for s in result["systems"]]
+
+
 def _ratio(base: float, value: float) -> str:
     return f"{base / value:.2f}x" if value > 0 and base > 0 else "-"
 
@@ -349,11 +361,7 @@ def main(engines, reference, audio_seconds, new_tokens, step_tokens, batches, re
     result = run(list(engines), reference, audio_seconds, new_tokens, list(batches), repeats, warmup, threads,
                  device, reference_dtype, Progress(), DEVICE_PROVIDERS[engine_device], graph, step_tokens)
     table = format_table([Row(**r) for r in result["rows"]])
-    header = (f"latency, {result['date']}, {result['device_name']}, {audio_seconds:g} s audio, "
-              f"{new_tokens} new tokens, median of {repeats}; " +
-              "; ".join(f"{s['name']}: {s.get('providers') or s.get('device')}"
-                        + (f", attention {s['attention']}, CUDA graph {s['cuda_graph']}" if "cuda_graph" in s else "")
-                        for s in result["systems"]))
+    header = f"latency, {describe_run(result)}; " + "; ".join(describe_systems(result))
     click.echo(header)
     click.echo(table)
     if json_out:

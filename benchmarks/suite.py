@@ -110,7 +110,7 @@ def check_exports(checkpoint: Path, exports: dict[str, Path], providers, progres
 @handle_errors
 def main(out, models, device, export_names, batches, work, audio_seconds, new_tokens, step_tokens, repeats, run_checks):
     """Build, check and time exports of each model against the PyTorch reference, in one run."""
-    from .latency import Row, format_table, run
+    from .latency import Row, describe_run, describe_systems, format_table, run
 
     progress = Progress()
     out.mkdir(parents=True, exist_ok=True)
@@ -130,11 +130,7 @@ def main(out, models, device, export_names, batches, work, audio_seconds, new_to
         result = run([str(p) for p in exports.values()], str(checkpoint), audio_seconds, new_tokens, list(batches),
                      repeats, 1, 0, device, None, progress, providers, None, step_tokens)
         table = format_table([Row(**r) for r in result["rows"]])
-        header = (f"## {model}: {result['date']}, {result['device_name']}, {audio_seconds:g} s audio, {new_tokens} new "
-                  f"tokens end to end, per token over {step_tokens}, median of {repeats}\n\n" +
-                  "\n".join(f"- {s['name']}: {s.get('providers') or s.get('device')}"
-                            + (f", attention {s['attention']}, CUDA graph {s['cuda_graph']}" if "cuda_graph" in s else "")
-                            for s in result["systems"]))
+        header = f"## {model}: {describe_run(result)}\n\n" + "\n".join(f"- {line}" for line in describe_systems(result))
         text = f"{header}\n\n{table}\n\n### checks against the reference\n\n{checks}\n"
         result["suite_seconds"] = round(time.time() - started, 1)
         (out / f"{model}-latency.json").write_text(json.dumps(result, indent=1))

@@ -148,6 +148,24 @@ class DecoderGraph(nn.Module):
         return (logits, *presents)
 
 
+def cache_specs(text: TextSpec, dt: str, present_axis: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """past_key_values.{i}.key|value [batch, kv_heads, capacity, head_dim] in, present.{i}.* out; the
+    present's third axis is `steps` (new positions only) or `capacity` (the fused graph's whole buffer)."""
+    kv = (text.kv_heads, text.head_dim)
+    cache_in, cache_out = [], []
+    for i in range(text.layers):
+        for past, present in ((names.past_key(i), names.present_key(i)), (names.past_value(i), names.present_value(i))):
+            cache_in.append(TensorSpec(past, dt, ("batch", kv[0], "capacity", kv[1])))
+            cache_out.append(TensorSpec(present, dt, ("batch", kv[0], present_axis, kv[1])))
+    return cache_in, cache_out
+
+
+def token_inputs(text: TextSpec, dt: str) -> tuple[TensorSpec, TensorSpec]:
+    """input_ids [batch, steps] and audio_embeds [batch, steps, hidden]: the first inputs of both decoders."""
+    return (TensorSpec(names.INPUT_IDS, "int64", ("batch", "steps")),
+            TensorSpec(names.DECODER_AUDIO_EMBEDS, dt, ("batch", "steps", text.hidden_size)))
+
+
 def decoder_graph_spec(text: TextSpec, dtype: torch.dtype) -> GraphSpec:
     dt = dtype_name(dtype)
     kv = (text.kv_heads, text.head_dim)
@@ -162,16 +180,11 @@ def decoder_graph_spec(text: TextSpec, dtype: torch.dtype) -> GraphSpec:
         past = [torch.randn(batch, kv[0], capacity, kv[1], dtype=dtype) for _ in range(2 * text.layers)]
         return (ids, audio, positions, past_mask, new_mask, *past)
 
-    cache_in, cache_out = [], []
-    for i in range(text.layers):
-        for past, present in ((names.past_key(i), names.present_key(i)), (names.past_value(i), names.present_value(i))):
-            cache_in.append(TensorSpec(past, dt, ("batch", kv[0], "capacity", kv[1])))
-            cache_out.append(TensorSpec(present, dt, ("batch", kv[0], "steps", kv[1])))
+    cache_in, cache_out = cache_specs(text, dt, present_axis="steps")
     return GraphSpec(
         name=names.DECODER,
         inputs=(
-            TensorSpec(names.INPUT_IDS, "int64", ("batch", "steps")),
-            TensorSpec(names.DECODER_AUDIO_EMBEDS, dt, ("batch", "steps", text.hidden_size)),
+            *token_inputs(text, dt),
             TensorSpec(names.POSITION_IDS, "int64", ("batch", "steps")),
             TensorSpec(names.PAST_MASK, "bool", ("batch", "capacity")),
             TensorSpec(names.NEW_MASK, "bool", ("batch", "steps")),

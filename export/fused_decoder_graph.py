@@ -13,11 +13,10 @@ MLP, tied lm_head, fp32 logits) is the standard graph's own code.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from qasr.runtime import names
 
-from .decoder_graph import DecoderAttention, DecoderGraph
+from .decoder_graph import DecoderAttention, DecoderGraph, cache_specs, token_inputs
 from .gqa_op import group_query_attention, rope_tables
 from .graph_spec import GraphSpec, TensorSpec, dtype_name
 from .spec import TextSpec
@@ -73,16 +72,11 @@ def fused_decoder_graph_spec(text: TextSpec, dtype: torch.dtype) -> GraphSpec:
         past = [torch.zeros(batch, kv[0], capacity, kv[1], dtype=dtype) for _ in range(2 * text.layers)]
         return (ids, audio, seqlens_k, total, bias, *past)
 
-    cache_in, cache_out = [], []
-    for i in range(text.layers):
-        for past, present in ((names.past_key(i), names.present_key(i)), (names.past_value(i), names.present_value(i))):
-            cache_in.append(TensorSpec(past, dt, ("batch", kv[0], "capacity", kv[1])))
-            cache_out.append(TensorSpec(present, dt, ("batch", kv[0], "capacity", kv[1])))
+    cache_in, cache_out = cache_specs(text, dt, present_axis="capacity")
     return GraphSpec(
         name=names.DECODER,
         inputs=(
-            TensorSpec(names.INPUT_IDS, "int64", ("batch", "steps")),
-            TensorSpec(names.DECODER_AUDIO_EMBEDS, dt, ("batch", "steps", text.hidden_size)),
+            *token_inputs(text, dt),
             TensorSpec(names.SEQLENS_K, "int32", ("batch",)),
             TensorSpec(names.TOTAL_SEQUENCE_LENGTH, "int32", (1,)),
             TensorSpec(names.LOGIT_BIAS, "float32", (text.vocab_size,)),

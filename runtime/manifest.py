@@ -14,7 +14,7 @@ from typing import Any
 
 from . import names
 from .errors import ExportDirError
-from .version import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, READABLE_FORMAT_VERSIONS
+from .version import EXPORT_FORMAT, READABLE_FORMAT_VERSIONS
 
 
 def sha256_file(path: Path, chunk: int = 1 << 23) -> str:

@@ -28,12 +28,16 @@ class RecordingRunner:
         self.feeds: list[dict[str, np.ndarray]] = []
 
     def infer(self, feeds, outputs=None):
+        self.observe(feeds)
+        return self.inner.infer(feeds, outputs)
+
+    def observe(self, feeds) -> None:
+        """Keep a copy of `feeds` (every prefill; every `every_step`-th decoder step)."""
         ids = feeds.get(names.INPUT_IDS)
         prefill = ids is None or ids.shape[1] > 1  # encoder/projector calls, and the decoder's prefill
         if prefill or self.calls % self.every_step == 0:
             self.feeds.append({name: np.array(feeds[name], copy=True) for name in self.input_names})
         self.calls += 1
-        return self.inner.infer(feeds, outputs)
 
     def take(self) -> list[dict[str, np.ndarray]]:
         feeds, self.feeds, self.calls = self.feeds, [], 0
@@ -47,7 +51,11 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
                  for name, attr in ((names.ENCODER, "encoder"), (names.PROJECTOR, "projector"),
                                     (names.DECODER, "decoder"))}
     engine.encoder, engine.projector = recorders[names.ENCODER], recorders[names.PROJECTOR]
-    engine.generator.decoder = recorders[names.DECODER]
+    fused = hasattr(engine.generator, "recorder")   # the fused decoder runs its session itself: it reports feeds
+    if fused:
+        engine.generator.recorder = recorders[names.DECODER].observe
+    else:
+        engine.generator.decoder = recorders[names.DECODER]
     try:
         transcriber = Transcriber(engine)
         options = TranscribeOptions(language=language, batch_size=1)
@@ -56,4 +64,7 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
             yield {name: recorder.take() for name, recorder in recorders.items()}
     finally:
         engine.encoder, engine.projector = recorders[names.ENCODER].inner, recorders[names.PROJECTOR].inner
-        engine.generator.decoder = recorders[names.DECODER].inner
+        if fused:
+            engine.generator.recorder = None
+        else:
+            engine.generator.decoder = recorders[names.DECODER].inner

@@ -58,10 +58,6 @@ class ExportSettings:
             raise QasrError(f"--backend {self.backend} is not available yet; this version exports for onnxruntime")
         if self.attention not in ATTENTIONS:
             raise QasrError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
-        if self.attention == names.ATTENTION_GQA and self.precision == "int8" and \
-                (self.int8 or Int8Settings()).mode == "static":
-            raise QasrError("--attention gqa with static INT8 is not supported yet (its calibration records the "
-                            "standard decoder's feeds); use --int8-mode weight-only or --attention standard")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise QasrError(f"{out} exists and is not a directory")

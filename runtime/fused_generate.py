@@ -20,6 +20,7 @@ and choose on the host; `min_new_tokens` needs no filter: EOS is suppressed with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -72,6 +73,13 @@ class FusedGenerator(Generator):
             cache.reserve(max_batch, max_len, fixed=True)
         self._pinned: dict[tuple[int, int], _StepState] = {}
         self.last_run: dict = {}
+        # calibration (qasr.calibration.record): called with host copies of every run's feeds, cache included
+        self.recorder: Callable[[dict[str, np.ndarray]], None] | None = None
+
+    def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int) -> None:
+        for index, name in enumerate(self.past_names):
+            feeds[name] = cache.read(index, rows, capacity).copy()
+        self.recorder(feeds)
 
     # -- buffers ---------------------------------------------------------------------------------------
     def _value(self, shape, dtype, device=None, zeros=False):
@@ -139,11 +147,16 @@ class FusedGenerator(Generator):
                 raise ValueError(f"prompt has {len(where)} audio placeholders for {len(prompt.audio_embeds)} embeddings")
             audio[row, where] = prompt.audio_embeds
         seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
+        total = np.array([length], dtype=np.int32)
+        if self.recorder:
+            self._record({names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
+                          names.TOTAL_SEQUENCE_LENGTH: total, names.LOGIT_BIAS: state.bias.numpy()},
+                         cache, batch, state.capacity)
         binding = self.session.io_binding()
         binding.bind_cpu_input(names.INPUT_IDS, ids)
         binding.bind_cpu_input(names.DECODER_AUDIO_EMBEDS, audio)
         binding.bind_cpu_input(names.SEQLENS_K, seqlens)
-        binding.bind_cpu_input(names.TOTAL_SEQUENCE_LENGTH, np.array([length], dtype=np.int32))
+        binding.bind_cpu_input(names.TOTAL_SEQUENCE_LENGTH, total)
         binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
         cache.bind(binding, self.past_names, self.present_names, batch, state.capacity)
         device, index = self.device  # the first `batch` rows of the step's own output buffers
@@ -195,6 +208,10 @@ class FusedGenerator(Generator):
             state.total.update_inplace(np.array([seqlens.max() + 1], dtype=np.int32))
             if suppress_until and not filters and step + 1 == suppress_until:
                 state.bias.update_inplace(np.zeros(self.vocab, dtype=np.float32))
+            if self.recorder:
+                self._record({names.INPUT_IDS: step_ids.copy(), names.DECODER_AUDIO_EMBEDS: state.audio.numpy(),
+                              names.SEQLENS_K: seqlens.copy(), names.TOTAL_SEQUENCE_LENGTH: state.total.numpy(),
+                              names.LOGIT_BIAS: state.bias.numpy()}, cache, rows, capacity)
             self._run(state.binding, graph_id)
             steps += 1
         self.last_run = {"batch": batch, "rows": rows, "capacity": capacity, "decode_steps": steps,

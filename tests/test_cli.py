@@ -64,7 +64,6 @@ def test_export_bad_inputs(tmp_path, checkpoints):
                    ["--precision", "fp32", "--int8-mode", "static"],
                    ["--precision", "int8", "--int8-mode", "weight-only", "--calibration", str(tmp_path)],
                    ["--precision", "int8", "--weight-bits", "4"],
-                   ["--precision", "int8", "--attention", "gqa"],                    # static INT8: not yet
                    ["--backend", "tensorrt"]]
     for options in bad_options:  # refused in well under a second: before any export work
         result = run("asr-export", "--model", str(checkpoints["hf"]), "--out", str(tmp_path / "c"), *options)

@@ -37,6 +37,8 @@ def quantized(checkpoints, tmp_path_factory, monkeypatch_module):
     return {
         "fp16": export(ExportSettings(model=model, out=root / "fp16", precision="fp16")),
         "static": export(ExportSettings(model=model, out=root / "static", precision="int8", int8=CALIB)),
+        "static-gqa": export(ExportSettings(model=model, out=root / "static-gqa", precision="int8", int8=CALIB,
+                                            attention="gqa")),
         "w8": export(ExportSettings(model=model, out=root / "w8", precision="int8",
                                     int8=Int8Settings(mode="weight-only"))),
         "w4": export(ExportSettings(model=model, out=root / "w4", precision="int8",
@@ -70,7 +72,8 @@ def test_static_int8_has_explicit_qdq_and_keeps_attention_products_float(quantiz
             assert all(produced_by.get(i) != "DequantizeLinear" for i in node.input), node.name
 
 
-def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(quantized, tmp_path):
+@pytest.mark.parametrize("kind", ["static", "static-gqa"])
+def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(kind, quantized, tmp_path):
     """The Q/DQ layout is only worth having if ONNX Runtime fuses it: every quantized MatMul/Gemm of the
     decoder must become an integer kernel (MatMulIntegerToFloat, QGemm) in the session's optimized graph (else each step dequantizes
     every weight to fp32), and the tied embedding must gather int8 rows, not dequantize the table."""
@@ -78,16 +81,16 @@ def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(quantized, tmp_path
 
     from qasr.runtime.session import disabled_optimizers_for
 
-    manifest = json.loads((quantized["static"] / "manifest.json").read_text())
+    manifest = json.loads((quantized[kind] / "manifest.json").read_text())
     disabled = disabled_optimizers_for(manifest["export"])
     assert disabled == ("CommonSubexpressionElimination",)
-    source = onnx.load(str(quantized["static"] / "decoder.onnx"), load_external_data=False)
+    source = onnx.load(str(quantized[kind] / "decoder.onnx"), load_external_data=False)
     weights = {i.name for i in source.graph.initializer}
     dq_of_weight = {n.output[0] for n in source.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
     quantized_linear = [n for n in source.graph.node if n.op_type in ("MatMul", "Gemm") and dq_of_weight & set(n.input)]
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "decoder-optimized.onnx")
-    ort.InferenceSession(str(quantized["static"] / "decoder.onnx"), options, providers=["CPUExecutionProvider"],
+    ort.InferenceSession(str(quantized[kind] / "decoder.onnx"), options, providers=["CPUExecutionProvider"],
                          disabled_optimizers=list(disabled))
     optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
     counted = Counter(n.op_type for n in optimized.graph.node)
@@ -95,6 +98,26 @@ def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(quantized, tmp_path
     assert fused == len(quantized_linear) > 0 and counted["DequantizeLinear"] <= 1  # the gathered embedding rows
     gathers = [n for n in optimized.graph.node if n.op_type == "Gather" and n.input[1] == names.INPUT_IDS]
     assert len(gathers) == 1 and gathers[0].input[0] in weights  # the int8 table itself
+
+
+def test_static_int8_fused_decoder_decodes_like_the_standard_one(quantized):
+    """Static INT8 with --attention gqa: calibration records the fused decoder's own feeds (its cache read
+    back from the device buffers); the same activation tensors get the same ranges, so both INT8 exports
+    choose the same tokens."""
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import DecodeOptions
+
+    waves = [synthetic_speech(s, seed=i) for i, s in enumerate((1.7, 9.3, 3.1))]
+    options = DecodeOptions(max_new_tokens=30, min_new_tokens=30, repetition_max_period=0)
+    tokens = {}
+    for kind in ("static", "static-gqa"):
+        engine = Engine(quantized[kind])
+        embeds = engine.encode([engine.features(w) for w in waves])
+        prompts = [Prompt(engine.prompts.build(len(e)), e, 30) for e in embeds]
+        tokens[kind] = [g.tokens for g in engine.generate(prompts, options)]
+    assert tokens["static"] == tokens["static-gqa"]
+    record = json.loads((quantized["static-gqa"] / "manifest.json").read_text())["export"]
+    assert record["attention"] == "gqa" and record["quantization"]["mode"] == "static"
 
 
 def matmul_weight_scale_sizes(path) -> set[int]:

@@ -33,6 +33,7 @@ EXPORTS = {
     "fp32-gqa": {"precision": "fp32", "attention": "gqa"},
     "fp16": {"precision": "fp16"},
     "fp16-gqa": {"precision": "fp16", "attention": "gqa"},
+    "int8-gqa": {"precision": "int8", "attention": "gqa"},   # static, the shipped calibration split
     "int8w4-gqa": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 4}},
     "int8w8-gqa": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 8}},
 }

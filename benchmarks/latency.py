@@ -301,12 +301,24 @@ def run(engines: list[str], reference: str | None, audio_seconds: float, new_tok
             progress(f"batch {batch}: {system.name}")
             rows.append((batch, order, measure(system, waves[batch], new_tokens, repeats, warmup, step_tokens)))
         system.close()
+    _name_apart(infos, rows)
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
             "processor": platform.processor(), "device_name": _device_name(engine_providers),
             "audio_seconds": audio_seconds, "new_tokens": new_tokens, "step_tokens": step_tokens or new_tokens,
             "repeats": repeats, "warmup": warmup,
             "systems": infos, "rows": [asdict(r) for _, _, r in sorted(rows, key=lambda x: x[:2])],
             "versions": _versions()}
+
+
+def _name_apart(infos: list[dict], rows: list[tuple[int, int, Row]]) -> None:
+    """Two exports of the same kind get their directory's name after their system name."""
+    names = [info["name"] for info in infos]
+    for order, info in enumerate(infos):
+        if names.count(info["name"]) > 1 and "path" in info:
+            info["name"] = f"{info['name']} ({Path(info['path']).name})"
+            for _, row_order, row in rows:
+                if row_order == order:
+                    row.system = info["name"]
 
 
 def _device_name(providers: list[str] | None) -> str:

@@ -88,6 +88,8 @@ def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, attention: str = na
     load_module_weights(decoder, text_weights, "decoder.", dtype)
     if spec.text.tie_word_embeddings:  # one initializer in the graph, as in the checkpoint
         decoder.lm_head.weight = decoder.embed_tokens.weight
+    if isinstance(decoder, FusedDecoderGraph):
+        decoder.pack_projections()
     return {
         names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
         names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),

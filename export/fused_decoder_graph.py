@@ -13,10 +13,12 @@ MLP, tied lm_head, fp32 logits) is the standard graph's own code.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from qasr.runtime import names
 
-from .decoder_graph import DecoderAttention, DecoderGraph, cache_specs, token_inputs
+from .decoder_graph import DecoderAttention, DecoderGraph, DecoderMLP, cache_specs, token_inputs
 from .gqa_op import group_query_attention, rope_tables
 from .graph_spec import GraphSpec, TensorSpec, dtype_name
 from .spec import TextSpec
@@ -26,13 +28,52 @@ from .spec import TextSpec
 DEFAULT_MAX_POSITIONS = 32768
 
 
+def packed_linear(*linears: nn.Linear) -> nn.Linear:
+    """One bias-free Linear whose output is the given Linears' outputs side by side (one MatMul, not several)."""
+    weight = torch.cat([linear.weight for linear in linears], dim=0)
+    packed = nn.Linear(weight.shape[1], weight.shape[0], bias=False, dtype=weight.dtype)
+    packed.weight = nn.Parameter(weight, requires_grad=False)
+    return packed
+
+
 class FusedDecoderAttention(DecoderAttention):
+    packed = False
+
+    def pack(self) -> None:
+        """q, k and v projections as one MatMul (split after it), once the weights are loaded."""
+        self.qkv = packed_linear(self.q_proj, self.k_proj, self.v_proj)
+        del self.q_proj, self.k_proj, self.v_proj
+        self.packed = True
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.packed:
+            return super().project(x)
+        batch, steps, _ = x.shape
+        q, k, v = self.qkv(x).split([self.heads * self.head_dim, self.kv_heads * self.head_dim,
+                                     self.kv_heads * self.head_dim], dim=-1)
+        q = self.q_norm(q.reshape(batch, steps, self.heads, self.head_dim))
+        k = self.k_norm(k.reshape(batch, steps, self.kv_heads, self.head_dim))
+        return q, k, v.reshape(batch, steps, self.kv_heads, self.head_dim)
+
     def forward(self, x, past_k, past_v, seqlens_k, total_sequence_length, cos_cache, sin_cache):
         batch, steps, _ = x.shape
         q, k, v = (t.reshape(batch, steps, -1) for t in self.project(x))
         out, present_k, present_v = group_query_attention(q, k, v, past_k, past_v, seqlens_k, total_sequence_length,
                                                           cos_cache, sin_cache, self.heads, self.kv_heads)
         return self.o_proj(out), present_k, present_v
+
+
+class PackedMLP(nn.Module):
+    """SwiGLU with gate and up projections as one MatMul."""
+
+    def __init__(self, mlp: DecoderMLP):
+        super().__init__()
+        self.gate_up = packed_linear(mlp.gate_proj, mlp.up_proj)
+        self.down_proj = mlp.down_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class FusedDecoderGraph(DecoderGraph):
@@ -42,6 +83,13 @@ class FusedDecoderGraph(DecoderGraph):
         cos, sin = rope_tables(max_positions, text.head_dim, text.rope_theta, dtype)
         self.register_buffer("cos_cache", cos, persistent=False)
         self.register_buffer("sin_cache", sin, persistent=False)
+
+    def pack_projections(self) -> None:
+        """Fewer, wider MatMuls per layer (3 -> 1 for q/k/v, 2 -> 1 for gate/up): the batch-1 GPU step is
+        bound by its number of kernels (../shared/GPU.md). Call after the checkpoint's weights are loaded."""
+        for layer in self.layers:
+            layer.self_attn.pack()
+            layer.mlp = PackedMLP(layer.mlp)
 
     def forward(self, input_ids, audio_embeds, seqlens_k, total_sequence_length, logit_bias, *past):
         x = self.embed(input_ids, audio_embeds)

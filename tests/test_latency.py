@@ -60,6 +60,8 @@ def test_cli_writes_table_and_json(exports, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 2 and data["new_tokens"] == 3 and "onnxruntime" in data["versions"]
+    # two exports of the same kind are told apart by their directory names
+    assert [r["system"] for r in data["rows"]] == ["onnxruntime fp32 (original)", "onnxruntime fp32 (hf)"]
     assert "per token ms" in md.read_text() and "onnxruntime fp32" in result.output
 
 

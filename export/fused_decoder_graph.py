@@ -6,7 +6,7 @@ layer's attention is one GroupQueryAttention node with RoPE inside and a cache b
 the runtime never copies keys or values). Rows are right padded; `seqlens_k` gives each row's length
 and its write offset, so rows of different lengths share a batch without padding in the cache. The
 graph also picks the next token (argmax of the logits plus `logit_bias`), so a GPU decode loop copies
-only [batch] token ids to the host per step. Everything else (embedding with audio placeholders, norms,
+only [batch] token ids to the host per step, and q/k/v and gate/up are one MatMul each (fewer kernels). Everything else (embedding with audio placeholders, norms,
 MLP, tied lm_head, fp32 logits) is the standard graph's own code.
 """
 

@@ -100,22 +100,18 @@ def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(kind, quantized, tm
     assert len(gathers) == 1 and gathers[0].input[0] in weights  # the int8 table itself
 
 
-def test_static_int8_fused_decoder_decodes_like_the_standard_one(quantized):
+def test_static_int8_fused_decoder_tracks_the_reference_like_the_standard_one(quantized, references):
     """Static INT8 with --attention gqa: calibration records the fused decoder's own feeds (its cache read
-    back from the device buffers); the same activation tensors get the same ranges, so both INT8 exports
-    choose the same tokens."""
-    from qasr.runtime.generate import Prompt
-    from qasr.runtime.stopping import DecodeOptions
-
-    waves = [synthetic_speech(s, seed=i) for i, s in enumerate((1.7, 9.3, 3.1))]
-    options = DecodeOptions(max_new_tokens=30, min_new_tokens=30, repetition_max_period=0)
-    tokens = {}
-    for kind in ("static", "static-gqa"):
-        engine = Engine(quantized[kind])
-        embeds = engine.encode([engine.features(w) for w in waves])
-        prompts = [Prompt(engine.prompts.build(len(e)), e, 30) for e in embeds]
-        tokens[kind] = [g.tokens for g in engine.generate(prompts, options)]
-    assert tokens["static"] == tokens["static-gqa"]
+    back from the device buffers). Ranges from broken feeds give errors of order 1; these must be as small
+    as the standard INT8 export's (its packed q/k/v share one per-tensor weight scale, so the two are close,
+    not equal: on this tiny random model greedy tokens part after a few steps)."""
+    waves = [synthetic_speech(1.7), synthetic_speech(4.2, seed=1)]
+    mean = {}
+    for key in ("static", "static-gqa"):
+        errors = graph_parity(references["original"], Engine(quantized[key]), waves)
+        mean[key] = [e.mean_abs / e.scale for e in errors]
+        assert all(m < 0.1 for m in mean[key]), (key, errors)
+    assert all(g < 2 * s for g, s in zip(mean["static-gqa"], mean["static"])), mean
     record = json.loads((quantized["static-gqa"] / "manifest.json").read_text())["export"]
     assert record["attention"] == "gqa" and record["quantization"]["mode"] == "static"
 

@@ -38,9 +38,10 @@ from typing import Callable
 import click
 import numpy as np
 
+from qasr.runtime import names
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
-from qasr.runtime.session import DEVICE_PROVIDERS
+from qasr.runtime.session import CUDA, DEVICE_PROVIDERS
 
 
 @dataclass
@@ -102,7 +103,7 @@ class EngineSystem:
         export = self.engine.manifest.data["export"]
         mode = (export.get("quantization") or {}).get("mode")
         self.name = (f"onnxruntime {export['precision']}" + (f" {mode}" if mode else "") +
-                     (" gqa" if self.engine.attention == "gqa" else "") + (" +cuda-graph" if self.engine.cuda_graph else ""))
+                     (" gqa" if self.engine.attention == names.ATTENTION_GQA else "") + (" +cuda-graph" if self.engine.cuda_graph else ""))
         self.size_mb = sum(f.stat().st_size for f in self.path.iterdir() if ".onnx" in f.name) / 1e6
         self.info = {"path": str(self.path), "providers": self.engine.providers, "threads": threads,
                      "attention": self.engine.attention, "cuda_graph": self.engine.cuda_graph_note}
@@ -132,7 +133,7 @@ class EngineSystem:
 
     def memory_mb(self) -> float | None:
         now = gpu_process_mb()
-        return None if now is None or self.memory_before is None or not self.engine.decoder.device[0] == "cuda" \
+        return None if now is None or self.memory_before is None or self.engine.decoder.device[0] != "cuda" \
             else now - self.memory_before
 
     def sync(self) -> None:
@@ -312,9 +313,9 @@ def run(engines: list[str], reference: str | None, audio_seconds: float, new_tok
 
 def _name_apart(infos: list[dict], rows: list[tuple[int, int, Row]]) -> None:
     """Two exports of the same kind get their directory's name after their system name."""
-    names = [info["name"] for info in infos]
+    taken = [info["name"] for info in infos]
     for order, info in enumerate(infos):
-        if names.count(info["name"]) > 1 and "path" in info:
+        if taken.count(info["name"]) > 1 and "path" in info:
             info["name"] = f"{info['name']} ({Path(info['path']).name})"
             for _, row_order, row in rows:
                 if row_order == order:
@@ -325,7 +326,7 @@ def _device_name(providers: list[str] | None) -> str:
     try:
         import torch
 
-        if torch.cuda.is_available() and (providers is None or "CUDAExecutionProvider" in providers):
+        if torch.cuda.is_available() and (providers is None or CUDA in providers):
             return torch.cuda.get_device_name(0)
     except ImportError:
         pass

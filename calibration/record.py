@@ -51,7 +51,7 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
                  for name, attr in ((names.ENCODER, "encoder"), (names.PROJECTOR, "projector"),
                                     (names.DECODER, "decoder"))}
     engine.encoder, engine.projector = recorders[names.ENCODER], recorders[names.PROJECTOR]
-    fused = hasattr(engine.generator, "recorder")   # the fused decoder runs its session itself: it reports feeds
+    fused = engine.attention == names.ATTENTION_GQA   # the fused decoder runs its session itself: it reports feeds
     if fused:
         engine.generator.recorder = recorders[names.DECODER].observe
     else:

@@ -55,7 +55,7 @@ class DeviceKVCache:
             binding.bind_output(present, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr())
 
     def read(self, index: int, batch: int, capacity: int) -> np.ndarray:
-        """A host copy of buffer `index` ([key_0, value_0, ...]) as [batch, kv_heads, capacity, head_dim] (tests)."""
+        """A host copy of buffer `index` ([key_0, value_0, ...]) as [batch, kv_heads, capacity, head_dim] (tests, calibration)."""
         count = batch * self.kv_heads * capacity * self.head_dim
         return self._flat[index].numpy()[:count].reshape(batch, self.kv_heads, capacity, self.head_dim)
 

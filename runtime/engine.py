@@ -58,17 +58,15 @@ class Engine:
         shape = (cache["layers"], cache["kv_heads"], cache["head_dim"], self.dtype)
         if self.attention == names.ATTENTION_GQA:
             self.cache = DeviceKVCache(*shape, self.decoder.device)
-            if self.cuda_graph:
+            if self.cuda_graph:   # the generator reserves the fixed cache the graphs replay on
                 max_batch, max_len = max_batch or GRAPH_MAX_BATCH, max_len or GRAPH_MAX_LEN
-            elif max_batch and max_len:
-                self.cache.reserve(max_batch, max_len)
             self.generator: Generator = FusedGenerator(self.decoder, self.cache, *common, cuda_graph=self.cuda_graph,
                                                        max_batch=max_batch, max_len=max_len)
         else:
             self.cache = KVCache(*shape)
-            if max_batch and max_len:
-                self.cache.reserve(max_batch, max_len)
             self.generator = Generator(self.decoder, self.cache, *common)
+        if max_batch and max_len and not self.cuda_graph:
+            self.cache.reserve(max_batch, max_len)
 
     def _decoder(self, providers, threads, disabled, cuda_graph: bool | None) -> tuple[OrtRunner, bool, str]:
         """The decoder session, whether its step is captured as CUDA graphs, and why not when it is not."""

@@ -78,7 +78,7 @@ class FusedGenerator(Generator):
 
     def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int) -> None:
         for index, name in enumerate(self.past_names):
-            feeds[name] = cache.read(index, rows, capacity).copy()
+            feeds[name] = cache.read(index, rows, capacity)   # a host copy; the recorder keeps its own
         self.recorder(feeds)
 
     # -- buffers ---------------------------------------------------------------------------------------
@@ -137,15 +137,8 @@ class FusedGenerator(Generator):
     # -- decoding --------------------------------------------------------------------------------------
     def _prefill(self, prompts: list[Prompt], state: _StepState, cache: DeviceKVCache) -> np.ndarray:
         """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers."""
-        batch, length = len(prompts), max(len(p.ids) for p in prompts)
-        ids = np.full((batch, length), self.pad_id, dtype=np.int64)
-        audio = np.zeros((batch, length, self.hidden), dtype=self.dtype)
-        for row, prompt in enumerate(prompts):
-            ids[row, : len(prompt.ids)] = prompt.ids
-            where = np.flatnonzero(ids[row] == self.audio_token_id)
-            if len(where) != len(prompt.audio_embeds):
-                raise ValueError(f"prompt has {len(where)} audio placeholders for {len(prompt.audio_embeds)} embeddings")
-            audio[row, where] = prompt.audio_embeds
+        ids, audio, _ = self._pad_prompts(prompts, left=False)
+        batch, length = ids.shape
         seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
         total = np.array([length], dtype=np.int32)
         if self.recorder:

@@ -38,18 +38,25 @@ class Generator:
         self.eos_ids, self.pad_id, self.dtype = set(eos_ids), pad_id, np.dtype(dtype)
         self.layers = cache.layers
 
-    def _prefill_inputs(self, prompts: list[Prompt]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _pad_prompts(self, prompts: list[Prompt], left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prompt ids [B, L] and audio embeddings [B, L, hidden] padded to the longest prompt (on the left
+        or the right), the embeddings placed at the audio placeholders; and each row's padding [B]."""
         batch, length = len(prompts), max(len(p.ids) for p in prompts)
         ids = np.full((batch, length), self.pad_id, dtype=np.int64)
         audio = np.zeros((batch, length, self.hidden), dtype=self.dtype)
         pads = np.array([length - len(p.ids) for p in prompts], dtype=np.int64)
         for row, prompt in enumerate(prompts):
-            ids[row, pads[row]:] = prompt.ids
+            start = pads[row] if left else 0
+            ids[row, start: start + len(prompt.ids)] = prompt.ids
             where = np.flatnonzero(ids[row] == self.audio_token_id)
             if len(where) != len(prompt.audio_embeds):
                 raise ValueError(f"prompt has {len(where)} audio placeholders for {len(prompt.audio_embeds)} embeddings")
             audio[row, where] = prompt.audio_embeds
-        steps = np.arange(length)[None, :]
+        return ids, audio, pads
+
+    def _prefill_inputs(self, prompts: list[Prompt]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        ids, audio, pads = self._pad_prompts(prompts, left=True)
+        steps = np.arange(ids.shape[1])[None, :]
         feeds = {names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio,
                  names.POSITION_IDS: np.maximum(steps - pads[:, None], 0), names.NEW_MASK: steps >= pads[:, None]}
         return feeds, pads

@@ -25,9 +25,10 @@ class Runner(Protocol):
               ) -> dict[str, np.ndarray]: ...
 
 
+CUDA = "CUDAExecutionProvider"
+
 # --device choices of the command-line tools
-DEVICE_PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"],
-                    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+DEVICE_PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": [CUDA, "CPUExecutionProvider"]}
 
 
 def disabled_optimizers_for(export: dict) -> tuple[str, ...]:
@@ -43,10 +44,7 @@ def default_providers() -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-
-
-CUDA = "CUDAExecutionProvider"
+    return [p for p in (CUDA, "CPUExecutionProvider") if p in available]
 
 
 class OrtRunner:

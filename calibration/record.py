@@ -18,7 +18,8 @@ from .data import CalibrationSet
 
 
 class RecordingRunner:
-    """A Runner that runs the real graph and keeps a copy of every feed (the cache changes in place)."""
+    """A Runner that runs the real graph and keeps a copy of every feed (the cache changes in place); for the
+    decoder, `observe` is the decode loop's recorder (qasr.runtime.generate) and `infer` is not used."""
 
     def __init__(self, inner: Runner, every_step: int = 1):
         self.inner = inner
@@ -51,11 +52,7 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
                  for name, attr in ((names.ENCODER, "encoder"), (names.PROJECTOR, "projector"),
                                     (names.DECODER, "decoder"))}
     engine.encoder, engine.projector = recorders[names.ENCODER], recorders[names.PROJECTOR]
-    fused = engine.attention == names.ATTENTION_GQA   # the fused decoder runs its session itself: it reports feeds
-    if fused:
-        engine.generator.recorder = recorders[names.DECODER].observe
-    else:
-        engine.generator.decoder = recorders[names.DECODER]
+    engine.generator.recorder = recorders[names.DECODER].observe   # the decode loop reports every decoder run
     try:
         transcriber = Transcriber(engine)
         options = TranscribeOptions(language=language, batch_size=1)
@@ -64,7 +61,4 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
             yield {name: recorder.take() for name, recorder in recorders.items()}
     finally:
         engine.encoder, engine.projector = recorders[names.ENCODER].inner, recorders[names.PROJECTOR].inner
-        if fused:
-            engine.generator.recorder = None
-        else:
-            engine.generator.decoder = recorders[names.DECODER].inner
+        engine.generator.recorder = None

@@ -20,7 +20,8 @@ from qasr.quantize.api import Int8Settings, derive_int8_export
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
-from .fused_decoder_graph import DEFAULT_MAX_POSITIONS, FusedDecoderGraph, fused_decoder_graph_spec
+from .fused_decoder_graph import (DEFAULT_MAX_POSITIONS, MIN_ONNXRUNTIME, build_fused_decoder, fused_decoder_graph_spec,
+                                  gqa_support_problem, save_fused_decoder)
 from .encoder_graph import AudioEncoderGraph, encoder_graph_spec
 from .graph_spec import TORCH_DTYPES, GraphSpec, load_module_weights
 from .manifest_writer import write_manifest
@@ -58,6 +59,13 @@ class ExportSettings:
             raise QasrError(f"--backend {self.backend} is not available yet; this version exports for onnxruntime")
         if self.attention not in ATTENTIONS:
             raise QasrError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
+        if self.attention == names.ATTENTION_GQA:
+            from qasr.runtime.cuda_support import onnxruntime_problem
+
+            if problem := onnxruntime_problem(MIN_ONNXRUNTIME):
+                raise QasrError(f"--attention gqa: {problem}")
+        elif self.max_positions != DEFAULT_MAX_POSITIONS:
+            raise QasrError("--max-positions applies to --attention gqa only (the standard decoder has no RoPE table)")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise QasrError(f"{out} exists and is not a directory")
@@ -69,31 +77,33 @@ class ExportSettings:
             return None
         return (self.int8 or Int8Settings()).check()
 
+    def float_precision(self) -> str:
+        """The float type the graphs are written in before any quantization. Weight-only INT8/INT4 with the
+        fused decoder keeps fp16 activations: GroupQueryAttention has CUDA kernels for fp16/bf16 only, and the
+        fused decoder is the GPU form (fp32 activations put every attention node on the CPU)."""
+        if self.precision == "int8" and self.attention == names.ATTENTION_GQA and \
+                (self.int8 or Int8Settings()).mode == "weight-only":
+            return "fp16"
+        return "fp32" if self.precision == "int8" else self.precision
 
-def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, attention: str = names.ATTENTION_STANDARD,
-                 max_positions: int = DEFAULT_MAX_POSITIONS) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
+
+def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
+    """The traced graphs: encoder, projector and the standard decoder (the fused one is built: write_graphs)."""
     spec = checkpoint.spec
     encoder = AudioEncoderGraph(spec.audio)
     load_module_weights(encoder, checkpoint.weights, "model.audio_tower.", dtype)
     projector = ProjectorGraph(spec.audio)
     load_module_weights(projector, checkpoint.weights, "model.multi_modal_projector.", dtype)
-    if attention == names.ATTENTION_GQA:
-        decoder = FusedDecoderGraph(spec.text, spec.audio_token_id, dtype, max_positions)
-        decoder_spec = fused_decoder_graph_spec(spec.text, dtype)
-    else:
-        decoder = DecoderGraph(spec.text, spec.audio_token_id)
-        decoder_spec = decoder_graph_spec(spec.text, dtype)
+    decoder = DecoderGraph(spec.text, spec.audio_token_id)
     text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
     text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
     load_module_weights(decoder, text_weights, "decoder.", dtype)
     if spec.text.tie_word_embeddings:  # one initializer in the graph, as in the checkpoint
         decoder.lm_head.weight = decoder.embed_tokens.weight
-    if isinstance(decoder, FusedDecoderGraph):
-        decoder.pack_projections()
     return {
         names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
         names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),
-        names.DECODER: (decoder.eval(), decoder_spec),
+        names.DECODER: (decoder.eval(), decoder_graph_spec(spec.text, dtype)),
     }
 
 
@@ -135,11 +145,23 @@ def _features(checkpoint: Checkpoint) -> FeatureSettings:
 def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
                   settings: ExportSettings) -> dict:
     written = {}
-    graphs = build_graphs(checkpoint, dtype, settings.attention, settings.max_positions)
+    graphs = build_graphs(checkpoint, dtype)
+    fused = settings.attention == names.ATTENTION_GQA
+    if fused:   # built from the weights, not traced (fused_decoder_graph.py)
+        del graphs[names.DECODER]
+    total = len(graphs) + fused
     for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
-        progress(f"[{i}/{len(graphs)}] exporting {name} graph to ONNX")
+        progress(f"[{i}/{total}] exporting {name} graph to ONNX")
         onnx_from_torch(module, spec, directory / f"{name}.onnx")
         written[name] = (spec, f"{name}.onnx")
+    if fused:
+        progress(f"[{total}/{total}] building the fused {names.DECODER} graph (GroupQueryAttention)")
+        text = checkpoint.spec.text
+        model = build_fused_decoder(text, checkpoint.spec.audio_token_id, checkpoint.weights, dtype,
+                                    settings.max_positions)
+        path = directory / f"{names.DECODER}.onnx"
+        save_fused_decoder(model, path)
+        written[names.DECODER] = (fused_decoder_graph_spec(text, dtype), path.name)
     return written
 
 
@@ -149,7 +171,10 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     out = Path(settings.out)
     progress(f"loading checkpoint {settings.model}")
     checkpoint = load_checkpoint(settings.model)
-    dtype = TORCH_DTYPES[PRECISION_DTYPES[settings.precision]]
+    if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
+        raise QasrError(problem)
+    base = settings.float_precision()
+    dtype = TORCH_DTYPES[PRECISION_DTYPES[base]]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -161,13 +186,14 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
                            "attention": settings.attention}
         if settings.attention == names.ATTENTION_GQA:
             export_settings["max_positions"] = settings.max_positions
+            export_settings["requires"] = {"onnxruntime": MIN_ONNXRUNTIME}
         if settings.precision == "int8":
-            # fp32 graphs first (a complete export, so the runtime can calibrate on it), then quantized
-            fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.fp32.", dir=out.parent))
+            # float graphs first (a complete export, so the runtime can calibrate on it), then quantized
+            fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.{base}.", dir=out.parent))
             try:
                 shutil.move(staging / names.TOKENIZER, fp32 / names.TOKENIZER)
                 written = _write_graphs(checkpoint, dtype, fp32, progress, settings)
-                write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": "fp32"},
+                write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": base},
                                source)
                 derive_int8_export(fp32, staging, settings.int8 or Int8Settings(), calibration, progress)
             finally:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from .gqa_op import onnx_translation
 from .graph_spec import GraphSpec
 
 OPSET = 18
@@ -50,7 +49,6 @@ def onnx_from_torch(module: torch.nn.Module, spec: GraphSpec, path: Path) -> Pat
             dynamic_shapes=_dynamic_shapes(module, spec),
             opset_version=OPSET,
             optimize=True,
-            custom_translation_table=onnx_translation(),
             verbose=False,
         )
     program.save(str(path), external_data=True)

@@ -144,9 +144,11 @@ def save_weights(out: str | Path, layout: str, weights: dict[str, torch.Tensor])
     save_file(tensors, str(Path(out) / "model.safetensors"))
 
 
-def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny") -> Path:
+def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny",
+                          text: dict | None = None) -> Path:
+    """A random checkpoint of one of SIZES; `text` overrides text-config fields (e.g. an odd head_dim)."""
     audio_size, text_size = SIZES[size]
-    spec = write_checkpoint_files(out, layout, [CORPUS] * 4, 300, audio_size, text_size)
+    spec = write_checkpoint_files(out, layout, [CORPUS] * 4, 300, audio_size, {**text_size, **(text or {})})
     shapes = {k: v for k, v in expected_shapes(spec).items() if k != "lm_head.weight"}
     save_weights(out, layout, _random_weights(shapes, seed))
     return Path(out)

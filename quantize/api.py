@@ -97,8 +97,11 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
                        "calibration": {"method": settings.method, "source": data.source,
                                        "utterances": len(data.files), "audio_sha256": data.checksum()}})
     else:
+        import json
+
+        base = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))["export"]["precision"]
         record.update({"weights": f"int{settings.weight_bits} blocks of {settings.block_size}, symmetric",
-                       "activations": "float (as the fp32 graph)"})
+                       "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
     known = set()
     for i, graph in enumerate(GRAPHS, 1):
         src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"

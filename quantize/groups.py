@@ -17,11 +17,14 @@ import onnx
 
 from .static import QUANTIZED_OPS
 
-SCOPES = "pkg.torch.onnx.name_scopes"
+SCOPES = "pkg.torch.onnx.name_scopes"   # traced graphs: torch.onnx's module scopes
+SCOPE = "qasr.scope"                     # built graphs (the fused decoder): the weight's module name
 
 
 def _scope(node: onnx.NodeProto) -> str:
     for prop in node.metadata_props:
+        if prop.key == SCOPE:
+            return prop.value
         if prop.key == SCOPES:
             scopes = ast.literal_eval(prop.value)
             return scopes[-2] if len(scopes) >= 2 else ""

@@ -16,8 +16,9 @@ from .generate import Generation, Generator, Prompt
 from .kv_cache import KVCache
 from .manifest import Manifest, load_manifest
 from .prompt import PromptBuilder
+from .cuda_support import graph_cuda_problems, onnxruntime_problem
 from .session import CUDA, OrtRunner, default_providers, disabled_optimizers_for
-from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
+from .stopping import DecodeOptions
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -38,6 +39,11 @@ class Engine:
         m = self.manifest
         disabled = disabled_optimizers_for(m.data["export"])
         self.attention = m.data["export"].get("attention", names.ATTENTION_STANDARD)
+        required = (m.data["export"].get("requires") or {}).get("onnxruntime")
+        if required and (problem := onnxruntime_problem(required)):
+            raise QasrError(f"{export_dir}: this export {problem}")
+        if self.attention == names.ATTENTION_GQA and (providers or default_providers())[0] == CUDA:
+            self._check_fused_on_cuda(m.graph_path(names.DECODER))
         self.max_positions = m.data["export"].get("max_positions")
         self.encoder = OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled)
         self.projector = OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled)
@@ -69,24 +75,38 @@ class Engine:
             self.cache.reserve(max_batch, max_len)
 
     def _decoder(self, providers, threads, disabled, cuda_graph: bool | None) -> tuple[OrtRunner, bool, str]:
-        """The decoder session, whether its step is captured as CUDA graphs, and why not when it is not."""
+        """The decoder session, whether its step is captured as CUDA graphs, and why not when it is not.
+
+        On CUDA the fused decoder must run every node there (its cache lives on the device): a graph with a
+        node the CUDA provider cannot run is refused before a session is made, and the session itself
+        refuses any node ONNX Runtime would still place on the CPU (no silent CPU fallback)."""
         path = self.manifest.graph_path(names.DECODER)
         first = (providers or default_providers())[0]
+        fused = self.attention == names.ATTENTION_GQA
+        strict = fused and first == CUDA
         if cuda_graph is False:
             note = "off (asked)"
         elif first != CUDA:
             note = f"off (decoder runs on {first})"
-        elif self.attention != names.ATTENTION_GQA:
+        elif not fused:
             note = "off (needs an export with --attention gqa: the standard decoder's cache is host-side)"
         else:
             try:
-                runner = OrtRunner(path, providers, threads, disabled, cuda_graph=True)
+                runner = OrtRunner(path, providers, threads, disabled, cuda_graph=True, cuda_only=True)
                 if runner.device[0] == "cuda":
                     return runner, True, "on"
                 note = f"off (decoder runs on {runner.providers[0]})"
             except QasrError as exc:
                 note = f"off (ONNX Runtime refused capture: {exc})"
-        return OrtRunner(path, providers, threads, disabled), False, note
+        return OrtRunner(path, providers, threads, disabled, cuda_only=strict), False, note
+
+    @staticmethod
+    def _check_fused_on_cuda(path: Path) -> None:
+        """Refuse, before any session is made, a fused decoder that the CUDA provider cannot run whole."""
+        if problems := graph_cuda_problems(path):
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise QasrError(f"{path}: this fused decoder cannot run on CUDA: {problems[0]}{more}; export it with "
+                            "--precision fp16, or --precision int8 --int8-mode weight-only (fp16 activations)")
 
     @property
     def providers(self) -> list[str]:
@@ -120,9 +140,4 @@ class Engine:
                 raise QasrError(f"a prompt of {max(len(p.ids) for p in prompts)} tokens does not fit this export's "
                                 f"{self.max_positions} positions (asr-export --max-positions)")
             prompts = [Prompt(p.ids, p.audio_embeds, min(p.budget, r)) for p, r in zip(prompts, room)]
-        if self.attention == names.ATTENTION_GQA:   # min_new_tokens is the graph's logit_bias there
-            return self.generator.generate(prompts, options)
-        filters: list[LogitFilter] = []
-        if options.min_new_tokens:
-            filters.append(suppress_tokens_before(self.eos_ids, options.min_new_tokens))
-        return self.generator.generate(prompts, options, filters)
+        return self.generator.generate(prompts, options)

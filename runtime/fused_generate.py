@@ -20,14 +20,14 @@ and choose on the host; `min_new_tokens` needs no filter: EOS is suppressed with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from . import names
 from .device_cache import DeviceKVCache
-from .generate import Generation, Generator, Prompt
-from .stopping import BUDGET, DecodeOptions, LogitFilter, suppress_tokens_before
+from .errors import QasrError
+from .generate import Generator, Prompt, _Decode
+from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
 
 SUPPRESS = -3.0e38   # finite: logits + bias stays a number
 
@@ -42,6 +42,7 @@ class _StepState:
     seqlens: object
     total: object
     bias: object
+    last: object
     logits: object
     next_token: object
     audio: object
@@ -62,6 +63,9 @@ class FusedGenerator(Generator):
                  eos_ids: tuple[int, ...], pad_id: int, dtype: np.dtype, cuda_graph: bool = False,
                  max_batch: int = 0, max_len: int = 0):
         super().__init__(decoder, cache, hidden, vocab, audio_token_id, eos_ids, pad_id, dtype)
+        if names.LAST_TOKEN_INDEX not in decoder.input_names:
+            raise QasrError("this export has the first fused decoder (format version 2, shape arithmetic on the "
+                            "CPU); export it again with this version of asr-export")
         self.session = decoder.session
         self.device = cache.device
         self.past_names = [n for i in range(self.layers) for n in (names.past_key(i), names.past_value(i))]
@@ -72,11 +76,9 @@ class FusedGenerator(Generator):
         if self.cuda_graph:
             cache.reserve(max_batch, max_len, fixed=True)
         self._pinned: dict[tuple[int, int], _StepState] = {}
-        self.last_run: dict = {}
-        # calibration (qasr.calibration.record): called with host copies of every run's feeds, cache included
-        self.recorder: Callable[[dict[str, np.ndarray]], None] | None = None
 
     def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int) -> None:
+        """Hand the recorder host copies of a run's feeds, the cache read back from the device buffers."""
         for index, name in enumerate(self.past_names):
             feeds[name] = cache.read(index, rows, capacity)   # a host copy; the recorder keeps its own
         self.recorder(feeds)
@@ -90,6 +92,11 @@ class FusedGenerator(Generator):
             return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=dtype), *device)
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(dtype), *device)
 
+    def _value_of(self, array: np.ndarray):
+        import onnxruntime as ort
+
+        return ort.OrtValue.ortvalue_from_numpy(array, *self.device)
+
     def _state(self, rows: int, capacity: int, cache: DeviceKVCache, graph_id: int | None) -> _StepState:
         key = (rows, capacity)
         if graph_id is not None and key in self._pinned:
@@ -101,11 +108,12 @@ class FusedGenerator(Generator):
                            seqlens=self._value((rows,), np.int32, zeros=True),
                            total=self._value((1,), np.int32, ("cpu", 0), zeros=True),  # a CPU input of the kernel
                            bias=self._value((self.vocab,), np.float32, zeros=True),
+                           last=self._value_of(np.arange(rows, dtype=np.int64)),   # a step's row r is token r
                            logits=self._value((rows, self.vocab), np.float32),
                            next_token=self._value((rows,), np.int64), audio=audio, graph_id=graph_id)
         for name, value in ((names.INPUT_IDS, state.ids), (names.DECODER_AUDIO_EMBEDS, audio),
                             (names.SEQLENS_K, state.seqlens), (names.TOTAL_SEQUENCE_LENGTH, state.total),
-                            (names.LOGIT_BIAS, state.bias)):
+                            (names.LOGIT_BIAS, state.bias), (names.LAST_TOKEN_INDEX, state.last)):
             binding.bind_ortvalue_input(name, value)
         cache.bind(binding, self.past_names, self.present_names, rows, capacity)
         binding.bind_ortvalue_output(names.LOGITS, state.logits)
@@ -135,78 +143,77 @@ class FusedGenerator(Generator):
             binding.synchronize_outputs()
 
     # -- decoding --------------------------------------------------------------------------------------
-    def _prefill(self, prompts: list[Prompt], state: _StepState, cache: DeviceKVCache) -> np.ndarray:
+    def _begin(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter]) -> _Decode:
+        return _DeviceCacheDecode(self, prompts, options, filters)
+
+
+class _DeviceCacheDecode(_Decode):
+    """The fused decoder's step: right-padded rows at their own offsets in a device cache the graph writes."""
+
+    def __init__(self, gen: FusedGenerator, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter]):
+        self.gen, self.filters = gen, filters
+        self.batch = batch = len(prompts)
+        need = max(len(p.ids) + p.budget for p in prompts)
+        self.rows, self.capacity, self.cache, self.graph_id = gen._plan(batch, need, bool(filters))
+        self.state = state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
+        self.suppress_until = options.min_new_tokens
+        if filters and self.suppress_until:
+            filters.append(suppress_tokens_before(tuple(sorted(gen.eos_ids)), self.suppress_until))
+        bias = np.zeros(gen.vocab, dtype=np.float32)
+        if self.suppress_until and not filters:
+            bias[sorted(gen.eos_ids)] = SUPPRESS
+        state.bias.update_inplace(bias)
+        lengths = self._prefill(prompts)
+        self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
+        self.seqlens[:batch] = lengths
+        self.ids = np.full((self.rows, 1), gen.pad_id, dtype=np.int64)
+
+    def _prefill(self, prompts: list[Prompt]) -> np.ndarray:
         """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers."""
-        ids, audio, _ = self._pad_prompts(prompts, left=False)
-        batch, length = ids.shape
+        gen, state, batch = self.gen, self.state, self.batch
+        ids, audio, _ = gen._pad_prompts(prompts, left=False)
+        length = ids.shape[1]
         seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
-        total = np.array([length], dtype=np.int32)
-        if self.recorder:
-            self._record({names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
-                          names.TOTAL_SEQUENCE_LENGTH: total, names.LOGIT_BIAS: state.bias.numpy()},
-                         cache, batch, state.capacity)
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(names.INPUT_IDS, ids)
-        binding.bind_cpu_input(names.DECODER_AUDIO_EMBEDS, audio)
-        binding.bind_cpu_input(names.SEQLENS_K, seqlens)
-        binding.bind_cpu_input(names.TOTAL_SEQUENCE_LENGTH, total)
+        feeds = {names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
+                 names.TOTAL_SEQUENCE_LENGTH: np.array([length], dtype=np.int32),
+                 names.LAST_TOKEN_INDEX: np.arange(batch, dtype=np.int64) * length + seqlens}
+        if gen.recorder:
+            gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, batch, self.capacity)
+        binding = gen.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
         binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
-        cache.bind(binding, self.past_names, self.present_names, batch, state.capacity)
-        device, index = self.device  # the first `batch` rows of the step's own output buffers
-        binding.bind_output(names.LOGITS, device, index, np.float32, [batch, self.vocab], state.logits.data_ptr())
+        self.cache.bind(binding, gen.past_names, gen.present_names, batch, self.capacity)
+        device, index = gen.device  # the first `batch` rows of the step's own output buffers
+        binding.bind_output(names.LOGITS, device, index, np.float32, [batch, gen.vocab], state.logits.data_ptr())
         binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [batch], state.next_token.data_ptr())
-        self._run(binding, None, prefill=True)
+        gen._run(binding, None, prefill=True)
         return seqlens
 
-    def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = ()) -> list[Generation]:
-        batch = len(prompts)
-        filters = list(filters)
-        budgets = [p.budget for p in prompts]
-        need = max(len(p.ids) + b for p, b in zip(prompts, budgets))
-        rows, capacity, cache, graph_id = self._plan(batch, need, bool(filters))
-        state = self._state(rows, capacity, cache, graph_id)
-        suppress_until = options.min_new_tokens
-        if filters and suppress_until:
-            filters.append(suppress_tokens_before(tuple(sorted(self.eos_ids)), suppress_until))
-        bias = np.zeros(self.vocab, dtype=np.float32)
-        if suppress_until and not filters:
-            bias[sorted(self.eos_ids)] = SUPPRESS
-        state.bias.update_inplace(bias)
+    def choose(self, step: int) -> np.ndarray:
+        if not self.filters:
+            return self.state.next_token.numpy()[:self.batch]
+        logits = self.state.logits.numpy()[:self.batch]
+        for apply in self.filters:
+            apply(logits, step)
+        return logits.argmax(axis=-1)
 
-        lengths = self._prefill(prompts, state, cache)
-        seqlens = np.zeros(rows, dtype=np.int32)   # bucket padding rows stay at slot 0
-        seqlens[:batch] = lengths
-        step_ids = np.full((rows, 1), self.pad_id, dtype=np.int64)
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        reasons: list[str | None] = [None] * batch
-        steps = 0
-        for step in range(max(budgets)):
-            if filters:
-                logits = state.logits.numpy()[:batch]
-                for apply in filters:
-                    apply(logits, step)
-                chosen = logits.argmax(axis=-1)
-            else:
-                chosen = state.next_token.numpy()[:batch]
-            for row in range(batch):
-                if reasons[row] is None:
-                    reasons[row] = self._advance(tokens[row], int(chosen[row]), budgets[row], options)
-            live = np.array([r is None for r in reasons])
-            if not live.any():
-                break
-            step_ids[:batch, 0] = np.where(live, chosen, self.pad_id)
-            seqlens[:batch] += live          # a live row's new token goes to the slot after its last one
-            state.ids.update_inplace(step_ids)
-            state.seqlens.update_inplace(seqlens)
-            state.total.update_inplace(np.array([seqlens.max() + 1], dtype=np.int32))
-            if suppress_until and not filters and step + 1 == suppress_until:
-                state.bias.update_inplace(np.zeros(self.vocab, dtype=np.float32))
-            if self.recorder:
-                self._record({names.INPUT_IDS: step_ids.copy(), names.DECODER_AUDIO_EMBEDS: state.audio.numpy(),
-                              names.SEQLENS_K: seqlens.copy(), names.TOTAL_SEQUENCE_LENGTH: state.total.numpy(),
-                              names.LOGIT_BIAS: state.bias.numpy()}, cache, rows, capacity)
-            self._run(state.binding, graph_id)
-            steps += 1
-        self.last_run = {"batch": batch, "rows": rows, "capacity": capacity, "decode_steps": steps,
-                         "cuda_graph": graph_id is not None, "host_filters": bool(filters)}
-        return [Generation(t, r or BUDGET) for t, r in zip(tokens, reasons)]
+    def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
+        gen, state, batch = self.gen, self.state, self.batch
+        self.ids[:batch, 0] = np.where(live, chosen, gen.pad_id)
+        self.seqlens[:batch] += live          # a live row's new token goes to the slot after its last one
+        state.ids.update_inplace(self.ids)
+        state.seqlens.update_inplace(self.seqlens)
+        state.total.update_inplace(np.array([self.seqlens.max() + 1], dtype=np.int32))
+        if self.suppress_until and not self.filters and step + 1 == self.suppress_until:
+            state.bias.update_inplace(np.zeros(gen.vocab, dtype=np.float32))
+        if gen.recorder:
+            gen._record({names.INPUT_IDS: self.ids.copy(), names.DECODER_AUDIO_EMBEDS: state.audio.numpy(),
+                         names.SEQLENS_K: self.seqlens.copy(), names.TOTAL_SEQUENCE_LENGTH: state.total.numpy(),
+                         names.LAST_TOKEN_INDEX: state.last.numpy(), names.LOGIT_BIAS: state.bias.numpy()},
+                        self.cache, self.rows, self.capacity)
+        gen._run(state.binding, self.graph_id)
+
+    def summary(self) -> dict:
+        return {"rows": self.rows, "capacity": self.capacity, "cuda_graph": self.graph_id is not None,
+                "host_filters": bool(self.filters)}

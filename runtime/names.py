@@ -27,6 +27,7 @@ LOGITS = "logits"                          # float32 [batch, vocab], last positi
 # the next token chosen inside the graph (see docs/decisions.md, "Fused attention").
 SEQLENS_K = "seqlens_k"                    # int32 [batch]: each row's total length (cache + new) minus one
 TOTAL_SEQUENCE_LENGTH = "total_sequence_length"  # int32 [1]: T for a prompt, else max(seqlens_k) + 1
+LAST_TOKEN_INDEX = "last_token_index"      # int64 [batch]: each row's last real token in the flattened [batch * T]
 LOGIT_BIAS = "logit_bias"                  # float32 [vocab]: added to every row's logits (e.g. EOS suppressed)
 NEXT_TOKEN = "next_token"                  # int64 [batch]: argmax of the biased logits, at each row's last token
 

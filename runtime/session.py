@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ExportDirError
+from .errors import ExportDirError, QasrError
 
 NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
                 "tensor(bool)": np.bool_}
@@ -49,13 +49,21 @@ def default_providers() -> list[str]:
 
 class OrtRunner:
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0,
-                 disabled_optimizers: tuple[str, ...] = (), cuda_graph: bool = False):
+                 disabled_optimizers: tuple[str, ...] = (), cuda_graph: bool = False, cuda_only: bool = False):
+        """`providers` given (e.g. --device cuda) are required: a missing CUDA provider is an error, never a
+        quiet CPU run. `cuda_only`: ONNX Runtime refuses the session if it would place any node on the CPU."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        asked = list(providers or [])
+        if CUDA in asked and CUDA not in ort.get_available_providers():
+            raise QasrError(f"CUDA was asked for, but this ONNX Runtime ({ort.__version__}) has no "
+                            f"{CUDA}: install onnxruntime-gpu (pip install 'qasr[gpu]') or use --device cpu")
+        if cuda_only:
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         providers = list(providers or default_providers())
         if cuda_graph:  # every node must then run on CUDA; ONNX Runtime refuses the session otherwise
             providers = [(p, {"enable_cuda_graph": "1"}) if p == CUDA else p for p in providers]
@@ -63,11 +71,18 @@ class OrtRunner:
             extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
             self.session = ort.InferenceSession(str(path), options, providers=providers, **extra)
         except Exception as exc:  # ORT raises its own exception types for unreadable models
-            raise ExportDirError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
+            reason = str(exc).splitlines()[0]
+            if cuda_only:
+                raise QasrError(f"{path}: ONNX Runtime would run part of this graph on the CPU, which this graph "
+                                f"cannot do correctly or fast on CUDA ({reason})") from None
+            raise ExportDirError(f"{path}: ONNX Runtime cannot load this graph ({reason})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.output_dtypes = {o.name: NUMPY_DTYPES[o.type] for o in self.session.get_outputs()}
         self.providers = self.session.get_providers()
+        if CUDA in asked and CUDA not in self.providers:   # e.g. CUDA libraries missing: ORT fell back
+            raise QasrError(f"{path}: CUDA was asked for, but ONNX Runtime could not start its {CUDA} "
+                            "(CUDA/cuDNN libraries not found?); nothing was run on the CPU instead")
         # where the session's tensors live: the first provider's device (ONNX Runtime's device names)
         self.device = ("cuda", 0) if self.providers[0] == CUDA else ("cpu", 0)
 

@@ -7,5 +7,8 @@ __version__ = "0.1.0"
 # 2: export.attention ("standard" | "gqa": the fused decoder with its own inputs and an in-place cache).
 #    Version 1 directories are read as attention "standard", which they are.
 EXPORT_FORMAT = "qasr-export"
-EXPORT_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+# 3: the fused decoder is built node by node (no run-time shape arithmetic) and takes `last_token_index`;
+#    export.requires names the oldest ONNX Runtime it runs on. Version 2 standard exports are read as they
+#    are; version 2 fused exports are refused with a line asking for a new export.
+EXPORT_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)

@@ -16,13 +16,15 @@
 set -euo pipefail
 case "${1:-}" in
   part)
-    mkdir -p /tmp/ortparts && cp .devcarry/ort.part* /tmp/ortparts/ && ls -la /tmp/ortparts
+    mkdir -p /tmp/ortparts && cp .devcarry/* /tmp/ortparts/ && ls -la /tmp/ortparts
     ;;
   suite)
     shift
     if [ ! -d /tmp/ortsite/onnxruntime ]; then
-      cat /tmp/ortparts/ort.part0* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
-      python3 -m pip install -q --no-index --no-deps --target /tmp/ortsite /tmp/onnxruntime_gpu-*.whl
+      # the parts are pieces of an xz tarball of the installed package (since 2026-11-24), not of the wheel;
+      # the last part's call also carried the small wheels (soundfile, jiwer)
+      mkdir -p /tmp/ortsite && cat /tmp/ortparts/ort.part* | xz -d | tar x -C /tmp/ortsite
+      python3 -m pip install -q --no-index --no-deps --target /tmp/ortsite /tmp/ortparts/*.whl
     fi
     # this checkout's code, every call (the tree is copied afresh each call)
     rm -rf /tmp/qasrsite

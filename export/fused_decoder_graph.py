@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from qasr.runtime import names
+from qasr.runtime.cuda_support import ONNX_TYPES, tensor_types
 
 from .decoder_graph import cache_specs, token_inputs
 from .graph_spec import GraphSpec, TensorSpec, dtype_name
@@ -179,6 +180,13 @@ def build_fused_decoder(text: TextSpec, audio_token_id: int, weights: dict[str, 
 
     graph = helper.make_graph(g.nodes, names.DECODER, [info(t) for t in spec.inputs], [info(t) for t in spec.outputs],
                               g.initializers)
+    # Element types of every intermediate tensor: onnx's inference stops at contrib ops, and the static INT8
+    # quantizer skips any tensor whose type it cannot infer (then no MatMul gets its activation quantized).
+    outputs = {t.name for t in spec.outputs}
+    codes = {name: code for code, name in ONNX_TYPES.items()}
+    for name, dtype in tensor_types(graph).items():
+        if name not in outputs and name in {o for n in g.nodes for o in n.output}:
+            graph.value_info.append(helper.make_tensor_value_info(name, codes[dtype], None))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
                               producer_name="qasr")
     model.ir_version = 10

@@ -34,20 +34,20 @@ SHAPE_OPS = {"Shape", "Size"}
 CONSTANT_INPUTS = {"Reshape": (1,), "Unsqueeze": (1,), "Squeeze": (1,), "Split": (1,), "Expand": (1,), "Tile": (1,),
                    "Slice": (1, 2, 3, 4), "Range": (0, 1, 2), "ConstantOfShape": (0,)}
 
-_ONNX_TYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 7: "int64", 6: "int32", 9: "bool",
+ONNX_TYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 7: "int64", 6: "int32", 9: "bool",
                3: "int8", 2: "uint8"}
 
 
-def _types(graph) -> dict[str, str]:
+def tensor_types(graph) -> dict[str, str]:
     """Element type of every tensor, propagated through the nodes (contrib ops have no onnx schema)."""
-    types = {v.name: _ONNX_TYPES.get(v.type.tensor_type.elem_type, "other") for v in graph.input}
-    types.update({i.name: _ONNX_TYPES.get(i.data_type, "other") for i in graph.initializer})
+    types = {v.name: ONNX_TYPES.get(v.type.tensor_type.elem_type, "other") for v in graph.input}
+    types.update({i.name: ONNX_TYPES.get(i.data_type, "other") for i in graph.initializer})
     fixed = {"ArgMax": "int64", "ArgMin": "int64", "Equal": "bool", "Less": "bool", "Greater": "bool",
              "Shape": "int64", "Size": "int64", "QuantizeLinear": "int8"}
     for node in graph.node:
         floats = [types[i] for i in node.input if i and types.get(i) in FLOAT_TYPES]
         if node.op_type == "Cast":
-            out = _ONNX_TYPES.get(next(a.i for a in node.attribute if a.name == "to"), "other")
+            out = ONNX_TYPES.get(next(a.i for a in node.attribute if a.name == "to"), "other")
         elif node.op_type == "DequantizeLinear":
             out = types.get(node.input[1], "float32")
         elif node.op_type in fixed:
@@ -64,7 +64,7 @@ def cuda_problems(graph) -> list[str]:
     """Why ONNX Runtime would not run every node of `graph` (an onnx GraphProto) on CUDA; [] if it would."""
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    types = _types(graph)
+    types = tensor_types(graph)
     problems = []
     for node in graph.node:
         label = f"{node.op_type} {node.name or node.output[0]!r}"

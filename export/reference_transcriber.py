@@ -47,7 +47,8 @@ class ReferenceTranscriber:
         transcript, pieces = load_segments(path, self.sample_rate, options)
         for start, end, samples in pieces:
             tokens, reason = self._generate(samples, options.context, language, options.decode.budget(end - start))
-            parsed = parse_output(self.tokenizer.decode(tokens, skip_special_tokens=True), language)
+            parsed = parse_output(self.tokenizer.decode(tokens, skip_special_tokens=True), language,
+                                  self.spec.support_languages)
             transcript.segments.append(Segment(start, end, parsed.text, parsed.language, reason, len(tokens)))
         finish(transcript, language)
         return transcript

@@ -53,6 +53,7 @@ class Engine:
         self.prompts = PromptBuilder(m.tokenizer_path, tokens["audio_token"], m.prompt["template"],
                                      m.prompt["language_prefix"])
         self.eos_ids = tuple(tokens["eos_token_ids"])
+        self.languages = tuple(m.model.get("support_languages", ()))   # what the model may name
         self.dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.DECODER, names.past_key(0))])
         self.feature_dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.ENCODER, names.INPUT_FEATURES)])
         cache = m.cache

@@ -10,6 +10,7 @@ repeated characters or phrases collapsed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -121,21 +122,47 @@ class Parsed(NamedTuple):
     text: str
 
 
-def parse_output(raw: str, forced_language: str | None = None) -> Parsed:
-    """Split `language X<asr_text>text`; with a forced language the prefix was in the prompt."""
-    if forced_language is not None:
-        return Parsed(forced_language, collapse_repetitions(raw.strip()).strip())
+_LANGUAGE_LINE = re.compile(r"^\s*language\b\s*([^\s<]*)", re.IGNORECASE)
+_MARKUP = re.compile(r"<\|[^|<>]*\|>|<asr_text>", re.IGNORECASE)
+
+
+def _known(name: str, languages: tuple[str, ...]) -> str | None:
+    """The canonical name of a language the model wrote, or None ('None', empty, garbled, not the model's)."""
+    name = name.strip()
+    if not name or name.lower() == "none":
+        return None
+    canonical = name[:1].upper() + name[1:].lower()
+    if languages:
+        return next((known for known in languages if known.lower() == name.lower()), None)
+    return canonical if canonical in LANGUAGE_CODES.values() else None
+
+
+def _clean(text: str) -> str:
+    """No model markup in a transcript, ever: stray tags and a repeated `language X` prefix come out."""
+    while (match := _LANGUAGE_LINE.match(text)) and ASR_TEXT in text[match.end():match.end() + len(ASR_TEXT) + 1]:
+        text = text[text.index(ASR_TEXT, match.end()) + len(ASR_TEXT):]
+    return " ".join(_MARKUP.sub(" ", text).split())
+
+
+def parse_output(raw: str, forced_language: str | None = None, languages: tuple[str, ...] = ()) -> Parsed:
+    """(language, transcript) from what the model wrote, as the official qwen-asr package parses it, and
+    stricter where its output would carry markup into the text.
+
+    - `language X<asr_text>text` -> (X, text); `language None<asr_text>...` -> language None.
+    - A forced language was in the prompt: the output is the text (a repeated prefix is dropped).
+    - No tag: the official parser returns everything as text, so a model that stops inside its prefix
+      ("language lll" on a 0.05 s clip) would put markup in the transcript; here a leading
+      `language X` without a tag is the unfinished prefix and what follows it is the text.
+    - X is kept only when it names a language (of `languages`, the model's list, when given).
+    """
     text = collapse_repetitions(raw.strip())
-    if ASR_TEXT not in text:
-        return Parsed(None, text.strip())
-    prefix, transcript = text.split(ASR_TEXT, 1)
-    prefix = prefix.strip()
-    if prefix.lower() == "language none":
-        return Parsed(None, transcript.strip())
+    if forced_language is not None:
+        return Parsed(forced_language, _clean(text))
     language = None
-    for line in prefix.splitlines():
-        line = line.strip()
-        if line:
-            language = line[len("language "):].strip() if line.lower().startswith("language ") else line
-            break
-    return Parsed(language or None, transcript.strip())
+    if ASR_TEXT in text:
+        meta, text = text.split(ASR_TEXT, 1)
+        match = next((m for m in map(_LANGUAGE_LINE.match, meta.splitlines()) if m), None)
+        language = _known(match.group(1), languages) if match else None
+    elif match := _LANGUAGE_LINE.match(text):
+        language, text = _known(match.group(1), languages), text[match.end():]
+    return Parsed(language, _clean(text))

@@ -146,7 +146,7 @@ class Transcriber:
             for j, e in zip(jobs, embeds)
         ]
         for job, generation in zip(jobs, engine.generate(prompts, options.decode)):
-            parsed = parse_output(engine.prompts.decode(generation.tokens), language)
+            parsed = parse_output(engine.prompts.decode(generation.tokens), language, engine.languages)
             job.transcript.segments.append(
                 Segment(job.start, job.end, parsed.text, parsed.language, generation.stop_reason,
                         len(generation.tokens)))

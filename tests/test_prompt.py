@@ -38,6 +38,26 @@ def test_parse_output():
     assert parse_output("  spoken words ", forced_language="German") == ("German", "spoken words")
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("language lll", (None, "")),                                  # a 0.05 s clip: the prefix, unfinished
+    ("language", (None, "")),
+    ("language lll<asr_text>some words", (None, "some words")),    # a garbled language is no language
+    ("language Klingon<asr_text>qapla", (None, "qapla")),          # not one of the model's languages
+    ("language English<asr_text>hi <asr_text> there", ("English", "hi there")),
+    ("language English\n<asr_text>a <|im_end|> b", ("English", "a b")),
+    ("language English<asr_text>language English<asr_text>twice", ("English", "twice")),
+    ("language english<asr_text>lower case name", ("English", "lower case name")),
+])
+def test_no_markup_reaches_the_text(raw, expected):
+    parsed = parse_output(raw, languages=("English", "Chinese"))
+    assert parsed == expected
+    assert "<" not in parsed.text and not parsed.text.lower().startswith("language")
+
+
+def test_forced_language_drops_a_repeated_prefix():
+    assert parse_output("language English<asr_text>words", forced_language="English") == ("English", "words")
+
+
 def test_repetition_collapse_equals_the_official_rule():
     from transformers.models.qwen3_asr.processing_qwen3_asr import _detect_and_fix_repetitions
 

@@ -75,6 +75,9 @@ class ModelSpec:
     eos_token_ids: tuple[int, ...]
     pad_token_id: int | None
     support_languages: tuple[str, ...]
+    # The longest audio one segment may hold: the official 1200 s, unless the checkpoint's config.json says
+    # less (`qasr_max_audio_seconds`: the project's test model, trained on utterances of a few seconds).
+    max_audio_seconds: float = 1200.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,4 +190,5 @@ def read_spec(checkpoint: Path) -> ModelSpec:
         eos_token_ids=eos,
         pad_token_id=None if pad is None else int(pad),
         support_languages=tuple(config.get("support_languages", ())),
+        max_audio_seconds=float(config.get("qasr_max_audio_seconds", 1200.0)),
     )

@@ -118,13 +118,17 @@ def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, 
 
 
 def write_checkpoint_files(out: str | Path, layout: str, texts: list[str], tokenizer_vocab: int,
-                           audio: dict, text: dict) -> ModelSpec:
-    """Everything of a checkpoint but its weights: tokenizer trained on `texts`, configs; returns its spec."""
+                           audio: dict, text: dict, max_audio_seconds: float | None = None) -> ModelSpec:
+    """Everything of a checkpoint but its weights: tokenizer trained on `texts`, configs; returns its spec.
+    `max_audio_seconds`: the longest segment the model takes, when it is less than the official 1200 s."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = _write_tokenizer(out, texts, tokenizer_vocab)
     vocab = text.get("vocab_size") or ((max(ids.values()) + 1 + 63) // 64) * 64
-    (out / "config.json").write_text(json.dumps(_configs(ids, layout, vocab, audio, text), indent=2))
+    config = _configs(ids, layout, vocab, audio, text)
+    if max_audio_seconds is not None:
+        config["qasr_max_audio_seconds"] = max_audio_seconds
+    (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "generation_config.json").write_text(json.dumps(
         {"eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "pad_token_id": ids["<|endoftext|>"],
          "do_sample": False}, indent=2))

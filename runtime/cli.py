@@ -11,7 +11,7 @@ from .cli_support import EXIT_USER_ERROR, handle_errors
 from .engine import Engine
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
-from .transcribe import TranscribeOptions, Transcriber
+from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
 
 
 
@@ -29,20 +29,22 @@ from .transcribe import TranscribeOptions, Transcriber
 @click.option("--budget-base", type=click.IntRange(1), default=DecodeOptions.budget_base, show_default=True)
 @click.option("--repetition-guard/--no-repetition-guard", default=True, show_default=True,
               help="Stop a segment whose output keeps repeating the same tokens.")
-@click.option("--max-segment-seconds", type=click.FloatRange(1.0), default=1200.0, show_default=True,
-              help="Longer audio is split at quiet points and the texts joined.")
+@click.option("--max-segment-seconds", type=click.FloatRange(1.0), default=None,
+              help="Longest segment decoded at once [default: the model's: 1200 s for Qwen3-ASR].")
+@click.option("--vad", type=click.Choice(VAD_MODES), default="auto", show_default=True,
+              help="Voice-activity segmentation: auto (audio longer than the segment limit), on, off (energy cuts).")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @handle_errors
 def main(engine_dir, audio, language, context, as_json, batch_size, max_new_tokens, tokens_per_second, budget_base,
-         repetition_guard, max_segment_seconds, device, threads):
+         repetition_guard, max_segment_seconds, vad, device, threads):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
     # CUDA graphs (gqa exports on CUDA) are captured per batch bucket up to the batch size used here
     engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads, max_batch=batch_size)
     decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
                            repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, context=context, batch_size=batch_size,
-                                max_segment_seconds=max_segment_seconds, decode=decode)
+                                max_segment_seconds=max_segment_seconds, vad=vad, decode=decode)
     transcripts = Transcriber(engine).transcribe(list(audio), options)
     failed = [t for t in transcripts if t.error]
     for t in failed:

@@ -57,6 +57,11 @@ class Manifest:
         return self.data.get("decoding", {})
 
     @property
+    def max_segment_seconds(self) -> float:
+        """The longest segment the model takes (exports before format 3 say nothing: the official 1200 s)."""
+        return float(self.data.get("segmentation", {}).get("max_seconds", 1200.0))
+
+    @property
     def precision(self) -> str:
         return self.data["export"]["precision"]
 

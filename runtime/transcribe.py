@@ -25,7 +25,8 @@ class TranscribeOptions:
     language: str | None = None          # force a language ('English' or 'en'); None lets the model say
     context: str = ""                    # system-prompt context (hot words, domain text)
     batch_size: int = 8
-    max_segment_seconds: float = 1200.0  # longer audio is split at quiet points (the official limit)
+    max_segment_seconds: float | None = None  # None: the model's own limit (the export's manifest)
+    vad: str = "auto"                    # auto: voice activity segments audio longer than that; on: always; off: never
     silence_threshold: float = 1e-4      # peak amplitude below which audio counts as silence
     max_cache_gb: float = 4.0            # batches are cut so that their KV cache stays under this (one row may exceed)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
@@ -54,10 +55,17 @@ class Transcript:
         return asdict(self)
 
 
-def load_segments(item, sample_rate: int, options: TranscribeOptions
-                  ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
-    """Load and check one input, apply the silence rule and split long audio: (transcript, segments).
+VAD_MODES = ("auto", "on", "off")
 
+
+def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_seconds: float = 1200.0
+                  ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+    """Load and check one input, apply the silence rule and segment it: (transcript, segments).
+
+    Segments are at most `options.max_segment_seconds` (default: `model_max_seconds`, the model's own
+    limit). With voice activity (`vad` on, or auto and the audio is longer than the limit) they are
+    speech regions merged up to the limit and split at the longest pauses (qasr.runtime.vad), and
+    what is not speech is never decoded; with `vad` off long audio is cut at its quietest points.
     Bad input sets transcript.error; silence adds its empty segment; the segments left to decode come
     back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
     isolate the model.
@@ -76,8 +84,19 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions
     if is_silent(samples, options.silence_threshold):
         transcript.segments.append(Segment(0.0, transcript.duration, "", None, "silence", 0))
         return transcript, []
-    bounds = split_points(samples, sample_rate, options.max_segment_seconds)
-    return transcript, [(lo / sample_rate, hi / sample_rate, samples[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    limit = options.max_segment_seconds or model_max_seconds
+    if options.vad not in VAD_MODES:
+        raise QasrError(f"vad must be one of {', '.join(VAD_MODES)}, not {options.vad!r}")
+    if options.vad == "on" or (options.vad == "auto" and transcript.duration > limit):
+        from .vad import vad_segments
+
+        pieces = vad_segments(samples, limit)
+        if not pieces:
+            transcript.segments.append(Segment(0.0, transcript.duration, "", None, "no speech", 0))
+    else:
+        bounds = split_points(samples, sample_rate, limit)
+        pieces = list(zip(bounds[:-1], bounds[1:]))
+    return transcript, [(lo / sample_rate, hi / sample_rate, samples[lo:hi]) for lo, hi in pieces]
 
 
 def finish(transcript: Transcript, language: str | None) -> None:
@@ -118,7 +137,7 @@ class Transcriber:
         return transcripts
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
-        transcript, pieces = load_segments(item, self.sample_rate, options)
+        transcript, pieces = load_segments(item, self.sample_rate, options, self.engine.manifest.max_segment_seconds)
         jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
                 for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs

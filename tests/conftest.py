@@ -65,3 +65,12 @@ def fused_engine(fused_export):
     from qasr.runtime.engine import Engine
 
     return Engine(fused_export)
+
+
+@pytest.fixture(scope="session")
+def shipped_export(tmp_path_factory) -> Path:
+    """The shipped trained test model's default export (fp32, standard attention)."""
+    from qasr.assets import TEST_MODEL
+    from qasr.export.api import ExportSettings, export
+
+    return export(ExportSettings(model=str(TEST_MODEL), out=tmp_path_factory.mktemp("shipped") / "fp32"))

@@ -14,7 +14,6 @@ import torch
 
 from qasr.assets import EVAL_MANIFEST, TEST_MODEL
 from qasr.benchmarks.wer import normalise, run_engine, run_reference, score
-from qasr.export.api import ExportSettings, export
 from qasr.export.checkpoint import load_checkpoint
 from qasr.runtime.speech_manifest import read_manifest
 from qasr.runtime.transcribe import TranscribeOptions
@@ -23,8 +22,8 @@ QUIET = lambda _: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
-def fp32_export(tmp_path_factory):
-    return export(ExportSettings(model=str(TEST_MODEL), out=tmp_path_factory.mktemp("shipped") / "fp32"), QUIET)
+def fp32_export(shipped_export):
+    return shipped_export
 
 
 def test_shipped_model_is_a_small_original_layout_bf16_checkpoint():

@@ -31,6 +31,7 @@ from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.features import FeatureSettings, LogMel
 from qasr.runtime.prompt import LANGUAGE_PREFIX, parse_output, prompt_text
 
+MAX_AUDIO_SECONDS = 4.0   # the longest segment the trained model is given (its utterances: 3-8 words)
 SMALL_AUDIO = {"encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768, "d_model": 192,
                "downsample_hidden_size": 32, "output_dim": 256}
 SMALL_TEXT = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -289,7 +290,9 @@ def train(settings: TrainSettings, progress=print) -> Path:
     rng = random.Random(settings.seed)
     texts = [json.loads(l)["text"] for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
-    spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, audio_size, SMALL_TEXT)
+    # trained on single utterances of 3-8 words (up to ~4 s): segments of long audio must be as short
+    spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, audio_size, SMALL_TEXT,
+                                  max_audio_seconds=MAX_AUDIO_SECONDS)
     tokenizer = AutoTokenizer.from_pretrained(str(settings.out))
     config = hf_config(spec)
     if settings.guided_weight:

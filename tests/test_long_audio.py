@@ -1,0 +1,113 @@
+"""Long recordings: voice-activity segmentation, and transcripts without model markup.
+
+Real parts only: the shipped test model's default export, shipped held-out audio joined into one long
+recording, the Silero VAD ONNX model in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import numpy as np
+import pytest
+
+from qasr.assets import EVAL_MANIFEST, SPEECH
+from qasr.benchmarks.wer import normalise
+from qasr.runtime.audio import load_audio
+from qasr.runtime.transcribe import TranscribeOptions, Transcriber
+from qasr.runtime.vad import RATE, SileroVad, segments_from_regions, speech_regions, vad_segments
+
+PAUSE = 0.6
+
+
+@pytest.fixture(scope="module")
+def joined():
+    """25 held-out utterances joined with 0.6 s pauses (~66 s): samples, texts, true (start, end) in samples."""
+    rows = [json.loads(line) for line in EVAL_MANIFEST.read_text().splitlines()[:25]]
+    parts, bounds, at = [], [], 0
+    for row in rows:
+        audio = load_audio(SPEECH / row["audio"], RATE)
+        bounds.append((at, at + len(audio)))
+        parts += [audio, np.zeros(int(PAUSE * RATE), dtype=np.float32)]
+        at += len(audio) + int(PAUSE * RATE)
+    return np.concatenate(parts), [r["text"] for r in rows], [SPEECH / r["audio"] for r in rows], bounds
+
+
+@pytest.fixture(scope="module")
+def transcriber(shipped_export):
+    from qasr.runtime.engine import Engine
+
+    return Transcriber(Engine(shipped_export))
+
+
+def test_vad_finds_each_utterance(joined):
+    samples, texts, _, bounds = joined
+    regions = speech_regions(SileroVad().probabilities(samples), len(samples))
+    assert len(regions) == len(texts)
+    for (lo, hi), (true_lo, true_hi) in zip(regions, bounds):
+        assert lo <= true_lo + 0.3 * RATE and hi >= true_hi - 0.5 * RATE   # each utterance inside its region
+        assert hi - lo < (true_hi - true_lo) + 1.2 * RATE
+
+
+def test_segments_split_at_the_longest_pause():
+    rate = RATE
+    regions = [(0, 2 * rate), (int(2.2 * rate), 4 * rate), (6 * rate, 7 * rate)]   # pauses 0.2 s and 2 s
+    samples = np.ones(8 * rate, dtype=np.float32)
+    assert segments_from_regions(regions, samples, 8.0) == [(0, 7 * rate)]
+    assert segments_from_regions(regions, samples, 5.0) == [(0, 4 * rate), (6 * rate, 7 * rate)]
+    assert segments_from_regions(regions, samples, 3.0) == [(0, 2 * rate), (int(2.2 * rate), 4 * rate),
+                                                               (6 * rate, 7 * rate)]
+    long = segments_from_regions([(0, 7 * rate)], samples, 3.0)      # one region longer than the limit: cut inside
+    assert long[0][0] == 0 and long[-1][1] == 7 * rate and all(b - a <= 3 * rate for a, b in long)
+
+
+def test_silence_and_noise_have_no_speech():
+    rng = np.random.default_rng(0)
+    assert vad_segments(np.zeros(10 * RATE, dtype=np.float32), 4.0) == []
+    assert vad_segments((0.003 * rng.standard_normal(10 * RATE)).astype(np.float32), 4.0) == []
+
+
+def test_joined_recording_is_transcribed_like_its_utterances(joined, transcriber):
+    """The issue's bar: WER of the long recording within 3 pp of the per-utterance WER, default options."""
+    samples, texts, files, _ = joined
+    reference = normalise(" ".join(texts))
+    one_by_one = transcriber.transcribe(files, TranscribeOptions())
+    per_utterance = jiwer.wer(reference, normalise(" ".join(t.text for t in one_by_one)))
+    long = transcriber.transcribe([(samples, RATE)], TranscribeOptions())[0]
+    joined_wer = jiwer.wer(reference, normalise(long.text))
+    print(f"per utterance {per_utterance:.4f}, joined {joined_wer:.4f}, {len(long.segments)} segments")
+    assert joined_wer <= per_utterance + 0.03
+    assert len(long.segments) == len(texts)
+    starts = [s.start for s in long.segments]
+    assert starts == sorted(starts) and all(s.end - s.start <= 4.0 + 1e-6 for s in long.segments)
+
+
+def test_vad_off_keeps_the_energy_splitter(joined, transcriber):
+    samples = joined[0]
+    long = transcriber.transcribe([(samples, RATE)], TranscribeOptions(vad="off"))[0]
+    segments = sorted(long.segments, key=lambda s: s.start)   # cut at quiet points: they tile the whole audio
+    assert segments[0].start == 0 and abs(segments[-1].end - len(samples) / RATE) < 1e-6
+    assert all(a.end == b.start for a, b in zip(segments, segments[1:]))
+    assert all(s.end - s.start <= 4.0 + 1e-6 for s in segments)
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "clip", "held-out"])
+def test_no_markup_in_any_transcript(kind, transcriber):
+    rng = np.random.default_rng(1)
+    if kind == "silence":
+        inputs = [(np.zeros(3 * RATE, dtype=np.float32), RATE)]
+    elif kind == "noise":
+        inputs = [((0.01 * rng.standard_normal(3 * RATE)).astype(np.float32), RATE),
+                  ((0.01 * rng.standard_normal(20 * RATE)).astype(np.float32), RATE)]
+    elif kind == "clip":
+        inputs = [((0.1 * rng.standard_normal(int(0.05 * RATE))).astype(np.float32), RATE)]
+    else:
+        inputs = [SPEECH / json.loads(line)["audio"] for line in EVAL_MANIFEST.read_text().splitlines()[:40]]
+    for vad in ("auto", "on"):
+        for transcript in transcriber.transcribe(inputs, TranscribeOptions(vad=vad)):
+            assert transcript.error is None
+            for text in [transcript.text, *(s.text for s in transcript.segments)]:
+                assert "<" not in text and ">" not in text and not text.lower().startswith("language"), text
+            if kind in ("silence", "noise") and vad == "on":
+                assert transcript.text == ""

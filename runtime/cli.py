@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
-from .cli_support import EXIT_USER_ERROR, handle_errors
+from .cli_support import EXIT_USER_ERROR, fail, handle_errors
 from .engine import Engine
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
+from .subtitles import FORMATS, to_srt, to_vtt
 from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
-
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +21,13 @@ from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--language", default=None, help="Force the language (English, en, ...); default: the model says.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: text, language, segments, why each stopped.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True,
+              help="txt: the text; json: text, language, segments with start/end and why each stopped; "
+                   "srt / vtt: subtitles, one cue per segment.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one file per input (<name>.<format>) here instead of printing.")
+@click.option("--force", is_flag=True, help="Replace files that already exist in --output-dir.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-new-tokens", type=click.IntRange(1), default=None,
               help="Fixed token budget per segment (default: follows the audio length).")
@@ -36,9 +43,13 @@ from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @handle_errors
-def main(engine_dir, audio, language, context, as_json, batch_size, max_new_tokens, tokens_per_second, budget_base,
+def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, batch_size, max_new_tokens, tokens_per_second, budget_base,
          repetition_guard, max_segment_seconds, vad, device, threads):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
+    fmt = "json" if as_json else fmt
+    if fmt in ("srt", "vtt") and len(audio) > 1 and output_dir is None:
+        fail(f"--format {fmt} with several files needs --output-dir (one subtitle file per input)")
+    targets = _targets(audio, fmt, output_dir, force)
     # CUDA graphs (gqa exports on CUDA) are captured per batch bucket up to the batch size used here
     engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads, max_batch=batch_size)
     decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
@@ -49,17 +60,43 @@ def main(engine_dir, audio, language, context, as_json, batch_size, max_new_toke
     failed = [t for t in transcripts if t.error]
     for t in failed:
         click.echo(f"error: {t.error}", err=True)
-    if as_json:
-        payload = {"engine": str(engine_dir), "providers": engine.providers, "attention": engine.attention,
-                   "cuda_graph": engine.cuda_graph_note,
-                   "decoding": {"budget": "fixed" if max_new_tokens else "audio length",
-                                "tokens_per_second": tokens_per_second, "budget_base": budget_base,
-                                "max_new_tokens": max_new_tokens, "repetition_guard": repetition_guard},
-                   "results": [t.to_json() for t in transcripts]}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    header = {"engine": str(engine_dir), "providers": engine.providers, "attention": engine.attention,
+              "cuda_graph": engine.cuda_graph_note,
+              "decoding": {"budget": "fixed" if max_new_tokens else "audio length",
+                           "tokens_per_second": tokens_per_second, "budget_base": budget_base,
+                           "max_new_tokens": max_new_tokens, "repetition_guard": repetition_guard}}
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for t, target in zip(transcripts, targets):
+            if not t.error:
+                target.write_text(_render(fmt, [t], header), encoding="utf-8")
     else:
-        good = [t for t in transcripts if not t.error]
-        for t in good:
-            click.echo(t.text if len(transcripts) == 1 else f"{t.source}\t{t.text}")
+        shown = transcripts if fmt == "json" else [t for t in transcripts if not t.error]
+        if shown:
+            click.echo(_render(fmt, shown, header, several=len(transcripts) > 1), nl=False)
     if failed:
         sys.exit(EXIT_USER_ERROR)
+
+
+def _targets(audio: tuple[str, ...], fmt: str, output_dir: Path | None, force: bool) -> list[Path]:
+    """<output_dir>/<stem>.<fmt> per input; refused before any work if one exists (without --force) or two
+    inputs would write the same file."""
+    if output_dir is None:
+        return []
+    targets = [output_dir / f"{Path(a).stem}.{fmt}" for a in audio]
+    if len(set(targets)) < len(targets):
+        fail("two inputs have the same name: their --output-dir files would collide")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        fail(f"{existing[0]} exists; pass --force to replace it")
+    return targets
+
+
+def _render(fmt: str, transcripts: list, header: dict, several: bool = False) -> str:
+    if fmt == "json":
+        return json.dumps({**header, "results": [t.to_json() for t in transcripts]}, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "srt":
+        return "\n".join(to_srt(t) for t in transcripts)
+    if fmt == "vtt":
+        return "\n".join(to_vtt(t) for t in transcripts)
+    return "".join((f"{t.source}\t{t.text}" if several else t.text) + "\n" for t in transcripts)

@@ -111,3 +111,32 @@ def test_no_markup_in_any_transcript(kind, transcriber):
                 assert "<" not in text and ">" not in text and not text.lower().startswith("language"), text
             if kind in ("silence", "noise") and vad == "on":
                 assert transcript.text == ""
+
+
+def test_cli_subtitles_follow_the_segments(joined, shipped_export, tmp_path):
+    """asr-transcribe --format srt|vtt on the long recording: cues parse with subtitle libraries and carry
+    the --format json segments' times and texts."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    import srt
+    import webvtt
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, joined[0], RATE)
+    tool = os.path.join(os.path.dirname(sys.executable), "asr-transcribe")
+
+    def run(fmt: str) -> str:
+        result = subprocess.run([tool, "--engine", str(shipped_export), "--format", fmt, str(wav)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    segments = [s for s in json.loads(run("json"))["results"][0]["segments"] if s["text"]]
+    cues = list(srt.parse(run("srt")))
+    assert [(round(c.start.total_seconds(), 3), round(c.end.total_seconds(), 3), c.content) for c in cues] == \
+        [(round(s["start"], 3), round(s["end"], 3), s["text"]) for s in segments]
+    (tmp_path / "long.vtt").write_text(run("vtt"))
+    assert [c.text for c in webvtt.read(str(tmp_path / "long.vtt"))] == [s["text"] for s in segments]

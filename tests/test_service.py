@@ -84,6 +84,38 @@ def test_concurrent_clients_are_all_answered_and_batched(server, clips, expected
     assert sum(formed) == 16 and max(formed) > 1, formed  # requests really were decoded together
 
 
+def _clock(text: str) -> float:
+    hours, minutes, seconds = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_subtitles_and_segment_timestamps(server, clips, expected):
+    """srt and vtt parse with subtitle libraries, their cue times are the verbose_json segments' times;
+    segment timestamps are honoured and word timestamps refused with OpenAI's 400 error shape."""
+    import io
+
+    import srt
+    import webvtt
+
+    clip = clips[2]
+    full = _post_file(server.url, clip, response_format="verbose_json", **{"timestamp_granularities[]": "segment"})
+    assert full.status_code == 200, full.text
+    segments = [s for s in full.json()["segments"] if s["text"]]
+    assert segments and all(s["end"] > s["start"] >= 0 for s in segments)
+    cues = list(srt.parse(_post_file(server.url, clip, response_format="srt").text))
+    vtt = _post_file(server.url, clip, response_format="vtt")
+    assert vtt.headers["content-type"].startswith("text/vtt")
+    captions = webvtt.from_buffer(io.StringIO(vtt.text)).captions
+    assert [c.content for c in cues] == [c.text for c in captions] == [s["text"] for s in segments]
+    for cue, caption, segment in zip(cues, captions, segments):
+        assert cue.start.total_seconds() == pytest.approx(segment["start"], abs=1e-3)
+        assert cue.end.total_seconds() == pytest.approx(segment["end"], abs=1e-3)
+        assert _clock(caption.start) == pytest.approx(segment["start"], abs=1e-3)
+        assert _clock(caption.end) == pytest.approx(segment["end"], abs=1e-3)
+    word = _post_file(server.url, clip, response_format="verbose_json", **{"timestamp_granularities[]": "word"})
+    assert word.status_code == 400 and "word" in word.json()["error"]["message"]
+
+
 def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, tmp_path):
     cases = []
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF0000WAVEjunk")

@@ -8,18 +8,23 @@ import binascii
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ..subtitles import to_srt, to_vtt
 from ..transcribe import Transcript
 from .app import ApiError, Service, read_limited
 
-RESPONSE_FORMATS = ("json", "text", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+GRANULARITIES = ("segment",)   # "word" needs word alignment, which the runtime does not do yet
 RAW_TYPES = ("audio/", "application/octet-stream")
 
 
 def verbose(transcript: Transcript) -> dict:
+    """OpenAI's verbose_json: segments with start/end in seconds (from the segmentation), plus why each stopped."""
+    segments = sorted(transcript.segments, key=lambda s: s.start)
     return {"task": "transcribe", "language": transcript.language, "duration": transcript.duration,
             "text": transcript.text,
-            "segments": [{"id": i, "start": s.start, "end": s.end, "text": s.text, "stop_reason": s.stop_reason}
-                         for i, s in enumerate(transcript.segments)]}
+            "segments": [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
+                          "temperature": 0.0, "stop_reason": s.stop_reason, "language": s.language}
+                         for i, s in enumerate(segments)]}
 
 
 async def _upload_bytes(upload: UploadFile, limit: int) -> bytes:
@@ -55,17 +60,33 @@ def install_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/audio/transcriptions")
     async def openai_transcriptions(file: UploadFile = File(...), model: str = Form(""), language: str = Form(""),
                                     prompt: str = Form(""), response_format: str = Form("json"),
-                                    temperature: float = Form(0.0)):
+                                    temperature: float = Form(0.0),
+                                    granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
+                                    granularities_plain: list[str] | None = Form(None, alias="timestamp_granularities")):
         """OpenAI-compatible: multipart `file`; `prompt` becomes the context; decoding is greedy."""
+        asked = [*(granularities or []), *(granularities_plain or [])]
+        problem = None
         if response_format not in RESPONSE_FORMATS:
+            problem = f"response_format {response_format!r} is not supported; use one of {RESPONSE_FORMATS}"
+        elif "word" in asked:
+            problem = "timestamp_granularities ['word'] is not supported yet (no word alignment); use ['segment']"
+        elif unknown := [g for g in asked if g not in GRANULARITIES]:
+            problem = f"unknown timestamp_granularities {unknown}; use ['segment']"
+        elif asked and response_format != "verbose_json":
+            problem = "timestamp_granularities needs response_format verbose_json"
+        if problem:
             await file.close()
-            raise ApiError(400, f"response_format {response_format!r} is not supported; use one of {RESPONSE_FORMATS}")
+            raise ApiError(400, problem)
         data = await _upload_bytes(file, limit)
         transcript = await service.transcribe(data, language or None, prompt)
         if response_format == "text":
             return PlainTextResponse(transcript.text)
         if response_format == "verbose_json":
             return verbose(transcript)
+        if response_format == "srt":
+            return PlainTextResponse(to_srt(transcript))
+        if response_format == "vtt":
+            return PlainTextResponse(to_vtt(transcript), media_type="text/vtt")
         return {"text": transcript.text}
 
     @app.post("/v1/transcribe")

@@ -46,18 +46,22 @@ class DeviceKVCache:
         self.allocations += 1
         self.fixed = fixed
 
-    def bind(self, binding, past_names: list[str], present_names: list[str], batch: int, capacity: int) -> None:
-        """Bind the [batch, kv_heads, capacity, head_dim] view as each layer's past and present (one buffer)."""
-        self.reserve(batch, capacity)
+    def bind(self, binding, past_names: list[str], present_names: list[str], batch: int, capacity: int,
+             first_row: int = 0) -> None:
+        """Bind the [batch, kv_heads, capacity, head_dim] view (rows first_row.. of a [*, ..., capacity, ...]
+        layout) as each layer's past and present (one buffer)."""
+        self.reserve(first_row + batch, capacity)
         shape = [batch, self.kv_heads, capacity, self.head_dim]
+        offset = first_row * self.kv_heads * capacity * self.head_dim * self.dtype.itemsize
         for flat, past, present in zip(self._flat, past_names, present_names):
-            binding.bind_input(past, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr())
-            binding.bind_output(present, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr())
+            binding.bind_input(past, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr() + offset)
+            binding.bind_output(present, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr() + offset)
 
-    def read(self, index: int, batch: int, capacity: int) -> np.ndarray:
+    def read(self, index: int, batch: int, capacity: int, first_row: int = 0) -> np.ndarray:
         """A host copy of buffer `index` ([key_0, value_0, ...]) as [batch, kv_heads, capacity, head_dim] (tests, calibration)."""
-        count = batch * self.kv_heads * capacity * self.head_dim
-        return self._flat[index].numpy()[:count].reshape(batch, self.kv_heads, capacity, self.head_dim)
+        row = self.kv_heads * capacity * self.head_dim
+        flat = self._flat[index].numpy()[first_row * row: (first_row + batch) * row]
+        return flat.reshape(batch, self.kv_heads, capacity, self.head_dim)
 
     def nbytes(self) -> int:
         return sum(flat.tensor_size_in_bytes() for flat in self._flat)

@@ -77,10 +77,11 @@ class FusedGenerator(Generator):
             cache.reserve(max_batch, max_len, fixed=True)
         self._pinned: dict[tuple[int, int], _StepState] = {}
 
-    def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int) -> None:
+    def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int,
+                first_row: int = 0) -> None:
         """Hand the recorder host copies of a run's feeds, the cache read back from the device buffers."""
         for index, name in enumerate(self.past_names):
-            feeds[name] = cache.read(index, rows, capacity)   # a host copy; the recorder keeps its own
+            feeds[name] = cache.read(index, rows, capacity, first_row)   # a host copy; the recorder keeps its own
         self.recorder(feeds)
 
     # -- buffers ---------------------------------------------------------------------------------------
@@ -169,7 +170,13 @@ class _DeviceCacheDecode(_Decode):
         self.ids = np.full((self.rows, 1), gen.pad_id, dtype=np.int64)
 
     def _prefill(self, prompts: list[Prompt]) -> np.ndarray:
-        """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers."""
+        """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers.
+        Prompts longer than the generator's prefill_chunk run row by row in chunks (each chunk attends to the cache the
+        ones before it wrote), so a long prompt's attention never spans [tokens x tokens] at once."""
+        if max(len(p.ids) for p in prompts) > self.gen.prefill_chunk:
+            for row, prompt in enumerate(prompts):
+                self._prefill_row(row, prompt)
+            return np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
         gen, state, batch = self.gen, self.state, self.batch
         ids, audio, _ = gen._pad_prompts(prompts, left=False)
         length = ids.shape[1]
@@ -189,6 +196,29 @@ class _DeviceCacheDecode(_Decode):
         binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [batch], state.next_token.data_ptr())
         gen._run(binding, None, prefill=True)
         return seqlens
+
+    def _prefill_row(self, row: int, prompt: Prompt) -> None:
+        gen, state = self.gen, self.state
+        ids, audio, _ = gen._pad_prompts([prompt], left=False)
+        length = ids.shape[1]
+        for lo in range(0, length, gen.prefill_chunk):
+            hi = min(length, lo + gen.prefill_chunk)   # the first chunk is a first prompt (S == total), the rest follow it
+            feeds = {names.INPUT_IDS: ids[:, lo:hi], names.DECODER_AUDIO_EMBEDS: audio[:, lo:hi],
+                     names.SEQLENS_K: np.array([hi - 1], dtype=np.int32),
+                     names.TOTAL_SEQUENCE_LENGTH: np.array([hi], dtype=np.int32),
+                     names.LAST_TOKEN_INDEX: np.array([hi - lo - 1], dtype=np.int64)}
+            if gen.recorder:
+                gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, 1, self.capacity, row)
+            binding = gen.session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
+            self.cache.bind(binding, gen.past_names, gen.present_names, 1, self.capacity, first_row=row)
+            device, index = gen.device
+            binding.bind_output(names.LOGITS, device, index, np.float32, [1, gen.vocab],
+                                state.logits.data_ptr() + row * gen.vocab * 4)
+            binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [1], state.next_token.data_ptr() + row * 8)
+            gen._run(binding, None, prefill=True)
 
     def choose(self, step: int) -> np.ndarray:
         if not self.filters:

@@ -26,6 +26,11 @@ from .stopping import (BUDGET, EOS, REPETITION, DecodeOptions, LogitFilter, repe
                        trim_repetition)
 
 
+# Prompt tokens per prefill run (standard decoder): bounds the prefill's attention scores to
+# [chunk x (prompt + chunk)] per head; prompts up to this length run in one go, as before.
+PREFILL_CHUNK = 1024
+
+
 @dataclass
 class Generation:
     tokens: list[int]     # generated ids, EOS excluded
@@ -75,11 +80,17 @@ class _HostCacheDecode(_Decode):
                          for _ in range(2 * gen.layers)]
         self.past_names = [n for i in range(gen.layers) for n in (names.past_key(i), names.past_value(i))]
         self.present_names = [n for i in range(gen.layers) for n in (names.present_key(i), names.present_value(i))]
-        feeds.update({names.PAST_MASK: self.past_mask, **dict(zip(self.past_names, self.cache))})
-        out = self._run(feeds, {names.LOGITS: self.logits})
-        for buf, name in zip(self.cache, self.present_names):
-            buf[:, :, :length] = out[name]
-        self.past_mask[:, :length] = feeds[names.NEW_MASK]
+        # The prompt runs in chunks of prefill_chunk tokens, each attending to the cache the chunks before it
+        # wrote: a long prompt never makes a [tokens x tokens] score matrix (memory linear in its length).
+        for lo in range(0, length, gen.prefill_chunk):
+            hi = min(length, lo + gen.prefill_chunk)
+            chunk = {name: feeds[name][:, lo:hi] for name in (names.INPUT_IDS, names.DECODER_AUDIO_EMBEDS,
+                                                              names.POSITION_IDS, names.NEW_MASK)}
+            chunk.update({names.PAST_MASK: self.past_mask, **dict(zip(self.past_names, self.cache))})
+            out = self._run(chunk, {names.LOGITS: self.logits})
+            for buf, name in zip(self.cache, self.present_names):
+                buf[:, :, lo:hi] = out[name]
+            self.past_mask[:, lo:hi] = chunk[names.NEW_MASK]
         self.offset = length
         self.rows, self.capacity = batch, capacity
 
@@ -118,6 +129,7 @@ class Generator:
         self.eos_ids, self.pad_id, self.dtype = set(eos_ids), pad_id, np.dtype(dtype)
         self.layers = cache.layers
         self.last_run: dict = {}
+        self.prefill_chunk = PREFILL_CHUNK
         # calibration (qasr.calibration.record): called with host copies of every decoder run's feeds
         self.recorder: Callable[[dict[str, np.ndarray]], None] | None = None
 

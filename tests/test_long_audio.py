@@ -140,3 +140,50 @@ def test_cli_subtitles_follow_the_segments(joined, shipped_export, tmp_path):
         [(round(s["start"], 3), round(s["end"], 3), s["text"]) for s in segments]
     (tmp_path / "long.vtt").write_text(run("vtt"))
     assert [c.text for c in webvtt.read(str(tmp_path / "long.vtt"))] == [s["text"] for s in segments]
+
+
+def test_encoder_in_pieces_equals_one_run(engines, waves):
+    """Long rows run through the encoder in pieces cut at its attention windows: the same embeddings."""
+    import qasr.runtime.engine as engine_module
+
+    engine = engines["original"]
+    features = [engine.features(w) for w in (waves[25.3], waves[0.3], np.tile(waves[25.3], 3))]
+    pieces = engine.encode(features)
+    saved = engine_module.ENCODER_PIECE_WINDOWS, engine_module.ENCODER_RUN_FRAMES
+    try:
+        engine_module.ENCODER_PIECE_WINDOWS, engine_module.ENCODER_RUN_FRAMES = 10 ** 6, 10 ** 9
+        whole = engine.encode(features)
+    finally:
+        engine_module.ENCODER_PIECE_WINDOWS, engine_module.ENCODER_RUN_FRAMES = saved
+    assert features[2].shape[1] > engine.window_frames * engine_module.ENCODER_PIECE_WINDOWS   # really cut
+    for a, b in zip(pieces, whole):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("which", ["standard", "gqa"])
+def test_chunked_prefill_equals_one_prefill(which, engines, fused_engine, waves):
+    """A prompt longer than the prefill chunk runs in chunks (row by row for the fused decoder): same
+    logits at every step and the same tokens as one prefill, batched with short rows."""
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import DecodeOptions
+
+    engine = engines["original"] if which == "standard" else fused_engine
+    embeds = engine.encode([engine.features(waves[s]) for s in (25.3, 0.3, 7.3)])
+    prompts = [Prompt(engine.prompts.build(len(e)), e, 10) for e in embeds]
+    options = DecodeOptions(max_new_tokens=10, min_new_tokens=10, repetition_max_period=0)
+
+    def run(chunk: int):
+        engine.generator.prefill_chunk = chunk
+        seen = []
+        tokens = engine.generator.generate(prompts, options, [lambda logits, step: seen.append(logits.copy())])
+        return [g.tokens for g in tokens], seen, [g.tokens for g in engine.generate(prompts, options)]
+
+    saved = engine.generator.prefill_chunk
+    try:
+        whole, chunked = run(10 ** 6), run(48)
+    finally:
+        engine.generator.prefill_chunk = saved
+    assert max(len(p.ids) for p in prompts) > 48 * 3
+    assert chunked[0] == whole[0] and chunked[2] == whole[2]
+    for a, b in zip(chunked[1], whole[1]):
+        np.testing.assert_allclose(a, b, atol=1e-4)

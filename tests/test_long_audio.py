@@ -187,3 +187,25 @@ def test_chunked_prefill_equals_one_prefill(which, engines, fused_engine, waves)
     assert chunked[0] == whole[0] and chunked[2] == whole[2]
     for a, b in zip(chunked[1], whole[1]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_service_segments_long_requests_like_the_cli(joined, shipped_export, transcriber, tmp_path):
+    """A long request is segmented as asr-transcribe segments it; verbose_json carries the segments."""
+    import httpx
+    import soundfile as sf
+
+    from qasr.runtime.service.live import LiveServer
+    from qasr.runtime.service.settings import ServiceSettings
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, joined[0], RATE)
+    expected = transcriber.transcribe([wav], TranscribeOptions())[0]
+    with LiveServer(ServiceSettings(engine_dir=shipped_export, max_batch=8, max_wait_ms=50)) as live:
+        with open(wav, "rb") as handle:
+            response = httpx.post(live.url + "/v1/audio/transcriptions", files={"file": ("long.wav", handle, "audio/wav")},
+                                  data={"response_format": "verbose_json"}, timeout=300)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == expected.text
+    assert [(round(s["start"], 3), round(s["end"], 3)) for s in body["segments"]] == \
+        [(round(s.start, 3), round(s.end, 3)) for s in sorted(expected.segments, key=lambda s: s.start)]

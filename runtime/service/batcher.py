@@ -129,7 +129,9 @@ class DynamicBatcher:
             groups[(request.language, request.context)].append(i)
         results: list[Transcript | None] = [None] * len(batch)
         for (language, context), rows in groups.items():
-            options = replace(self.options, language=language, context=context, batch_size=len(rows))
+            # every request's segments (long audio is segmented as in asr-transcribe) share batches of up
+            # to max_batch rows with the other requests' segments
+            options = replace(self.options, language=language, context=context)
             inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
             for i, transcript in zip(rows, self.transcriber.transcribe(inputs, options)):
                 results[i] = transcript

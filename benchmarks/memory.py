@@ -7,7 +7,7 @@ Each recording is built from the shipped held-out utterances (qasr.assets), one 
 pauses of 1-12 s of low noise and, now and then, a louder noise burst without speech: speech regions
 between long pauses and noise. Every (engine, length) runs in a fresh process that transcribes the file
 as asr-transcribe does and reports its own peak resident memory (ru_maxrss), its wall time, the segments
-decoded and the words written. Prints a table; memory is never asserted by the tests.
+decoded, the words written and their WER against the texts spoken. Prints a table; memory is never asserted by the tests.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ def long_recording(seconds: float, seed: int = 0) -> tuple[np.ndarray, list[str]
 
 
 def _child(engine: str, audio: str, vad: str, max_segment: float | None) -> None:
-    """Runs in its own process: transcribe and print what it cost."""
+    """Runs in its own process: transcribe and print what it cost (and the WER against the texts spoken)."""
     import resource
+
+    from qasr.benchmarks.wer import normalise
 
     from qasr.runtime.engine import Engine
     from qasr.runtime.transcribe import TranscribeOptions, Transcriber
@@ -73,7 +75,16 @@ def _child(engine: str, audio: str, vad: str, max_segment: float | None) -> None
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "seconds": time.perf_counter() - started, "segments": len(transcript.segments),
                       "decoded": sum(1 for s in transcript.segments if s.tokens),
-                      "words": len(transcript.text.split())}))
+                      "words": len(transcript.text.split()), "wer": _wer(Path(audio), transcript.text, normalise)}))
+
+
+def _wer(audio: Path, text: str, normalise) -> float | None:
+    spoken = audio.with_suffix(".json")
+    if not spoken.is_file():
+        return None
+    import jiwer
+
+    return jiwer.wer(normalise(" ".join(json.loads(spoken.read_text()))), normalise(text))
 
 
 def measure(engine: str, audio: Path, vad: str, max_segment: float | None) -> dict:
@@ -100,15 +111,16 @@ def describe(engine: str) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| export | audio s | peak MB | MB per audio min | wall s | segments (decoded) | words |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| export | audio s | peak MB | MB per audio min | wall s | segments (decoded) | words | WER % |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['export']} | {r['audio_seconds']:g} | {r['error']} | | | | |")
+            lines.append(f"| {r['export']} | {r['audio_seconds']:g} | {r['error']} | | | | | |")
             continue
         lines.append(f"| {r['export']} | {r['audio_seconds']:g} | {r['peak_mb']:.0f} | "
                      f"{r['peak_mb'] / (r['audio_seconds'] / 60):.1f} | {r['seconds']:.1f} | "
-                     f"{r['segments']} ({r['decoded']}) | {r['words']} |")
+                     f"{r['segments']} ({r['decoded']}) | {r['words']} | "
+                     f"{'-' if r.get('wer') is None else format(100 * r['wer'], '.1f')} |")
     return "\n".join(lines)
 
 
@@ -136,6 +148,7 @@ def main(engines, lengths, vad, max_segment_seconds, json_out, markdown_out, chi
             audio, texts = long_recording(seconds)
             path = Path(tmp) / f"long-{seconds:g}s.flac"
             sf.write(path, audio, RATE)
+            path.with_suffix(".json").write_text(json.dumps(texts))
             for engine in engines:
                 click.echo(f"{describe(engine)}: {seconds:g} s ({len(texts)} utterances)", err=True)
                 rows.append({"export": describe(engine), "engine": engine, "audio_seconds": seconds,

@@ -26,9 +26,11 @@ from .stopping import (BUDGET, EOS, REPETITION, DecodeOptions, LogitFilter, repe
                        trim_repetition)
 
 
-# Prompt tokens per prefill run (standard decoder): bounds the prefill's attention scores to
-# [chunk x (prompt + chunk)] per head; prompts up to this length run in one go, as before.
+# Prompt tokens per prefill run at most; prompts up to this length run in one go, as before. The
+# standard decoder scores every chunk token against the whole cache capacity (prompt + budget), so its
+# chunks are also cut to PREFILL_SCORES / capacity tokens (at least 64): ~4M scores per head and layer.
 PREFILL_CHUNK = 1024
+PREFILL_SCORES = 1 << 22
 
 
 @dataclass
@@ -82,8 +84,11 @@ class _HostCacheDecode(_Decode):
         self.present_names = [n for i in range(gen.layers) for n in (names.present_key(i), names.present_value(i))]
         # The prompt runs in chunks of prefill_chunk tokens, each attending to the cache the chunks before it
         # wrote: a long prompt never makes a [tokens x tokens] score matrix (memory linear in its length).
-        for lo in range(0, length, gen.prefill_chunk):
-            hi = min(length, lo + gen.prefill_chunk)
+        step = min(gen.prefill_chunk, max(64, PREFILL_SCORES // capacity))
+        if length <= gen.prefill_chunk and length * capacity <= 4 * PREFILL_SCORES:
+            step = length   # short prompts in one run, as before chunking existed
+        for lo in range(0, length, step):
+            hi = min(length, lo + step)
             chunk = {name: feeds[name][:, lo:hi] for name in (names.INPUT_IDS, names.DECODER_AUDIO_EMBEDS,
                                                               names.POSITION_IDS, names.NEW_MASK)}
             chunk.update({names.PAST_MASK: self.past_mask, **dict(zip(self.past_names, self.cache))})

@@ -34,7 +34,8 @@ class VadSettings:
     threshold: float = 0.5        # speech probability that starts a region
     min_speech: float = 0.25      # regions shorter than this (s) are dropped
     min_silence: float = 0.1      # a region ends after this much (s) below threshold - 0.15
-    pad: float = 0.5              # seconds added on both sides of a region (at most half the pause)
+    pad_before: float = 0.1       # seconds added before a region (at most half the pause before it)
+    pad_after: float = 0.5        # seconds added after a region (at most half the pause after it)
 
 
 class SileroVad:
@@ -68,7 +69,7 @@ class SileroVad:
 
 
 def speech_regions(probs: np.ndarray, total: int, settings: VadSettings = VadSettings()) -> list[tuple[int, int]]:
-    """[(start, end)] sample offsets of speech regions, each padded by up to `pad` into the pauses around it."""
+    """[(start, end)] sample offsets of speech regions, each padded into the pauses around it."""
     off = max(settings.threshold - 0.15, 0.01)
     min_silence = settings.min_silence * RATE / WINDOW
     regions, start, quiet = [], None, 0
@@ -88,12 +89,12 @@ def speech_regions(probs: np.ndarray, total: int, settings: VadSettings = VadSet
     kept = [(lo * WINDOW, min(hi * WINDOW, total)) for lo, hi in regions
             if (hi - lo) * WINDOW >= settings.min_speech * RATE]
     # Pad into the pauses, never past half of one: neighbours stay apart and each keeps its own edges.
-    pad = int(settings.pad * RATE)
+    pad_before, pad_after = int(settings.pad_before * RATE), int(settings.pad_after * RATE)
     out: list[tuple[int, int]] = []
     for i, (lo, hi) in enumerate(kept):
         before = (lo - kept[i - 1][1]) // 2 if i else lo
         after = (kept[i + 1][0] - hi) // 2 if i + 1 < len(kept) else total - hi
-        out.append((lo - min(pad, before), hi + min(pad, after)))
+        out.append((lo - min(pad_before, before), hi + min(pad_after, after)))
     return out
 
 

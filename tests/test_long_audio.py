@@ -103,7 +103,7 @@ def test_no_markup_in_any_transcript(kind, transcriber):
     elif kind == "clip":
         inputs = [((0.1 * rng.standard_normal(int(0.05 * RATE))).astype(np.float32), RATE)]
     else:
-        inputs = [SPEECH / json.loads(line)["audio"] for line in EVAL_MANIFEST.read_text().splitlines()[:40]]
+        inputs = [SPEECH / json.loads(line)["audio"] for line in EVAL_MANIFEST.read_text().splitlines() if line.strip()]
     for vad in ("auto", "on"):
         for transcript in transcriber.transcribe(inputs, TranscribeOptions(vad=vad)):
             assert transcript.error is None

@@ -153,7 +153,7 @@ class ReferenceSystem:
         import torch
 
         from qasr.export.checkpoint import load_checkpoint
-        from qasr.export.reference import build_reference
+        from qasr.reference.model import build_reference
 
         self.torch = torch
         self.device = device
@@ -170,7 +170,7 @@ class ReferenceSystem:
         return self.prompt_engine.features(waves)
 
     def _batch(self, feats):
-        from qasr.export.reference import batch_features
+        from qasr.reference.model import batch_features
 
         batch, mask = batch_features(feats, self.prompt_engine.engine.chunk_frames)
         return batch.to(self.device, self.dtype), mask.to(self.device)
@@ -182,7 +182,7 @@ class ReferenceSystem:
             return feats, self.model.model.multi_modal_projector(hidden)
 
     def decode(self, encoded, new_tokens: int) -> list[int]:
-        from qasr.export.reference import left_pad
+        from qasr.reference.model import left_pad
 
         feats = encoded[0]
         engine = self.prompt_engine.engine
@@ -279,7 +279,7 @@ def run(engines: list[str], reference: str | None, audio_seconds: float, new_tok
         progress=print, engine_providers: list[str] | None = None, cuda_graph: bool | None = None,
         step_tokens: int | None = None) -> dict:
     """Systems one at a time (reference first), each over every batch size, released before the next."""
-    from qasr.export.verify import synthetic_speech
+    from qasr.runtime.synthetic_audio import synthetic_speech
 
     waves = {batch: [synthetic_speech(audio_seconds, seed=i) for i in range(batch)] for batch in batches}
     # CUDA-graph buffers and the cache are reserved for the largest batch and prompt + forced tokens

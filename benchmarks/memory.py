@@ -62,7 +62,7 @@ def _child(engine: str, audio: str, vad: str, max_segment: float | None) -> None
     """Runs in its own process: transcribe and print what it cost (and the WER against the texts spoken)."""
     import resource
 
-    from qasr.benchmarks.wer import normalise
+    from qasr.reference.wer import normalise
 
     from qasr.runtime.engine import Engine
     from qasr.runtime.transcribe import TranscribeOptions, Transcriber

@@ -26,23 +26,15 @@ LENGTHS = (0.3, 7.3, 8.0, 25.3)
 @handle_errors
 def main(model: str, engine_dir: str, tokens: int) -> None:
     from qasr.export.checkpoint import load_checkpoint
-    from qasr.export.reference import build_reference
-    from qasr.export.verify import format_report, graph_parity, synthetic_speech, token_parity
+    from qasr.reference.model import build_reference
+    from qasr.reference.parity import format_report, parity
     from qasr.runtime.engine import Engine
 
     progress = Progress()
     engine = Engine(engine_dir)
     reference = build_reference(load_checkpoint(model))
-    waves = [synthetic_speech(s, seed=i) for i, s in enumerate(LENGTHS)]
-    progress("per-graph parity")
-    errors = graph_parity(reference, engine, waves)
-    progress("greedy tokens: unbatched, batched, forced language")
-    checks = token_parity(reference, engine, waves, tokens, batched=False)
-    checks += token_parity(reference, engine, waves, tokens, batched=True)
-    forced = token_parity(reference, engine, waves, tokens, language="English", batched=True)
-    for check in forced:
-        check.label = check.label.replace("(batched)", "(batched, English)")
-    checks += forced
+    progress("per-graph parity; greedy tokens unbatched, batched, with a forced language")
+    errors, checks = parity(reference, engine, LENGTHS, tokens, unbatched=True, forced_language="English")
     click.echo(f"parity of {engine_dir} against {model} ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
                f"providers {engine.providers})")
     click.echo(format_report(errors, checks))

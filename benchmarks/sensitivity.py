@@ -31,7 +31,7 @@ def all_groups(fp32_dir: Path) -> list[str]:
 
 
 def sweep(fp32_dir: Path, manifest: Path, limit: int, mode: str, method: str, progress) -> list[dict]:
-    from qasr.benchmarks.wer import run_engine, score
+    from qasr.reference.wer import run_engine, score
     from qasr.calibration.data import calibration_set
     from qasr.quantize.api import Int8Settings, derive_int8_export
     from qasr.quantize.defaults import DEFAULT_EXCLUDE

@@ -74,17 +74,16 @@ def export_for(checkpoint: Path, model: str, name: str, work: Path, progress) ->
 def check_exports(checkpoint: Path, exports: dict[str, Path], providers, progress) -> str:
     """Graph errors and token agreement of every export against the fp32 reference on the CPU."""
     from qasr.export.checkpoint import load_checkpoint
-    from qasr.export.reference import build_reference
-    from qasr.export.verify import format_report, graph_parity, synthetic_speech, token_parity
+    from qasr.reference.model import build_reference
+    from qasr.reference.parity import format_report, parity
     from qasr.runtime.engine import Engine
 
     reference = build_reference(load_checkpoint(str(checkpoint)))
-    waves = [synthetic_speech(s, seed=i) for i, s in enumerate((1.7, 9.3))]
     parts = []
     for name, path in exports.items():
         progress(f"checking {name} against the reference")
         engine = Engine(path, providers=providers)
-        report = format_report(graph_parity(reference, engine, waves), token_parity(reference, engine, waves, 20))
+        report = format_report(*parity(reference, engine, (1.7, 9.3), 20))
         parts.append(f"### {name} ({', '.join(engine.providers)})\n\n```\n{report}\n```")
         del engine
     return "\n\n".join(parts)

@@ -22,10 +22,12 @@ from qasr.runtime import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.errors import QasrError
 
-from qasr.quantize.static import QUANTIZED_OPS
 
 from .data import CalibrationSet
 from .record import trajectories
+
+# The op types static INT8 quantizes (qasr.quantize.static); calibration records the ranges of their inputs.
+QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 
 METHODS = ("minmax", "percentile", "entropy")
 GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)

@@ -71,7 +71,7 @@ def main(model, out, precision, backend, attention, max_positions, force, verify
     path = export(settings, progress)
     click.echo(f"exported {model} ({precision}, {backend}) to {path}")
     if verify:
-        from .verify import verify_export
+        from qasr.reference.verify import verify_export
 
         progress("checking the export against the PyTorch reference")
         report, ok = verify_export(path, model, verify_tokens)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qasr.runtime import names
 from qasr.runtime.features import FeatureSettings
-from qasr.runtime.manifest import sha256_file
+from qasr.runtime.manifest import file_table
 from qasr.runtime.prompt import DEFAULT_TEMPLATE, LANGUAGE_PREFIX
 from qasr.runtime.stopping import DecodeOptions
 from qasr.runtime.version import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, __version__
@@ -26,14 +26,6 @@ def tool_versions() -> dict[str, str]:
 
     return {"qasr": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
-
-
-def file_table(directory: Path) -> dict[str, dict]:
-    return {
-        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(directory.iterdir())
-        if p.is_file() and p.name != names.MANIFEST
-    }
 
 
 def write_manifest(directory: Path, spec: ModelSpec, graphs: dict[str, tuple[GraphSpec, str]], tokens: dict,

@@ -70,7 +70,7 @@ def derive_int8_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, da
     import json
     import shutil
 
-    from qasr.export.manifest_writer import file_table
+    from qasr.runtime.manifest import file_table
 
     out_dir.mkdir(parents=True, exist_ok=True)
     record = quantize_export(fp32_dir, out_dir, settings, data, progress)

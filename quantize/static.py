@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
+from qasr.calibration.stats import QUANTIZED_OPS
 
 
 def quantize_static_graph(src: Path, dst: Path, ranges, exclude_nodes: list[str] = (),

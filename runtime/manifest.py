@@ -116,3 +116,12 @@ def _check_files(directory: Path, files: dict[str, dict[str, Any]], verify_check
             raise ExportDirError(f"{file} has changed since export (size differs from the manifest)")
         if verify_checksums and sha256_file(file) != meta["sha256"]:
             raise ExportDirError(f"{file} has changed since export (sha256 differs from the manifest)")
+
+
+def file_table(directory: Path) -> dict[str, dict]:
+    """{file name: {bytes, sha256}} of every file of an export directory but the manifest."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != names.MANIFEST
+    }

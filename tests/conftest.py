@@ -31,7 +31,7 @@ def exports(checkpoints, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def references(checkpoints):
     from qasr.export.checkpoint import load_checkpoint
-    from qasr.export.reference import build_reference
+    from qasr.reference.model import build_reference
 
     return {layout: build_reference(load_checkpoint(str(path))) for layout, path in checkpoints.items()}
 
@@ -46,7 +46,7 @@ def engines(exports):
 @pytest.fixture(scope="session")
 def waves():
     """The issue's lengths: 0.3 s (padded to 0.5 s), 7.3 s, exactly one 8 s window, and over 24 s."""
-    from qasr.export.verify import synthetic_speech
+    from qasr.runtime.synthetic_audio import synthetic_speech
 
     return {s: synthetic_speech(s, seed=i) for i, s in enumerate((0.3, 7.3, 8.0, 25.3))}
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from qasr.export.verify import synthetic_speech
+from qasr.runtime.synthetic_audio import synthetic_speech
 
 BIN = os.path.dirname(sys.executable)
 

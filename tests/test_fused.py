@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qasr.export.verify import format_report, graph_parity, token_parity, within_tolerance
+from qasr.reference.parity import format_report, graph_parity, token_parity, within_tolerance
 from qasr.runtime import names
 from qasr.runtime.errors import QasrError
 from qasr.runtime.fused_generate import batch_buckets

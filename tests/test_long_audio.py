@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qasr.assets import EVAL_MANIFEST, SPEECH
-from qasr.benchmarks.wer import normalise
+from qasr.reference.wer import normalise
 from qasr.runtime.audio import load_audio
 from qasr.runtime.transcribe import TranscribeOptions, Transcriber
 from qasr.runtime.vad import RATE, SileroVad, segments_from_regions, speech_regions, vad_segments

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qasr.export.verify import format_report, graph_parity, token_parity, within_tolerance
+from qasr.reference.parity import format_report, graph_parity, token_parity, within_tolerance
 
 NEW_TOKENS = 24
 

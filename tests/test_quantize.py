@@ -15,7 +15,8 @@ import pytest
 from qasr.assets import CALIBRATION_MANIFEST
 from qasr.calibration.data import MIN_UTTERANCES, calibration_set
 from qasr.export.api import ExportSettings, export
-from qasr.export.verify import graph_parity, synthetic_speech, within_tolerance
+from qasr.reference.parity import graph_parity, within_tolerance
+from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.quantize.api import Int8Settings
 from qasr.quantize.groups import node_groups
 from qasr.runtime import names

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qasr.export.verify import synthetic_speech
+from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.runtime.stopping import DecodeOptions
 from qasr.runtime.transcribe import TranscribeOptions, Transcriber
 

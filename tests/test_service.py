@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qasr.export.verify import synthetic_speech
+from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.runtime.service.live import LiveServer
 from qasr.runtime.service.settings import ServiceSettings
 from qasr.runtime.transcribe import TranscribeOptions, Transcriber

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from qasr.assets import EVAL_MANIFEST, TEST_MODEL
-from qasr.benchmarks.wer import normalise, run_engine, run_reference, score
+from qasr.reference.wer import normalise, run_engine, run_reference, score
 from qasr.export.checkpoint import load_checkpoint
 from qasr.runtime.speech_manifest import read_manifest
 from qasr.runtime.transcribe import TranscribeOptions

@@ -48,7 +48,7 @@ def test_splits_share_neither_voices_nor_sentences(corpus):
 @needs_espeak
 def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_path):
     from qasr.export.api import ExportSettings, export
-    from qasr.export.verify import verify_export
+    from qasr.reference.verify import verify_export
     from qasr.training.train import TrainSettings, train
 
     root, _ = corpus

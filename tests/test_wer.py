@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from qasr.benchmarks.wer import SystemResult, Utterance, normalise, read_manifest, score
-from qasr.export.verify import synthetic_speech
+from qasr.reference.wer import SystemResult, normalise, score
+from qasr.runtime.speech_manifest import Utterance, read_manifest
+from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.runtime.errors import QasrError
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from qasr.export.layouts import expected_shapes
-from qasr.export.reference import hf_config
+from qasr.reference.model import hf_config
 from qasr.export.spec import ORIGINAL, audio_token_count
 from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
@@ -263,7 +263,7 @@ def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec,
     """Greedy WER of the decoder (what the checkpoint will do) and of the training-only CTC head."""
     import jiwer
 
-    from qasr.benchmarks.wer import normalise
+    from qasr.reference.wer import normalise
 
     model.eval()
     refs, hyps, ctc_hyps = [], [], []

@@ -36,7 +36,7 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
     import uvicorn
 
-    from .app import create_app
+    from .server import create_app
 
     load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts
     settings = ServiceSettings(

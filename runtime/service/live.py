@@ -8,7 +8,7 @@ import time
 
 import uvicorn
 
-from .app import create_app
+from .server import create_app
 from .settings import ServiceSettings
 
 

@@ -1,6 +1,7 @@
-"""Check an export against the PyTorch reference: per-graph errors and greedy token agreement.
+"""An export against the PyTorch reference: per-graph errors and greedy token agreement.
 
-Used at the end of asr-export (a short report) and by the tests (the same functions, more inputs).
+`parity` is the recipe (reference + engine + synthetic audio -> graph errors + greedy tokens): asr-export's
+check (qasr.reference.verify), the parity and suite benchmarks and the tests all run it.
 """
 
 from __future__ import annotations
@@ -15,18 +16,7 @@ from qasr.runtime.engine import Engine
 from qasr.runtime.generate import Prompt
 from qasr.runtime.stopping import DecodeOptions, suppress_tokens_before
 
-from .reference import batch_features, left_pad
-
-
-def synthetic_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """Deterministic speech-like audio: gliding harmonics with a syllable-rate envelope, plus noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + seed)
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6))
-    return (0.2 * voice * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+from .model import batch_features, left_pad
 
 
 @dataclass
@@ -164,10 +154,9 @@ def format_report(errors: list[GraphError], checks: list[TokenCheck]) -> str:
 
 
 # Per precision: a graph passes when max |err| <= atol + rtol * max |ref|. fp32 tokens must agree exactly;
-# fp16 and int8 are judged by WER drift on held-out speech (their graph errors and token agreement are
-# reported: greedy tokens on synthetic audio have small margins and legitimately diverge).
+# fp16 and int8 are judged by WER drift on held-out speech (qasr.reference.verify; their graph errors and
+# token agreement are reported: greedy tokens on synthetic audio have small margins and legitimately diverge).
 TOLERANCES = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 2e-2, "rtol": 1e-2}}
-WER_DRIFT_LIMIT_PP = {"fp16": 0.5, "int8": 2.0}
 
 
 def within_tolerance(error: GraphError, precision: str) -> bool:
@@ -175,51 +164,19 @@ def within_tolerance(error: GraphError, precision: str) -> bool:
     return tol is None or error.max_abs <= tol["atol"] + tol["rtol"] * error.scale
 
 
-def held_out_drift(export_dir, model: str, manifest, limit: int) -> tuple[str, float]:
-    """WER of the reference and of the export on `limit` held-out utterances: (table, drift in pp)."""
-    from qasr.benchmarks.wer import format_table, run_engine, run_reference, score
-    from qasr.runtime.speech_manifest import read_manifest
-    from qasr.runtime.transcribe import TranscribeOptions
+def parity(reference, engine: Engine, seconds: tuple[float, ...], new_tokens: int, unbatched: bool = False,
+           forced_language: str | None = None) -> tuple[list[GraphError], list[TokenCheck]]:
+    """Graph errors and greedy-token checks on synthetic speech of the given lengths: batched always, each
+    input alone too with `unbatched`, and batched with a forced language when one is given."""
+    from qasr.runtime.synthetic_audio import synthetic_speech
 
-    utterances, _ = read_manifest(manifest, limit)
-    options = TranscribeOptions(language="English")
-    results = [run_reference(model, utterances, options, lambda _: None),
-               run_engine(str(export_dir), utterances, options, lambda _: None)]
-    summary, _ = score(results, utterances)
-    return format_table(summary), summary[1]["wer_change_pp"]
-
-
-def verify_export(export_dir, model: str, new_tokens: int = 20, seconds: tuple[float, ...] = (1.7, 9.3),
-                  held_out=None, held_out_count: int = 20) -> tuple[str, bool]:
-    """The short check asr-export ends with: (printable report, passed).
-
-    `held_out` (a JSONL speech manifest; default: the shipped held-out split) measures WER drift for
-    fp16 and int8 exports.
-    """
-    from .checkpoint import load_checkpoint
-    from .reference import build_reference
-
-    engine = Engine(export_dir)
-    reference = build_reference(load_checkpoint(model))
     waves = [synthetic_speech(s, seed=i) for i, s in enumerate(seconds)]
     errors = graph_parity(reference, engine, waves)
-    checks = token_parity(reference, engine, waves, new_tokens, batched=True)
-    precision = engine.manifest.precision
-    ok = all(within_tolerance(e, precision) for e in errors)
-    if precision == "fp32":
-        ok = ok and all(c.equal for c in checks)
-        rule = f"graphs pass at max|err| <= {TOLERANCES['fp32']['atol']:g} + {TOLERANCES['fp32']['rtol']:g}*max|ref|, " \
-               "tokens must all agree"
-    else:
-        rule = (f"judged by WER drift <= {WER_DRIFT_LIMIT_PP[precision]:g} pp on {held_out_count} held-out "
-                "utterances" + (", graphs within fp16 tolerance" if precision in TOLERANCES else ""))
-    report = format_report(errors, checks)
-    if precision != "fp32":
-        from qasr.assets import EVAL_MANIFEST
-
-        table, drift = held_out_drift(export_dir, model, held_out or EVAL_MANIFEST, held_out_count)
-        report += f"\nWER drift on held-out speech:\n{table}"
-        ok = ok and drift <= WER_DRIFT_LIMIT_PP[precision]
-    header = (f"accuracy against transformers' Qwen3ASRForConditionalGeneration ({precision}; {rule}): "
-              f"{'PASS' if ok else 'FAIL'}")
-    return header + "\n" + report, ok
+    checks = token_parity(reference, engine, waves, new_tokens, batched=False) if unbatched else []
+    checks += token_parity(reference, engine, waves, new_tokens, batched=True)
+    if forced_language:
+        forced = token_parity(reference, engine, waves, new_tokens, language=forced_language, batched=True)
+        for check in forced:
+            check.label = check.label.replace("(batched)", f"(batched, {forced_language})")
+        checks += forced
+    return errors, checks

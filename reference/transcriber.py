@@ -16,9 +16,10 @@ import torch
 from qasr.runtime.prompt import language_name, parse_output, prompt_text
 from qasr.runtime.transcribe import Segment, TranscribeOptions, Transcript, finish, load_segments
 
-from .checkpoint import load_checkpoint
-from .reference import build_reference
-from .spec import audio_token_count
+from qasr.export.checkpoint import load_checkpoint
+from qasr.export.spec import audio_token_count
+
+from .model import build_reference
 
 REFERENCE_CLASS = "transformers.Qwen3ASRForConditionalGeneration"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint
-from .spec import ModelSpec
+from qasr.export.checkpoint import Checkpoint
+from qasr.export.spec import ModelSpec
 
 
 def hf_config(spec: ModelSpec):

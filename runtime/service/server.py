@@ -1,0 +1,80 @@
+"""The FastAPI app: OpenAI-compatible transcriptions, a JSON endpoint, health, readiness, metrics; the
+middleware that guards them and the error handlers.
+
+Every bad request gets a 4xx with a JSON error body {"error": {"message", "type", "code"}}; nothing a
+client sends can take the server down. Uploaded bytes are read into memory up to the size limit
+(Starlette spools large multipart parts to anonymous temporary files, closed after each request);
+no client-supplied path is ever opened.
+
+Kept apart from app.py (the Service and the error shapes) so that routes.py can import those without
+a cycle: app <- routes <- server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .app import KNOWN_PATHS, ApiError, Service, _caused_by, error_response
+from .body_limit import BodyLimitMiddleware, BodyTooLarge, body_limit_for
+from .routes import install_routes
+from .settings import ServiceSettings
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = asyncio.create_task(service.load())
+        yield
+        await loading
+        if service.batcher is not None:
+            await service.batcher.stop()  # graceful: what is queued is finished first
+
+    app = FastAPI(title="qasr transcription service", lifespan=lifespan)
+    app.state.service = service
+    install_routes(app, service)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        start = time.perf_counter()
+        endpoint = request.url.path if request.url.path in KNOWN_PATHS else "other"  # bounded label values
+        if not service.authorized(request):
+            response = error_response(401, "missing or wrong API key (Authorization: Bearer <key>)",
+                                      "authentication_error", {"WWW-Authenticate": "Bearer"})
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # a bug of ours answers 500 and the server carries on
+                if _caused_by(exc, BodyTooLarge):
+                    raise BodyTooLarge from None  # the outer body-limit guard answers 413
+                response = error_response(500, "internal error", "server_error")
+        service.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        if response.status_code >= 400:
+            service.metrics.errors.labels(endpoint, str(response.status_code)).inc()
+        service.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit_for(settings.max_upload_bytes))
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return error_response(exc.status, exc.message, exc.kind, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return error_response(400, f"invalid request: {problems}", "invalid_request_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    return app
+

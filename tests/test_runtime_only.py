@@ -1,0 +1,65 @@
+"""The runtime-only install: `pip install qasr` with no extras (numpy + ONNX Runtime, no torch) transcribes
+an export and runs the engine-only latency benchmark, in a virtual environment of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory) -> Path:
+    env = tmp_path_factory.mktemp("runtime-only") / "venv"
+    venv.EnvBuilder(with_pip=True).create(env)
+    python = env / "bin" / "python"
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True,
+                            timeout=900)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["?"])[-1]
+        if "Could not find a version" in result.stderr or "connection" in result.stderr.lower():
+            pytest.skip(f"the package index cannot be reached to install the runtime's dependencies: {tail}")
+        pytest.fail(f"pip install of the runtime failed: {tail}")
+    return env
+
+
+def _run(env: Path, *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(env / "bin" / args[0]), *args[1:]], capture_output=True, text=True, timeout=600,
+                          env=clean, cwd=env.parent)
+
+
+def test_no_torch_and_no_exporter_dependencies(runtime_env):
+    probe = _run(runtime_env, "python", "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', "
+                 "'onnx') if u.find_spec(m)])")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"
+
+
+def test_transcribes_an_export(runtime_env, shipped_export):
+    """The same transcript as the full install gives, through the installed asr-transcribe."""
+    from qasr.runtime.engine import Engine
+    from qasr.runtime.transcribe import Transcriber
+
+    example = ROOT / "examples" / "call.flac"
+    expected = Transcriber(Engine(shipped_export)).transcribe([example])[0].text
+    result = _run(runtime_env, "asr-transcribe", "--engine", str(shipped_export), "--format", "json", str(example))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["results"][0]["text"] == expected and expected
+
+
+def test_engine_only_latency_benchmark(runtime_env, shipped_export, tmp_path):
+    out = tmp_path / "latency.json"
+    result = _run(runtime_env, "python", "-m", "qasr.benchmarks.latency", "--engine", str(shipped_export),
+                  "--batch", "1", "--audio-seconds", "2", "--new-tokens", "4", "--repeats", "1", "--warmup", "0",
+                  "--json-out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and rows[0]["new_tokens"] == [4]

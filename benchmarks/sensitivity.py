@@ -16,16 +16,16 @@ from pathlib import Path
 import click
 import onnx
 
+from qasr.runtime import names
 from qasr.runtime.cli_support import Progress, handle_errors
 
-GRAPHS = ("encoder", "projector", "decoder")
 
 
 def all_groups(fp32_dir: Path) -> list[str]:
     from qasr.quantize.groups import node_groups
 
     groups = []
-    for graph in GRAPHS:
+    for graph in names.GRAPHS:
         groups += sorted(node_groups(graph, onnx.load(str(fp32_dir / f"{graph}.onnx"), load_external_data=False)))
     return groups
 

@@ -41,7 +41,7 @@ def svg_bars(summary: list[dict]) -> str:
     return "\n".join(parts + ["</svg>"]) + "\n"
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--manifest", required=True, type=click.Path(path_type=Path))
 @click.option("--model", default=None, help="Checkpoint for the PyTorch reference (the first system).")
 @click.option("--engine", "engines", multiple=True, help="Export directory; repeat for several.")

@@ -30,7 +30,6 @@ from .record import trajectories
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 
 METHODS = ("minmax", "percentile", "entropy")
-GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)
 STATS_VERSION = 2  # 2: only the tensors of the quantized op types are calibrated
 
 
@@ -77,9 +76,9 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
     data_sha = data.checksum()
     files, graphs = engine.manifest.data["files"], engine.manifest.data["graphs"]
     graph_sha = {g: "".join(meta["sha256"] for name, meta in sorted(files.items()) if name.startswith(graphs[g]["file"]))
-                 for g in GRAPHS}  # the .onnx file and its external weights
-    keys = {g: cache_key(graph_sha[g], g, method, data_sha, every_step) for g in GRAPHS}
-    paths = {g: cache / f"{g}-{method}-{keys[g]}.json" for g in GRAPHS}
+                 for g in names.GRAPHS}  # the .onnx file and its external weights
+    keys = {g: cache_key(graph_sha[g], g, method, data_sha, every_step) for g in names.GRAPHS}
+    paths = {g: cache / f"{g}-{method}-{keys[g]}.json" for g in names.GRAPHS}
     if all(p.is_file() for p in paths.values()):
         progress(f"calibration statistics ({method}) reused from {cache}")
         return {g: load_tensors_data(p) for g, p in paths.items()}
@@ -90,10 +89,10 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
         calibrators = {g: create_calibrator(str(engine.manifest.graph_path(g)), list(QUANTIZED_OPS),
                                             str(Path(tmp) / f"{g}-augmented.onnx"), ort_method,
                                             use_external_data_format=True, providers=["CPUExecutionProvider"],
-                                            extra_options=extra) for g in GRAPHS}
+                                            extra_options=extra) for g in names.GRAPHS}
         steps = 0
         for i, feeds in enumerate(trajectories(engine, data, every_step=every_step), 1):
-            for g in GRAPHS:
+            for g in names.GRAPHS:
                 if method == "minmax":
                     calibrators[g].collect_data(_Feeds(feeds[g]))
                 else:  # histogram calibrators stack one call's outputs: decoder steps differ in shape

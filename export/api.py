@@ -17,6 +17,7 @@ from qasr.runtime import names
 from qasr.runtime.errors import CheckpointError, QasrError
 from qasr.runtime.features import FeatureSettings
 from qasr.quantize.api import Int8Settings, derive_int8_export
+from qasr.quantize.groups import possible_groups
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
@@ -27,6 +28,7 @@ from .graph_spec import TORCH_DTYPES, GraphSpec, load_module_weights
 from .manifest_writer import write_manifest
 from .onnx_export import OPSET, onnx_from_torch
 from .projector_graph import ProjectorGraph, projector_graph_spec
+from .spec import read_features
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Decoder attention: portable standard ops (any ONNX backend) or ONNX Runtime's fused GroupQueryAttention
@@ -46,7 +48,6 @@ class ExportSettings:
     precision: str = "fp32"
     backend: str = "onnxruntime"
     force: bool = False
-    verify: bool = True
     int8: Int8Settings | None = None   # --precision int8 only (None there: the defaults)
     attention: str = names.ATTENTION_STANDARD
     max_positions: int = DEFAULT_MAX_POSITIONS   # gqa: RoPE table length (prompt + new tokens per segment)
@@ -124,22 +125,13 @@ def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
     if missing or audio_token is None:
         raise CheckpointError(f"{checkpoint.path}: tokenizer lacks prompt tokens {missing or [spec.audio_token_id]}")
     eos = list(spec.eos_token_ids) or [vocab["<|im_end|>"], vocab.get("<|endoftext|>", vocab["<|im_end|>"])]
-    pad = spec.pad_token_id if spec.pad_token_id is not None else eos[0]
+    pad = spec.pad_id if spec.pad_id is not None else eos[0]
     return {"audio_token": audio_token, "audio_token_id": spec.audio_token_id, "eos_token_ids": eos,
             "pad_token_id": pad, **{t: vocab[t] for t in needed}}
 
 
 def _features(checkpoint: Checkpoint) -> FeatureSettings:
-    import json
-
-    path = checkpoint.path / "preprocessor_config.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    settings = FeatureSettings(
-        sample_rate=int(data.get("sampling_rate", 16000)), n_fft=int(data.get("n_fft", 400)),
-        hop_length=int(data.get("hop_length", 160)), n_mels=int(data.get("feature_size", checkpoint.spec.audio.num_mel_bins)))
-    if settings.n_mels != checkpoint.spec.audio.num_mel_bins:
-        raise CheckpointError(f"{path}: feature_size {settings.n_mels} != the encoder's num_mel_bins")
-    return settings
+    return read_features(checkpoint.path, checkpoint.spec)
 
 
 def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
@@ -173,6 +165,10 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     checkpoint = load_checkpoint(settings.model)
     if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
         raise QasrError(problem)
+    if settings.precision == "int8" and settings.int8 is not None and settings.int8.exclude:
+        known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers)
+        if unknown := sorted(set(settings.int8.exclude) - known):
+            raise QasrError(f"unknown --int8-exclude groups {unknown}; this model has {sorted(known)}")
     base = settings.float_precision()
     dtype = TORCH_DTYPES[PRECISION_DTYPES[base]]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,14 @@ from .api import ATTENTIONS, BACKENDS, PRECISIONS, ExportSettings, export
 from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 
-def default_out(model: str, precision: str, attention: str = "standard") -> Path:
+def default_out(model: str, precision: str, attention: str = "standard", int8: Int8Settings | None = None) -> Path:
+    """<model>-<kind>[-gqa]-onnx; kind: fp32, fp16, int8 (static), int8-wo / int4-wo (weight-only), so that
+    exports of one model in different forms never share a default directory."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
-    return Path(f"{name}-{precision}{'' if attention == 'standard' else '-' + attention}-onnx")
+    kind = precision
+    if precision == "int8" and int8 is not None and int8.mode == "weight-only":
+        kind = f"{int8.label()}-wo"
+    return Path(f"{name}-{kind}{'' if attention == 'standard' else '-' + attention}-onnx")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +31,8 @@ def default_out(model: str, precision: str, attention: str = "standard") -> Path
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Export directory to create [default: <model>-<precision>-onnx].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
-@click.option("--backend", type=click.Choice(BACKENDS + ("tensorrt",)), default="onnxruntime", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True,
+              help="What the graphs are made for (TensorRT engines are not built by this version).")
 @click.option("--attention", type=click.Choice(ATTENTIONS), default="standard", show_default=True,
               help="Decoder attention: standard ONNX ops (portable) or gqa, ONNX Runtime's fused GroupQueryAttention "
                    "with an in-place KV cache and on-graph token choice (the fast path on GPU; CUDA graphs need it).")
@@ -64,12 +70,12 @@ def main(model, out, precision, backend, attention, max_positions, force, verify
                                "weight_bits": int(weight_bits) if weight_bits else None,
                                "exclude": tuple(int8_exclude) or None}.items() if v is not None}
     int8 = Int8Settings(**given) if given or precision == "int8" else None
-    settings = ExportSettings(model=model, out=out or default_out(model, precision, attention), precision=precision,
+    settings = ExportSettings(model=model, out=out or default_out(model, precision, attention, int8), precision=precision,
                               backend=backend, force=force, int8=int8, attention=attention,
                               max_positions=max_positions)
     settings.check()
     path = export(settings, progress)
-    click.echo(f"exported {model} ({precision}, {backend}) to {path}")
+    click.echo(f"exported {model} ({int8.label() if int8 and precision == 'int8' else precision}, {backend}) to {path}")
     if verify:
         from qasr.reference.verify import verify_export
 

@@ -79,6 +79,13 @@ class ModelSpec:
     # less (`qasr_max_audio_seconds`: the project's test model, trained on utterances of a few seconds).
     max_audio_seconds: float = 1200.0
 
+    @property
+    def pad_id(self) -> int | None:
+        """The padding token: the checkpoint's pad_token_id, else its first EOS id (what generate() uses)."""
+        if self.pad_token_id is not None:
+            return self.pad_token_id
+        return self.eos_token_ids[0] if self.eos_token_ids else None
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -192,3 +199,18 @@ def read_spec(checkpoint: Path) -> ModelSpec:
         support_languages=tuple(config.get("support_languages", ())),
         max_audio_seconds=float(config.get("qasr_max_audio_seconds", 1200.0)),
     )
+
+
+def read_features(checkpoint: Path, spec: ModelSpec):
+    """The feature extractor's settings from preprocessor_config.json (the one place it is read; Whisper's
+    defaults where a field is missing), checked against the encoder's mel bins."""
+    from qasr.runtime.features import FeatureSettings
+
+    path = checkpoint / "preprocessor_config.json"
+    data = _read_json(path) if path.is_file() else {}
+    settings = FeatureSettings(
+        sample_rate=int(data.get("sampling_rate", 16000)), n_fft=int(data.get("n_fft", 400)),
+        hop_length=int(data.get("hop_length", 160)), n_mels=int(data.get("feature_size", spec.audio.num_mel_bins)))
+    if settings.n_mels != spec.audio.num_mel_bins:
+        raise CheckpointError(f"{path}: feature_size {settings.n_mels} != the encoder's num_mel_bins")
+    return settings

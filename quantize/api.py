@@ -23,7 +23,6 @@ from .weight_only import quantize_weight_only_graph
 
 MODES = ("static", "weight-only")
 WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
-GRAPHS = (names.ENCODER, names.PROJECTOR, names.DECODER)
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,11 @@ class Int8Settings:
             raise QasrError(f"--weight-bits must be 8 or 4, not {self.weight_bits}")
         return None
 
+    def label(self) -> str:
+        """What the export is called (manifest export.precision, default directory names, tables): int8 for
+        static and 8-bit weight-only INT8, int4 for 4-bit weights."""
+        return "int4" if self.mode == "weight-only" and self.weight_bits == 4 else "int8"
+
     def excluded(self) -> tuple[str, ...]:
         return self.exclude if self.exclude is not None else DEFAULT_EXCLUDE[self.mode]
 
@@ -76,7 +80,7 @@ def derive_int8_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, da
     record = quantize_export(fp32_dir, out_dir, settings, data, progress)
     shutil.copy(fp32_dir / names.TOKENIZER, out_dir / names.TOKENIZER)
     manifest = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))
-    manifest["export"] = {**manifest["export"], "precision": "int8", "quantization": record}
+    manifest["export"] = {**manifest["export"], "precision": settings.label(), "quantization": record}
     manifest["files"] = file_table(out_dir)
     (out_dir / names.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out_dir
@@ -103,12 +107,12 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         record.update({"weights": f"int{settings.weight_bits} blocks of {settings.block_size}, symmetric",
                        "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
     known = set()
-    for i, graph in enumerate(GRAPHS, 1):
+    for i, graph in enumerate(names.GRAPHS, 1):
         src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"
         groups = node_groups(graph, onnx.load(str(src), load_external_data=False))
         known |= set(groups)
         skip = [n for g in excluded for n in groups.get(g, [])]
-        progress(f"[{i}/{len(GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
+        progress(f"[{i}/{len(names.GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
         if settings.mode == "static":
             quantize_static_graph(src, dst, ranges[graph], skip, matmul_per_channel=settings.weights == "per-channel")
         else:

@@ -53,3 +53,13 @@ def node_groups(graph_name: str, model: onnx.ModelProto) -> dict[str, list[str]]
             group = "other"
         groups[f"{graph_name}.{group}" if graph_name != "projector" else "projector"].append(node.name)
     return dict(groups)
+
+
+def possible_groups(encoder_layers: int, decoder_layers: int) -> set[str]:
+    """Every group name node_groups can give for a model of these sizes: `--int8-exclude` is checked against
+    it before any export work (the groups of the graphs themselves are known only once they are written)."""
+    names = {"encoder.conv", "encoder.attention", "encoder.other", "projector", "decoder.attention",
+             "decoder.lm_head", "decoder.other"}
+    names |= {f"encoder.layer{i}" for i in range(encoder_layers)} | {f"decoder.layer{i}" for i in range(decoder_layers)}
+    return names
+

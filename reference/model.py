@@ -50,7 +50,7 @@ def hf_config(spec: ModelSpec):
         text_config=text_config,
         audio_token_id=spec.audio_token_id,
         eos_token_id=list(spec.eos_token_ids),
-        pad_token_id=spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0],
+        pad_token_id=spec.pad_id,
         tie_word_embeddings=t.tie_word_embeddings,
     )
 

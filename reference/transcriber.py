@@ -8,8 +8,6 @@ same audio-length budget. One utterance at a time (no padding effects).
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
@@ -17,7 +15,7 @@ from qasr.runtime.prompt import language_name, parse_output, prompt_text
 from qasr.runtime.transcribe import Segment, TranscribeOptions, Transcript, finish, load_segments
 
 from qasr.export.checkpoint import load_checkpoint
-from qasr.export.spec import audio_token_count
+from qasr.export.spec import audio_token_count, read_features
 
 from .model import build_reference
 
@@ -33,15 +31,13 @@ class ReferenceTranscriber:
         self.spec = checkpoint.spec
         self.model = build_reference(checkpoint, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
-        config_path = checkpoint.path / "preprocessor_config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-        self.sample_rate = int(config.get("sampling_rate", 16000))
+        features = read_features(checkpoint.path, self.spec)
+        self.sample_rate = features.sample_rate
         self.extractor = Qwen3ASRFeatureExtractor(
-            feature_size=int(config.get("feature_size", 128)), sampling_rate=self.sample_rate,
-            hop_length=int(config.get("hop_length", 160)), n_fft=int(config.get("n_fft", 400)),
-            n_window=self.spec.audio.n_window)
+            feature_size=features.n_mels, sampling_rate=self.sample_rate, hop_length=features.hop_length,
+            n_fft=features.n_fft, n_window=self.spec.audio.n_window)
         self.audio_token = self.tokenizer.convert_ids_to_tokens(self.spec.audio_token_id)
-        self.pad_id = self.spec.pad_token_id if self.spec.pad_token_id is not None else self.spec.eos_token_ids[0]
+        self.pad_id = self.spec.pad_id
 
     def transcribe(self, path, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
         language = language_name(options.language, self.spec.support_languages)

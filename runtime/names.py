@@ -16,7 +16,8 @@ AUDIO_EMBEDS = "audio_embeds"              # float [batch, tokens, text_hidden]
 # Decoder graph: one graph serves prefill (T = prompt length) and the step (T = 1).
 DECODER = "decoder"
 INPUT_IDS = "input_ids"                    # int64 [batch, T]
-DECODER_AUDIO_EMBEDS = "audio_embeds"      # float [batch, T, text_hidden]; read where input_ids == audio token
+DECODER_AUDIO_EMBEDS = AUDIO_EMBEDS        # float [batch, T, text_hidden]; read where input_ids == audio token
+                                           # (the projector's output feeds the decoder under the same name)
 POSITION_IDS = "position_ids"              # int64 [batch, T]
 PAST_MASK = "past_mask"                    # bool [batch, capacity]: which cache slots hold real tokens
 NEW_MASK = "new_mask"                      # bool [batch, T]: which new tokens are real (left padding is not)
@@ -51,6 +52,8 @@ def present_key(i: int) -> str:
 def present_value(i: int) -> str:
     return f"present.{i}.value"
 
+
+GRAPHS = (ENCODER, PROJECTOR, DECODER)     # every export's graphs, in pipeline order
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"

@@ -64,8 +64,9 @@ def test_export_bad_inputs(tmp_path, checkpoints):
                    ["--precision", "fp32", "--int8-mode", "static"],
                    ["--precision", "int8", "--int8-mode", "weight-only", "--calibration", str(tmp_path)],
                    ["--precision", "int8", "--weight-bits", "4"],
-                   ["--backend", "tensorrt"]]
-    for options in bad_options:  # refused in well under a second: before any export work
+                   ["--precision", "int8", "--int8-exclude", "decoder.layer99"],
+                   ["--attention", "standard", "--max-positions", "4096"]]
+    for options in bad_options:  # refused before any export work
         result = run("asr-export", "--model", str(checkpoints["hf"]), "--out", str(tmp_path / "c"), *options)
         _assert_one_line_error(result)
         assert "exporting" not in result.stderr, options

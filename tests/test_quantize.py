@@ -270,9 +270,12 @@ def test_bad_combinations_fail_before_any_work(tmp_path, settings, message):
 
 
 def test_unknown_exclusion_group_is_named(checkpoints, tmp_path):
-    with pytest.raises(QasrError, match="unknown quantization groups \\['decoder.layer99'\\]"):
+    """Refused before any graph is written (the README promises option checks before any work)."""
+    progress = []
+    with pytest.raises(QasrError, match="unknown --int8-exclude groups \\['decoder.layer99'\\]"):
         export(ExportSettings(model=str(checkpoints["original"]), out=tmp_path / "o", precision="int8",
-                              int8=Int8Settings(mode="weight-only", exclude=("decoder.layer99",))))
+                              int8=Int8Settings(mode="weight-only", exclude=("decoder.layer99",))), progress.append)
+    assert not any("exporting" in p for p in progress)
 
 
 def test_node_groups_cover_every_layer(exports):

@@ -53,6 +53,10 @@ def test_transcribes_an_export(runtime_env, shipped_export):
     result = _run(runtime_env, "asr-transcribe", "--engine", str(shipped_export), "--format", "json", str(example))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["results"][0]["text"] == expected and expected
+    # voice-activity segmentation: the Silero model ships inside the installed package
+    result = _run(runtime_env, "asr-transcribe", "--engine", str(shipped_export), "--vad", "on", str(example))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
 
 
 def test_engine_only_latency_benchmark(runtime_env, shipped_export, tmp_path):

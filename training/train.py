@@ -302,7 +302,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
     prefix_len = len(tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language), add_special_tokens=False))
     params = sum(p.numel() for p in model.parameters())
     progress(f"model: {params / 1e6:.2f}M parameters")
-    pad_id = spec.pad_token_id if spec.pad_token_id is not None else spec.eos_token_ids[0]
+    pad_id = spec.pad_id
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
     examples = _examples(settings, "train", tokenizer, spec, progress)
     held_out = _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count)

@@ -165,11 +165,11 @@ class Engine:
         embeds = self.projector.infer({names.AUDIO_HIDDEN: hidden})[names.AUDIO_EMBEDS]
         return [embeds[row, : self.audio_tokens(int(n))] for row, n in enumerate(lengths)]
 
-    def generate(self, prompts: list[Prompt], options: DecodeOptions) -> list[Generation]:
+    def generate(self, prompts: list[Prompt], options: DecodeOptions, on_step=None) -> list[Generation]:
         if self.max_positions:  # the fused decoder's RoPE tables end there
             room = [self.max_positions - len(p.ids) for p in prompts]
             if min(room) < 1:
                 raise QasrError(f"a prompt of {max(len(p.ids) for p in prompts)} tokens does not fit this export's "
                                 f"{self.max_positions} positions (asr-export --max-positions)")
             prompts = [Prompt(p.ids, p.audio_embeds, min(p.budget, r)) for p, r in zip(prompts, room)]
-        return self.generator.generate(prompts, options)
+        return self.generator.generate(prompts, options, on_step=on_step)

@@ -167,8 +167,10 @@ class Generator:
             filters = [*filters, suppress_tokens_before(tuple(sorted(self.eos_ids)), options.min_new_tokens)]
         return _HostCacheDecode(self, prompts, filters)
 
-    def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = ()) -> list[Generation]:
-        """Greedy tokens for each prompt; `filters` edit the float32 logits on the host before each choice."""
+    def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = (),
+                 on_step: Callable[[list[list[int]]], None] | None = None) -> list[Generation]:
+        """Greedy tokens for each prompt; `filters` edit the float32 logits on the host before each choice;
+        `on_step` (streaming) sees every row's tokens so far after each step (do not keep the lists)."""
         batch = len(prompts)
         budgets = [p.budget for p in prompts]
         run = self._begin(prompts, options, list(filters))
@@ -180,6 +182,8 @@ class Generator:
             for row in range(batch):
                 if reasons[row] is None:
                     reasons[row] = self._advance(tokens[row], int(chosen[row]), budgets[row], options)
+            if on_step is not None:
+                on_step(tokens)
             live = np.array([r is None for r in reasons])
             if not live.any():
                 break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -114,6 +115,38 @@ class _Job:
     start: float
     end: float
     features: np.ndarray
+    source: int = 0        # which input of the transcribe() call
+
+
+class _Partials:
+    """Streaming: each watched input's text so far, as its segments decode (in any order, in batches).
+
+    The text is stable in time order: finished segments up to the first unfinished one, then that one's
+    text so far. Each watcher gets the whole text so far whenever it grows."""
+
+    def __init__(self, watchers: dict[int, Callable[[str], None]], jobs: list[_Job]):
+        self.watchers = watchers
+        self.counts = {i: sum(1 for j in jobs if j.source == i) for i in watchers}
+        self.texts: dict[int, dict[int, str]] = {i: {} for i in watchers}     # segment index -> text
+        self.done: dict[int, set[int]] = {i: set() for i in watchers}
+        self.sent = {i: "" for i in watchers}
+
+    def update(self, job: _Job, text: str, finished: bool) -> None:
+        if job.source not in self.watchers:
+            return
+        self.texts[job.source][job.index] = text
+        if finished:
+            self.done[job.source].add(job.index)
+        parts = []
+        for index in range(self.counts[job.source]):
+            if index in self.texts[job.source] and self.texts[job.source][index]:
+                parts.append(self.texts[job.source][index])
+            if index not in self.done[job.source]:
+                break
+        whole = " ".join(parts)
+        if whole != self.sent[job.source]:
+            self.sent[job.source] = whole
+            self.watchers[job.source](whole)
 
 
 class Transcriber:
@@ -121,17 +154,22 @@ class Transcriber:
         self.engine = engine
         self.sample_rate = engine.features.settings.sample_rate
 
-    def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions()) -> list[Transcript]:
-        """Each input is a path or a (samples, sample_rate) pair. Bad inputs get `error`, others go on."""
+    def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
+                   partial: dict[int, Callable[[str], None]] | None = None) -> list[Transcript]:
+        """Each input is a path or a (samples, sample_rate) pair. Bad inputs get `error`, others go on.
+        `partial` (streaming): {input index: called with that input's text so far, as it decodes}."""
         language = language_name(options.language, tuple(self.engine.manifest.model.get("support_languages", ())))
         transcripts, jobs = [], []
-        for item in inputs:
+        for source, item in enumerate(inputs):
             transcript, item_jobs = self._prepare(item, options)
             transcripts.append(transcript)
+            for job in item_jobs:
+                job.source = source
             jobs.extend(item_jobs)
+        partials = _Partials(partial, jobs) if partial else None
         jobs.sort(key=lambda j: j.features.shape[1])
         for batch in self._batches(jobs, options):
-            self._run_batch(batch, language, options)
+            self._run_batch(batch, language, options, partials)
         for transcript in transcripts:
             finish(transcript, language)
         return transcripts
@@ -156,7 +194,8 @@ class Transcriber:
         if batch:
             yield batch
 
-    def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions) -> None:
+    def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions,
+                   partials: _Partials | None = None) -> None:
         engine = self.engine
         embeds = engine.encode([j.features for j in jobs])
         prompts = [
@@ -164,8 +203,19 @@ class Transcriber:
                    options.decode.budget(j.end - j.start))
             for j, e in zip(jobs, embeds)
         ]
-        for job, generation in zip(jobs, engine.generate(prompts, options.decode)):
+        watched = [row for row, job in enumerate(jobs) if partials and job.source in partials.watchers]
+
+        def on_step(tokens: list[list[int]]) -> None:
+            for row in watched:
+                # a token may end inside a multi-byte character: hold its replacement mark back until it completes
+                raw = engine.prompts.decode(tokens[row]).rstrip("\ufffd")
+                partials.update(jobs[row], parse_output(raw, language, engine.languages).text, finished=False)
+
+        generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None)
+        for job, generation in zip(jobs, generations):
             parsed = parse_output(engine.prompts.decode(generation.tokens), language, engine.languages)
             job.transcript.segments.append(
                 Segment(job.start, job.end, parsed.text, parsed.language, generation.stop_reason,
                         len(generation.tokens)))
+            if partials:
+                partials.update(job, parsed.text, finished=True)

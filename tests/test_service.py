@@ -50,12 +50,14 @@ def _post_file(url: str, path: Path, **fields) -> httpx.Response:
 
 def test_health_ready_and_formats(server, clips, expected):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
-    assert httpx.get(server.url + "/ready").json()["status"] == "ready"
+    ready = httpx.get(server.url + "/ready").json()
+    assert ready["status"] == "ready" and ready["model"] == "original"
+    assert "/" not in httpx.get(server.url + "/ready").text.replace("\\/", "")   # no file system path
     clip = clips[1]
     assert _post_file(server.url, clip).json() == {"text": expected[clip]}
     text = _post_file(server.url, clip, response_format="text")
     assert text.headers["content-type"].startswith("text/plain") and text.text == expected[clip]
-    full = _post_file(server.url, clip, response_format="verbose_json", model="whatever").json()
+    full = _post_file(server.url, clip, response_format="verbose_json", model="original").json()
     assert full["text"] == expected[clip] and full["duration"] == pytest.approx(1.9)
     assert full["segments"][0]["stop_reason"] in {"eos", "budget", "repetition"}
 
@@ -229,8 +231,89 @@ def test_the_openai_python_client_works_against_the_service(server, clips, expec
 
     client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     with open(clips[1], "rb") as handle:
-        plain = client.audio.transcriptions.create(model="qwen3-asr", file=handle)
+        plain = client.audio.transcriptions.create(model="original", file=handle)
     with open(clips[1], "rb") as handle:
-        full = client.audio.transcriptions.create(model="qwen3-asr", file=handle, response_format="verbose_json")
+        full = client.audio.transcriptions.create(model="original", file=handle, response_format="verbose_json")
     assert plain.text == expected[clips[1]] and full.text == expected[clips[1]]
     assert full.duration == pytest.approx(1.9)
+
+
+def test_models_are_listed_and_another_model_is_404(server, clips):
+    """/v1/models lists the served model (named after the export's source); naming another one is OpenAI's 404."""
+    from openai import NotFoundError, OpenAI
+
+    listing = httpx.get(server.url + "/v1/models").json()
+    assert listing["object"] == "list" and [m["id"] for m in listing["data"]] == ["original"]
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["original"]
+    with open(clips[0], "rb") as handle, pytest.raises(NotFoundError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=handle)
+    error = caught.value.response.json()["error"]
+    assert error["code"] == 404 and error["param"] == "model" and "whisper-1" in error["message"]
+    assert httpx.get(server.url + "/v1/models/whisper-1").status_code == 404
+
+
+def test_model_name_can_be_set(exports, clips):
+    with LiveServer(ServiceSettings(engine_dir=exports["original"], model_name="qwen3-asr-test")) as live:
+        assert httpx.get(live.url + "/v1/models").json()["data"][0]["id"] == "qwen3-asr-test"
+        assert _post_file(live.url, clips[0], model="qwen3-asr-test").status_code == 200
+        assert _post_file(live.url, clips[0], model="original").status_code == 404
+
+
+def test_shutdown_answers_open_requests_with_json_503_and_exits_promptly(exports, tmp_path):
+    """SIGTERM's path with 20 requests in flight and a 0.5 s graceful deadline: every client gets either its
+    transcript or a JSON 503 (never a plain-text 500), queued work is dropped, the server stops quickly."""
+    from qasr.runtime.stopping import DecodeOptions
+
+    clip = _wav(tmp_path / "long.wav", 12.0, 9)
+    slow = DecodeOptions(max_new_tokens=400, min_new_tokens=400, repetition_max_period=0)   # ~0.5 s a request
+    live = LiveServer(ServiceSettings(engine_dir=exports["original"], max_batch=1, max_wait_ms=1,
+                                      graceful_timeout_s=0.5, decode=slow))
+    with live, ThreadPoolExecutor(20) as pool:
+        pending = [pool.submit(_post_file, live.url, clip) for _ in range(20)]
+        time.sleep(1.0)   # all are in: a couple decoding, the rest queued
+        started = time.monotonic()
+        live.stop_async()
+        responses = [p.result() for p in pending]
+        answered = time.monotonic() - started
+        live.thread.join(timeout=60)
+        stopped = time.monotonic() - started
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503} and codes.count(503) >= 10, codes
+    for response in responses:
+        if response.status_code == 503:
+            assert response.json()["error"]["type"] == "shutting_down" and response.headers["retry-after"]
+    assert answered < 10 and stopped < 20 and not live.thread.is_alive()
+    batches = live.service.batcher.batch_sizes
+    assert sum(batches) < 20   # the queued requests of answered clients were never decoded
+
+
+def test_streamed_transcription_with_the_openai_client(server, clips, expected):
+    """stream=true: server-sent `transcript.text.delta` events as the text decodes, then `transcript.text.done`;
+    the deltas add up to the final text, which is the one-request transcript; the streaming request
+    shares its batch with a plain request sent at the same time."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    clip = clips[3]
+    before = len(server.service.batcher.batch_sizes)
+
+    def streamed():
+        with open(clip, "rb") as handle:
+            return list(client.audio.transcriptions.create(model="original", file=handle, stream=True))
+
+    with ThreadPoolExecutor(2) as pool:
+        events_future = pool.submit(streamed)
+        plain = pool.submit(_post_file, server.url, clips[2])
+        events = events_future.result()
+        assert plain.result().status_code == 200
+    types = [e.type for e in events]
+    assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"}
+    deltas = [e.delta for e in events[:-1]]
+    assert len(deltas) >= 2 and "".join(deltas) == events[-1].text == expected[clip]
+    assert max(server.service.batcher.batch_sizes[before:]) == 2
+
+
+def test_stream_refuses_subtitle_formats(server, clips):
+    response = _post_file(server.url, clips[0], stream="true", response_format="srt")
+    assert response.status_code == 400 and "stream" in response.json()["error"]["message"]

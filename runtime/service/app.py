@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
+import time
+from typing import Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -27,13 +29,14 @@ from .metrics import Metrics
 from .settings import ServiceSettings
 
 OPEN_PATHS = {"/health", "/ready"}
-KNOWN_PATHS = OPEN_PATHS | {"/metrics", "/v1/audio/transcriptions", "/v1/transcribe"}
+KNOWN_PATHS = OPEN_PATHS | {"/metrics", "/v1/audio/transcriptions", "/v1/transcribe", "/v1/models"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None,
+                 param: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+        self.status, self.message, self.kind, self.headers, self.param = status, message, kind, headers or {}, param
 
 
 def _caused_by(exc: BaseException | None, kind: type) -> bool:
@@ -47,8 +50,20 @@ def _caused_by(exc: BaseException | None, kind: type) -> bool:
     return _caused_by(exc.__cause__, kind)
 
 
-def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
+def error_response(status: int, message: str, kind: str, headers: dict | None = None,
+                   param: str | None = None) -> JSONResponse:
+    error = {"message": message, "type": kind, "code": status}
+    if param:
+        error["param"] = param
+    return JSONResponse({"error": error}, status, headers=headers)
+
+
+def served_name(manifest_data: dict) -> str:
+    """The model name an export is served under: the hub id it was exported from, else its folder's name."""
+    model = str(manifest_data.get("source", {}).get("model", "")).rstrip("/")
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        return model
+    return model.rsplit("/", 1)[-1] or "qasr"
 
 
 class Service:
@@ -60,6 +75,9 @@ class Service:
         self.engine: Engine | None = None
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
+        self.model_name: str | None = settings.model_name
+        self.created = int(time.time())
+        self.stopping = asyncio.Event()   # set when shutdown begins: open requests get 503 at the deadline
 
     async def load(self) -> None:
         s = self.settings
@@ -69,6 +87,7 @@ class Service:
         except QasrError as exc:
             self.load_error = str(exc)
             return
+        self.model_name = self.model_name or served_name(self.engine.manifest.data)
         options = TranscribeOptions(batch_size=s.max_batch, decode=s.decode)
         self.batcher = DynamicBatcher(Transcriber(self.engine), options, s.max_batch, s.max_wait_ms / 1000,
                                       s.max_queue, self.metrics)
@@ -99,7 +118,9 @@ class Service:
                                 f"{self.settings.max_audio_seconds:g} s", "audio_too_long")
         return samples
 
-    async def transcribe(self, data: bytes, language: str | None, context: str) -> Transcript:
+    async def transcribe(self, data: bytes, language: str | None, context: str,
+                         partial: Callable[[str], None] | None = None) -> Transcript:
+        """The transcript of `data`; `partial` (streaming) is called on the event loop with the text so far."""
         if self.batcher is None:
             raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
         try:
@@ -108,18 +129,46 @@ class Service:
             raise ApiError(400, str(exc)) from None
         samples = await run_in_threadpool(self.decode_audio, data)
         try:
-            future = self.batcher.submit(samples, self.sample_rate, language, context or "")
+            loop = asyncio.get_running_loop()
+            relay = (lambda text: loop.call_soon_threadsafe(partial, text)) if partial else None
+            future = self.batcher.submit(samples, self.sample_rate, language, context or "", relay)
         except QueueFull:
             raise ApiError(503, "the server is busy; try again shortly", "server_busy",
                            {"Retry-After": str(self.settings.retry_after_s)}) from None
         try:
-            transcript = await asyncio.wait_for(asyncio.shield(future), self.settings.request_timeout_s)
+            transcript = await self._await(future)
         except asyncio.TimeoutError:
             future.cancel()
             raise ApiError(504, f"transcription took longer than {self.settings.request_timeout_s:g} s",
                            "timeout") from None
         self.metrics.audio_seconds.inc(transcript.duration)
         return transcript
+
+    async def _await(self, future: asyncio.Future) -> Transcript:
+        """The transcript, or ApiError 503 when the server's graceful shutdown deadline passes first (its
+        queued work is then dropped: the batcher skips requests whose future is done)."""
+        stop = asyncio.ensure_future(self._shutdown_deadline())
+        try:
+            done, _ = await asyncio.wait({future, stop}, timeout=self.settings.request_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if future in done:
+            return future.result()
+        future.cancel()
+        if stop in done:
+            raise ApiError(503, "the server is shutting down; try again on another instance", "shutting_down",
+                           {"Retry-After": str(self.settings.retry_after_s)})
+        raise asyncio.TimeoutError
+
+    async def _shutdown_deadline(self) -> None:
+        await self.stopping.wait()
+        await asyncio.sleep(self.settings.graceful_timeout_s)
+
+    def begin_shutdown(self) -> None:
+        """Called (on the event loop) when the server starts shutting down."""
+        self.stopping.set()
+        self.metrics.ready.set(0)
 
     def authorized(self, request: Request) -> bool:
         key = self.settings.api_key

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class _Request:
     language: str | None
     context: str
     future: asyncio.Future
+    partial: Callable[[str], None] | None = None   # streaming: called (from the engine thread) with the text so far
 
 
 class DynamicBatcher:
@@ -57,10 +59,11 @@ class DynamicBatcher:
         await self._task
         self.executor.shutdown(wait=True)
 
-    def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str) -> asyncio.Future:
+    def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str,
+               partial: Callable[[str], None] | None = None) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         try:
-            self.queue.put_nowait(_Request(samples, sample_rate, language, context, future))
+            self.queue.put_nowait(_Request(samples, sample_rate, language, context, future, partial))
         except asyncio.QueueFull:
             raise QueueFull from None
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -133,6 +136,7 @@ class DynamicBatcher:
             # to max_batch rows with the other requests' segments
             options = replace(self.options, language=language, context=context)
             inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
-            for i, transcript in zip(rows, self.transcriber.transcribe(inputs, options)):
+            partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
+            for i, transcript in zip(rows, self.transcriber.transcribe(inputs, options, partial or None)):
                 results[i] = transcript
         return results

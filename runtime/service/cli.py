@@ -29,20 +29,21 @@ from .settings import ServiceSettings
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0)
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds to finish in-flight requests on shutdown.")
+              help="Seconds to finish in-flight requests on shutdown; those still open then get a JSON 503.")
+@click.option("--model-name", default=None,
+              help="The model name /v1/models lists and requests must name [default: the hub id the export was made "
+                   "from, else its folder's name].")
 @handle_errors
 def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_mb, max_audio_seconds, request_timeout,
-         api_key_env, device, threads, graceful_timeout):
+         api_key_env, device, threads, graceful_timeout, model_name):
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
-    import uvicorn
-
-    from .server import create_app
+    from .server import create_app, graceful_server
 
     load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts
     settings = ServiceSettings(
         engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
-        providers=DEVICE_PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions())
-    uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=graceful_timeout,
-                log_level="info")
+        providers=DEVICE_PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions(),
+        model_name=model_name, graceful_timeout_s=graceful_timeout)
+    graceful_server(create_app(settings), graceful_timeout, host=host, port=port, log_level="info").run()

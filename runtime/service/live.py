@@ -6,20 +6,17 @@ import socket
 import threading
 import time
 
-import uvicorn
-
-from .server import create_app
+from .server import create_app, graceful_server
 from .settings import ServiceSettings
 
 
 class LiveServer:
-    def __init__(self, settings: ServiceSettings, host: str = "127.0.0.1", graceful_timeout: float = 30.0):
+    def __init__(self, settings: ServiceSettings, host: str = "127.0.0.1"):
         self.app = create_app(settings)
         self.sock = socket.socket()
         self.sock.bind((host, 0))
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=graceful_timeout)
-        self.server = uvicorn.Server(config)
+        self.server = graceful_server(self.app, settings.graceful_timeout_s, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "LiveServer":
@@ -40,8 +37,12 @@ class LiveServer:
         raise RuntimeError(f"the service at {self.url} did not become ready")
 
     def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
+        self.server.should_exit = True   # what SIGTERM does
         self.thread.join(timeout=120)
+
+    def stop_async(self) -> None:
+        """Begin shutdown (as SIGTERM does) without waiting for it."""
+        self.server.should_exit = True
 
     @property
     def service(self):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ..subtitles import to_srt, to_vtt
 from ..transcribe import Transcript
@@ -47,11 +48,35 @@ def install_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/ready")
     async def ready():
+        """Ready or not, and what is served; never a file system path (anyone may ask)."""
+        if service.stopping.is_set():
+            return JSONResponse({"status": "stopping"}, 503)
         if service.batcher is not None:
-            return {"status": "ready", "engine": str(service.settings.engine_dir), "providers": service.engine.providers}
+            return {"status": "ready", "model": service.model_name, "providers": service.engine.providers}
         if service.load_error:
-            return JSONResponse({"status": "failed", "error": service.load_error}, 503)
+            return JSONResponse({"status": "failed", "error": "the engine could not be loaded (see the server log)"}, 503)
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
+
+    def model_card() -> dict:
+        return {"id": service.model_name, "object": "model", "created": service.created, "owned_by": "qasr"}
+
+    @app.get("/v1/models")
+    async def models():
+        """OpenAI's model list: the one model this server serves."""
+        if service.model_name is None:
+            raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str):
+        check_model(model)
+        return model_card()
+
+    def check_model(model: str) -> None:
+        """A request naming another model gets OpenAI's 404 (an empty name means this server's model)."""
+        if model and service.model_name is not None and model != service.model_name:
+            raise ApiError(404, f"The model '{model}' does not exist; this server serves '{service.model_name}'",
+                           "invalid_request_error", param="model")
 
     @app.get("/metrics")
     async def metrics():
@@ -62,7 +87,8 @@ def install_routes(app: FastAPI, service: Service) -> None:
                                     prompt: str = Form(""), response_format: str = Form("json"),
                                     temperature: float = Form(0.0),
                                     granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
-                                    granularities_plain: list[str] | None = Form(None, alias="timestamp_granularities")):
+                                    granularities_plain: list[str] | None = Form(None, alias="timestamp_granularities"),
+                                    stream: bool = Form(False)):
         """OpenAI-compatible: multipart `file`; `prompt` becomes the context; decoding is greedy."""
         asked = [*(granularities or []), *(granularities_plain or [])]
         problem = None
@@ -74,10 +100,20 @@ def install_routes(app: FastAPI, service: Service) -> None:
             problem = f"unknown timestamp_granularities {unknown}; use ['segment']"
         elif asked and response_format != "verbose_json":
             problem = "timestamp_granularities needs response_format verbose_json"
+        elif stream and response_format not in ("json", "text"):
+            problem = f"stream=true sends text events; response_format {response_format!r} cannot be streamed"
         if problem:
             await file.close()
             raise ApiError(400, problem)
+        if model:
+            try:
+                check_model(model)
+            except ApiError:
+                await file.close()
+                raise
         data = await _upload_bytes(file, limit)
+        if stream:
+            return await _stream(service, data, language or None, prompt)
         transcript = await service.transcribe(data, language or None, prompt)
         if response_format == "text":
             return PlainTextResponse(transcript.text)
@@ -105,6 +141,43 @@ def install_routes(app: FastAPI, service: Service) -> None:
         else:
             raise ApiError(415, "send JSON with audio_base64, or raw audio with Content-Type audio/*")
         return verbose(await service.transcribe(data, language, context))
+
+
+async def _stream(service: Service, data: bytes, language: str | None, context: str) -> StreamingResponse:
+    """OpenAI's streamed transcription: server-sent events, `transcript.text.delta` as text is decoded (the
+    request still shares batches with others), then `transcript.text.done` with the whole text. A request
+    that fails before any text answers with its JSON error as usual; one that fails later ends with an
+    `error` event."""
+    updates: asyncio.Queue = asyncio.Queue()
+    task = asyncio.ensure_future(service.transcribe(data, language, context, updates.put_nowait))
+    task.add_done_callback(lambda _: updates.put_nowait(None))
+    first = await updates.get()
+    if first is None and task.exception() is not None:
+        raise task.exception()
+
+    async def events():
+        sent, item = "", first
+        while item is not None:
+            if item.startswith(sent) and len(item) > len(sent):   # only text that extends what was sent
+                yield _event({"type": "transcript.text.delta", "delta": item[len(sent):]})
+                sent = item
+            item = await updates.get()
+        try:
+            transcript = task.result()
+        except ApiError as exc:
+            yield _event({"type": "error", "error": {"message": exc.message, "type": exc.kind, "code": exc.status}})
+            return
+        if transcript.text.startswith(sent) and len(transcript.text) > len(sent):
+            yield _event({"type": "transcript.text.delta", "delta": transcript.text[len(sent):]})
+        yield _event({"type": "transcript.text.done", "text": transcript.text})
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _event(payload: dict) -> str:
+    import json
+
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 def _json_request(body: bytes, limit: int) -> tuple[bytes, str | None, str]:

@@ -65,7 +65,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
-        return error_response(exc.status, exc.message, exc.kind, exc.headers)
+        return error_response(exc.status, exc.message, exc.kind, exc.headers, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
@@ -78,3 +78,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     return app
 
+
+
+def graceful_server(app: FastAPI, graceful_timeout: float, **config):
+    """A uvicorn server for `app` whose shutdown tells the Service first: requests still open when
+    `graceful_timeout` has passed get a JSON 503 (never uvicorn's plain-text 500 of a cancelled task),
+    queued work of clients already answered is dropped, and the process exits promptly (only the batch
+    already inside the engine is finished). uvicorn's own deadline comes a second later, as a backstop."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            app.state.service.begin_shutdown()
+            await super().shutdown(sockets)
+
+    return GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0, **config))

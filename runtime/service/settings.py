@@ -23,3 +23,5 @@ class ServiceSettings:
     verify_checksums: bool = True
     retry_after_s: int = 1
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    model_name: str | None = None      # the name /v1/models lists and requests may name; None: from the manifest
+    graceful_timeout_s: float = 30.0   # on shutdown, requests still open after this get a JSON 503

@@ -217,13 +217,19 @@ def test_graceful_shutdown_finishes_in_flight_requests(exports, tmp_path):
         assert [p.result().status_code for p in pending] == [200, 200]
 
 
-def test_load_script_reports_what_the_server_did(server, clips):
-    from qasr.benchmarks.load import format_table, run_level
+def test_load_script_reports_what_the_server_did(server):
+    """Distinct files under load, each answer checked against the file's one-request transcript."""
+    from qasr.benchmarks.load import format_table, one_request_texts, run_level, synthetic_files
 
-    row = run_level(server.url, clips[0].read_bytes(), clips[0].name, concurrency=4, requests=8, headers={})
-    assert row["ok"] == 8 and row["errors"] == 0 and row["batches"] >= 1
-    assert row["mean_batch"] * row["batches"] == pytest.approx(8)
+    files = synthetic_files(6)
+    expected = one_request_texts(server.url, files, {})
+    assert len(set(expected)) == 6
+    row = run_level(server.url, files, expected, concurrency=4, requests=12, headers={})
+    assert row["ok"] == 12 and row["lost"] == 0 and row["mismatches"] == 0 and row["batches"] >= 1
+    assert row["mean_batch"] * row["batches"] == pytest.approx(12)
     assert row["audio_s_per_s"] > 0 and "mean batch" in format_table([row])
+    wrong = run_level(server.url, files, list(reversed(expected)), concurrency=2, requests=6, headers={})
+    assert wrong["mismatches"] == 6   # the check can fail
 
 
 def test_the_openai_python_client_works_against_the_service(server, clips, expected):

@@ -25,6 +25,7 @@ import click
 import numpy as np
 
 from qasr.runtime.cli_support import handle_errors
+from qasr.runtime.errors import QasrError
 
 
 def batch_histogram(url: str, headers: dict) -> dict[str, float]:
@@ -115,17 +116,32 @@ def format_table(rows: list[dict]) -> str:
 @click.option("--requests", "count", type=click.IntRange(1, 10000), default=32, show_default=True)
 @click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--ray-replicas", default=None,
+              help="With --engine: serve on a local Ray Serve instance with these replica counts in turn, e.g. 1,2.")
 @click.option("--api-key", default=None)
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None)
 @handle_errors
-def main(engine_dir, url, audio_files, file_count, concurrency, count, max_batch, max_wait_ms, api_key, json_out):
-    from qasr.runtime.errors import QasrError
-
+def main(engine_dir, url, audio_files, file_count, concurrency, count, max_batch, max_wait_ms, ray_replicas, api_key,
+         json_out):
     if bool(engine_dir) == bool(url):
         raise QasrError("give exactly one of --engine (start a server here) or --url (a running one)")
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     files = [(Path(a).name, Path(a).read_bytes()) for a in audio_files] or synthetic_files(file_count)
+    if ray_replicas:
+        if not engine_dir:
+            raise QasrError("--ray-replicas needs --engine")
+        rows = []
+        for replicas in [int(r) for r in ray_replicas.split(",") if r.strip()]:
+            click.echo(f"Ray Serve, {replicas} replica(s) ...", err=True)
+            for row in _ray_levels(Path(engine_dir), replicas, files, levels, count, max_batch, max_wait_ms, headers):
+                rows.append({"replicas": replicas, **row})
+        click.echo("\n".join(f"replicas {r['replicas']}: " + format_table([r]).splitlines()[1] for r in rows))
+        click.echo("(columns: " + format_table(rows[:1]).splitlines()[0].strip() + ")")
+        if json_out:
+            Path(json_out).write_text(json.dumps({"files": [n for n, _ in files], "max_batch": max_batch,
+                                                  "max_wait_ms": max_wait_ms, "rows": rows}, indent=2))
+        return
     context = nullcontext()
     if engine_dir:
         from qasr.runtime.service.live import LiveServer
@@ -147,6 +163,40 @@ def main(engine_dir, url, audio_files, file_count, concurrency, count, max_batch
                                               "max_wait_ms": max_wait_ms, "rows": rows}, indent=2))
     if any(r["mismatches"] or r["lost"] for r in rows):
         raise QasrError("some answers were wrong or lost (see the table)")
+
+
+def _ray_levels(engine_dir: Path, replicas: int, files, levels, count, max_batch, max_wait_ms, headers) -> list[dict]:
+    """The load levels against a local Ray Serve deployment of `replicas` replicas (loopback only)."""
+    import socket
+
+    import httpx
+
+    from qasr.runtime.service import ray_serve
+    from qasr.runtime.service.settings import ServiceSettings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = ServiceSettings(engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                               max_queue=max(levels) * 2)
+    ray_serve.start(settings, replicas, "127.0.0.1", port, replica_cpus=0.5)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            workers = {httpx.get(url + "/ready", timeout=30).headers.get("x-qasr-worker") for _ in range(4 * replicas)}
+            if len(workers - {None}) == replicas:
+                break
+            time.sleep(0.5)
+        expected = one_request_texts(url, files, headers)
+        return [_no_batch_columns(run_level(url, files, expected, level, count, headers)) for level in levels]
+    finally:
+        ray_serve.stop()
+
+
+def _no_batch_columns(row: dict) -> dict:
+    """Behind Ray's proxy /metrics reaches one replica at a time: its batch counts are not the whole picture."""
+    return {**row, "batches": 0, "mean_batch": 0.0, "max_batch_at_most": float("nan")}
 
 
 def synthetic_files(count: int) -> list[tuple[str, bytes]]:

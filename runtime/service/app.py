@@ -89,8 +89,11 @@ class Service:
             return
         self.model_name = self.model_name or served_name(self.engine.manifest.data)
         options = TranscribeOptions(batch_size=s.max_batch, decode=s.decode)
-        self.batcher = DynamicBatcher(Transcriber(self.engine), options, s.max_batch, s.max_wait_ms / 1000,
-                                      s.max_queue, self.metrics)
+        batcher = DynamicBatcher
+        if s.batching == "ray":   # a Ray Serve replica (ray_serve.py): Ray's request batching
+            from .ray_serve import RayBatcher as batcher
+        self.batcher = batcher(Transcriber(self.engine), options, s.max_batch, s.max_wait_ms / 1000, s.max_queue,
+                               self.metrics)
         self.batcher.start()
         self.metrics.ready.set(1)
 

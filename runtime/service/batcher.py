@@ -127,16 +127,21 @@ class DynamicBatcher:
                     request.future.set_result(result)
 
     def _transcribe(self, batch: list[_Request]) -> list[Transcript]:
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, request in enumerate(batch):
-            groups[(request.language, request.context)].append(i)
-        results: list[Transcript | None] = [None] * len(batch)
-        for (language, context), rows in groups.items():
-            # every request's segments (long audio is segmented as in asr-transcribe) share batches of up
-            # to max_batch rows with the other requests' segments
-            options = replace(self.options, language=language, context=context)
-            inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
-            partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
-            for i, transcript in zip(rows, self.transcriber.transcribe(inputs, options, partial or None)):
-                results[i] = transcript
-        return results
+        return transcribe_requests(self.transcriber, self.options, batch)
+
+
+def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, batch: list[_Request]) -> list[Transcript]:
+    """One engine call per (language, context) group of a batch of requests."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, request in enumerate(batch):
+        groups[(request.language, request.context)].append(i)
+    results: list[Transcript | None] = [None] * len(batch)
+    for (language, context), rows in groups.items():
+        # every request's segments (long audio is segmented as in asr-transcribe) share batches of up
+        # to max_batch rows with the other requests' segments
+        group_options = replace(options, language=language, context=context)
+        inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
+        partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
+        for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None)):
+            results[i] = transcript
+    return results

@@ -7,6 +7,7 @@ import os
 import click
 
 from ..cli_support import handle_errors
+from ..errors import QasrError
 from ..manifest import load_manifest
 from ..stopping import DecodeOptions
 from ..session import DEVICE_PROVIDERS
@@ -30,12 +31,17 @@ from .settings import ServiceSettings
 @click.option("--threads", type=click.IntRange(0), default=0)
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to finish in-flight requests on shutdown; those still open then get a JSON 503.")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Serve on Ray Serve: --replicas engine replicas behind Ray's HTTP proxy (RAY_ADDRESS: a cluster).")
+@click.option("--replicas", type=click.IntRange(1), default=1, show_default=True, help="--ray: engine replicas.")
+@click.option("--replica-cpus", type=click.FloatRange(0), default=1.0, show_default=True, help="--ray: CPUs per replica.")
+@click.option("--replica-gpus", type=click.FloatRange(0), default=0.0, show_default=True, help="--ray: GPUs per replica.")
 @click.option("--model-name", default=None,
               help="The model name /v1/models lists and requests must name [default: the hub id the export was made "
                    "from, else its folder's name].")
 @handle_errors
 def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_mb, max_audio_seconds, request_timeout,
-         api_key_env, device, threads, graceful_timeout, model_name):
+         api_key_env, device, threads, graceful_timeout, use_ray, replicas, replica_cpus, replica_gpus, model_name):
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
     from .server import create_app, graceful_server
 
@@ -46,4 +52,13 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
         providers=DEVICE_PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions(),
         model_name=model_name, graceful_timeout_s=graceful_timeout)
+    if use_ray:
+        try:
+            from .ray_serve import serve_forever
+        except ImportError:
+            raise QasrError("--ray needs Ray Serve: pip install 'qasr[ray]'") from None
+        serve_forever(settings, replicas, host, port, replica_cpus, replica_gpus)
+        return
+    if replicas != 1:
+        raise QasrError("--replicas needs --ray")
     graceful_server(create_app(settings), graceful_timeout, host=host, port=port, log_level="info").run()

@@ -13,6 +13,7 @@ a cycle: app <- routes <- server.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,8 @@ from .app import KNOWN_PATHS, ApiError, Service, _caused_by, error_response
 from .body_limit import BodyLimitMiddleware, BodyTooLarge, body_limit_for
 from .routes import install_routes
 from .settings import ServiceSettings
+
+WORKER = str(os.getpid())
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -55,6 +58,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 if _caused_by(exc, BodyTooLarge):
                     raise BodyTooLarge from None  # the outer body-limit guard answers 413
                 response = error_response(500, "internal error", "server_error")
+        response.headers["x-qasr-worker"] = WORKER   # which process answered (replicas behind a proxy)
         service.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         if response.status_code >= 400:
             service.metrics.errors.labels(endpoint, str(response.status_code)).inc()

@@ -25,3 +25,4 @@ class ServiceSettings:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     model_name: str | None = None      # the name /v1/models lists and requests may name; None: from the manifest
     graceful_timeout_s: float = 30.0   # on shutdown, requests still open after this get a JSON 503
+    batching: str = "qasr"             # qasr: our DynamicBatcher; ray: Ray Serve's @serve.batch (inside a replica)

@@ -91,7 +91,7 @@ class Service:
         options = TranscribeOptions(batch_size=s.max_batch, decode=s.decode)
         batcher = DynamicBatcher
         if s.batching == "ray":   # a Ray Serve replica (ray_serve.py): Ray's request batching
-            from .ray_serve import RayBatcher as batcher
+            from .ray_batcher import RayBatcher as batcher
         self.batcher = batcher(Transcriber(self.engine), options, s.max_batch, s.max_wait_ms / 1000, s.max_queue,
                                self.metrics)
         self.batcher.start()

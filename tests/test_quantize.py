@@ -284,3 +284,28 @@ def test_node_groups_cover_every_layer(exports):
                             ("decoder", {"decoder.layer0", "decoder.layer1", "decoder.attention", "decoder.lm_head"})):
         model = onnx.load(str(exports["original"] / f"{graph}.onnx"), load_external_data=False)
         assert set(node_groups(graph, model)) == expected
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_calibration_is_deterministic_across_processes(method, exports, tmp_path):
+    """The same fp32 export and calibration data give the same activation ranges in two fresh processes
+    (each with its own hash seed and statistics cache): the quantized graphs are then the same too."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from pathlib import Path; from qasr.calibration.data import calibration_set; "
+              "from qasr.calibration.stats import collect; "
+              f"r = collect({str(exports['original'])!r}, calibration_set(None, {MIN_UTTERANCES}), {method!r}, "
+              "cache=Path(sys.argv[1])); "
+              "import numpy as np; "
+              "print(json.dumps({g: {k: [float(x) for v in d.range_value for x in np.ravel(v)] for k, d in t.data.items()} "
+              "for g, t in r.items()}, sort_keys=True))")
+    runs = []
+    for i, seed in enumerate(("1", "2")):
+        result = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"cache{i}")], capture_output=True,
+                                text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1] and all(runs[0][g] for g in runs[0])

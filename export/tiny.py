@@ -57,6 +57,12 @@ SIZES = {
 }
 
 
+# What the official processor (qwen-asr's and transformers' Qwen3ASRProcessor) reads from the tokenizer:
+# the audio placeholder and its delimiters, declared as the real checkpoints declare them.
+AUDIO_TOKENS = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>"}
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
 def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, int]:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
@@ -74,8 +80,10 @@ def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, 
     config = {"tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "eos_token": "<|im_end|>",
               "pad_token": "<|endoftext|>", "bos_token": None, "unk_token": None, "errors": "replace",
               "model_max_length": 65536, "clean_up_tokenization_spaces": False, "split_special_tokens": False,
-              "chat_template": CHAT_TEMPLATE}
+              "chat_template": CHAT_TEMPLATE, "extra_special_tokens": AUDIO_TOKENS}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    # the real repositories ship the template as a file too: the official processor reads it from there
+    (out / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
     return ids
 
 

@@ -63,3 +63,27 @@ def test_shipped_example_is_transcribed(fp32_export):
     words = normalise(result.text).split()
     assert result.error is None and result.language == "English"
     assert sum(a == b for a, b in zip(words, expected.split())) >= len(expected.split()) - 1, result.text
+
+
+def test_the_official_processor_reads_the_shipped_model():
+    """What Qwen3ASRProcessor (transformers' and the official qwen-asr package's) reads: the audio tokens
+    declared by the tokenizer and the chat template file beside it; its prompt is the runtime's prompt."""
+    import numpy as np
+    from transformers import AutoProcessor
+
+    from qasr.runtime.audio_tokens import audio_token_count
+    from qasr.runtime.prompt import prompt_text
+
+    assert (TEST_MODEL / "chat_template.jinja").is_file()
+    processor = AutoProcessor.from_pretrained(str(TEST_MODEL))
+    assert type(processor).__name__ == "Qwen3ASRProcessor"
+    tokenizer = processor.tokenizer
+    assert (tokenizer.audio_token, tokenizer.audio_bos_token, tokenizer.audio_eos_token) == \
+        ("<|audio_pad|>", "<|audio_start|>", "<|audio_end|>")
+    messages = [{"role": "system", "content": "call centre"}, {"role": "user", "content": [{"type": "audio", "audio": ""}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == prompt_text(tokenizer.audio_token, 1, "call centre")
+    inputs = processor(text=text, audio=[np.zeros(23_000, dtype=np.float32)], return_tensors="pt")
+    placeholders = int((inputs["input_ids"] == tokenizer.convert_tokens_to_ids(tokenizer.audio_token)).sum())
+    frames = int(inputs["input_features_mask"].sum())
+    assert placeholders == audio_token_count(frames, 100, 13)

@@ -167,27 +167,16 @@ def main(engine_dir, url, audio_files, file_count, concurrency, count, max_batch
 
 def _ray_levels(engine_dir: Path, replicas: int, files, levels, count, max_batch, max_wait_ms, headers) -> list[dict]:
     """The load levels against a local Ray Serve deployment of `replicas` replicas (loopback only)."""
-    import socket
-
-    import httpx
-
     from qasr.runtime.service import ray_serve
     from qasr.runtime.service.settings import ServiceSettings
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = ray_serve.free_port()
     settings = ServiceSettings(engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                max_queue=max(levels) * 2)
     ray_serve.start(settings, replicas, "127.0.0.1", port, replica_cpus=0.5)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            workers = {httpx.get(url + "/ready", timeout=30).headers.get("x-qasr-worker") for _ in range(4 * replicas)}
-            if len(workers - {None}) == replicas:
-                break
-            time.sleep(0.5)
+        ray_serve.wait_ready(url, replicas)
         expected = one_request_texts(url, files, headers)
         return [_no_batch_columns(run_level(url, files, expected, level, count, headers)) for level in levels]
     finally:

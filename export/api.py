@@ -15,7 +15,6 @@ import torch
 
 from qasr.runtime import names
 from qasr.runtime.errors import CheckpointError, QasrError
-from qasr.runtime.features import FeatureSettings
 from qasr.quantize.api import Int8Settings, derive_int8_export
 from qasr.quantize.groups import possible_groups
 
@@ -130,10 +129,6 @@ def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
             "pad_token_id": pad, **{t: vocab[t] for t in needed}}
 
 
-def _features(checkpoint: Checkpoint) -> FeatureSettings:
-    return read_features(checkpoint.path, checkpoint.spec)
-
-
 def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
                   settings: ExportSettings) -> dict:
     written = {}
@@ -175,7 +170,7 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tokens = _token_table(checkpoint, staging)
-        features = _features(checkpoint)
+        features = read_features(checkpoint.path, checkpoint.spec)
         source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
                   "weights_sha256": checkpoint.weights_checksum()}
         export_settings = {"precision": settings.precision, "backend": settings.backend, "opset": OPSET,

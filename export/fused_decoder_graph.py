@@ -182,10 +182,10 @@ def build_fused_decoder(text: TextSpec, audio_token_id: int, weights: dict[str, 
                               g.initializers)
     # Element types of every intermediate tensor: onnx's inference stops at contrib ops, and the static INT8
     # quantizer skips any tensor whose type it cannot infer (then no MatMul gets its activation quantized).
-    outputs = {t.name for t in spec.outputs}
+    intermediate = {o for n in g.nodes for o in n.output if o} - {t.name for t in spec.outputs}
     codes = {name: code for code, name in ONNX_TYPES.items()}
     for name, dtype in tensor_types(graph).items():
-        if name not in outputs and name in {o for n in g.nodes for o in n.output}:
+        if name in intermediate:
             graph.value_info.append(helper.make_tensor_value_info(name, codes[dtype], None))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
                               producer_name="qasr")

@@ -177,48 +177,41 @@ class _DeviceCacheDecode(_Decode):
             for row, prompt in enumerate(prompts):
                 self._prefill_row(row, prompt)
             return np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
-        gen, state, batch = self.gen, self.state, self.batch
-        ids, audio, _ = gen._pad_prompts(prompts, left=False)
+        ids, audio, _ = self.gen._pad_prompts(prompts, left=False)
         length = ids.shape[1]
         seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
-        feeds = {names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
-                 names.TOTAL_SEQUENCE_LENGTH: np.array([length], dtype=np.int32),
-                 names.LAST_TOKEN_INDEX: np.arange(batch, dtype=np.int64) * length + seqlens}
+        self._run_prefill({names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
+                           names.TOTAL_SEQUENCE_LENGTH: np.array([length], dtype=np.int32),
+                           names.LAST_TOKEN_INDEX: np.arange(self.batch, dtype=np.int64) * length + seqlens})
+        return seqlens
+
+    def _prefill_row(self, row: int, prompt: Prompt) -> None:
+        ids, audio, _ = self.gen._pad_prompts([prompt], left=False)
+        length, chunk = ids.shape[1], self.gen.prefill_chunk
+        for lo in range(0, length, chunk):
+            hi = min(length, lo + chunk)   # the first chunk is a first prompt (S == total), the rest follow it
+            self._run_prefill({names.INPUT_IDS: ids[:, lo:hi], names.DECODER_AUDIO_EMBEDS: audio[:, lo:hi],
+                               names.SEQLENS_K: np.array([hi - 1], dtype=np.int32),
+                               names.TOTAL_SEQUENCE_LENGTH: np.array([hi], dtype=np.int32),
+                               names.LAST_TOKEN_INDEX: np.array([hi - lo - 1], dtype=np.int64)}, first_row=row)
+
+    def _run_prefill(self, feeds: dict[str, np.ndarray], first_row: int = 0) -> None:
+        """One prefill run of rows first_row.. (as many as `feeds` holds): host feeds in, the cache rows written
+        in place, the rows' logits and choices into the same rows of the step's own output buffers."""
+        gen, state = self.gen, self.state
+        rows = len(feeds[names.SEQLENS_K])
         if gen.recorder:
-            gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, batch, self.capacity)
+            gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, rows, self.capacity, first_row)
         binding = gen.session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
-        self.cache.bind(binding, gen.past_names, gen.present_names, batch, self.capacity)
-        device, index = gen.device  # the first `batch` rows of the step's own output buffers
-        binding.bind_output(names.LOGITS, device, index, np.float32, [batch, gen.vocab], state.logits.data_ptr())
-        binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [batch], state.next_token.data_ptr())
+        self.cache.bind(binding, gen.past_names, gen.present_names, rows, self.capacity, first_row=first_row)
+        device, index = gen.device
+        binding.bind_output(names.LOGITS, device, index, np.float32, [rows, gen.vocab],
+                            state.logits.data_ptr() + first_row * gen.vocab * 4)
+        binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [rows], state.next_token.data_ptr() + first_row * 8)
         gen._run(binding, None, prefill=True)
-        return seqlens
-
-    def _prefill_row(self, row: int, prompt: Prompt) -> None:
-        gen, state = self.gen, self.state
-        ids, audio, _ = gen._pad_prompts([prompt], left=False)
-        length = ids.shape[1]
-        for lo in range(0, length, gen.prefill_chunk):
-            hi = min(length, lo + gen.prefill_chunk)   # the first chunk is a first prompt (S == total), the rest follow it
-            feeds = {names.INPUT_IDS: ids[:, lo:hi], names.DECODER_AUDIO_EMBEDS: audio[:, lo:hi],
-                     names.SEQLENS_K: np.array([hi - 1], dtype=np.int32),
-                     names.TOTAL_SEQUENCE_LENGTH: np.array([hi], dtype=np.int32),
-                     names.LAST_TOKEN_INDEX: np.array([hi - lo - 1], dtype=np.int64)}
-            if gen.recorder:
-                gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, 1, self.capacity, row)
-            binding = gen.session.io_binding()
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
-            binding.bind_ortvalue_input(names.LOGIT_BIAS, state.bias)
-            self.cache.bind(binding, gen.past_names, gen.present_names, 1, self.capacity, first_row=row)
-            device, index = gen.device
-            binding.bind_output(names.LOGITS, device, index, np.float32, [1, gen.vocab],
-                                state.logits.data_ptr() + row * gen.vocab * 4)
-            binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [1], state.next_token.data_ptr() + row * 8)
-            gen._run(binding, None, prefill=True)
 
     def choose(self, step: int) -> np.ndarray:
         if not self.filters:

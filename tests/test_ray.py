@@ -4,8 +4,6 @@ proxy serves the same routes and gives every request the transcript one process 
 from __future__ import annotations
 
 import io
-import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -15,35 +13,17 @@ import soundfile as sf
 pytest.importorskip("ray.serve", reason="Ray Serve is the `ray` extra; scripts/install.sh installs it")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_url(exports):
     from qasr.runtime.service import ray_serve
     from qasr.runtime.service.settings import ServiceSettings
 
-    port = _free_port()
+    port = ray_serve.free_port()
     settings = ServiceSettings(engine_dir=exports["original"], max_batch=4, max_wait_ms=30, threads=1)
     ray_serve.start(settings, replicas=2, host="127.0.0.1", port=port, replica_cpus=0.5, num_cpus=2)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:   # each replica loads its engine when it starts
-            workers = set()
-            for _ in range(8):
-                try:
-                    response = httpx.get(url + "/ready", timeout=10)
-                except httpx.TransportError:
-                    break
-                if response.status_code == 200:
-                    workers.add(response.headers["x-qasr-worker"])
-            if len(workers) == 2:
-                break
-            time.sleep(0.5)
+        ray_serve.wait_ready(url, replicas=2, timeout=120)
         yield url
     finally:
         ray_serve.stop()

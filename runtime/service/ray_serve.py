@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import time
+from dataclasses import replace
 
 from .settings import ServiceSettings
 
@@ -26,7 +29,7 @@ def deployment(settings: ServiceSettings, replicas: int, replica_cpus: float = 1
 
     from .server import create_app
 
-    ray_settings = _with_ray_batching(settings)
+    ray_settings = replace(settings, batching="ray")
 
     def build():   # runs in each replica: its own Service, engine and batcher
         return create_app(ray_settings)
@@ -41,12 +44,6 @@ def deployment(settings: ServiceSettings, replicas: int, replica_cpus: float = 1
     return QasrService.bind()
 
 
-def _with_ray_batching(settings: ServiceSettings) -> ServiceSettings:
-    from dataclasses import replace
-
-    return replace(settings, batching="ray")
-
-
 def start(settings: ServiceSettings, replicas: int, host: str, port: int, replica_cpus: float = 1.0,
           replica_gpus: float = 0.0, num_cpus: int | None = None) -> None:
     """Start Ray (a local instance, or the cluster RAY_ADDRESS names) and the deployment on host:port."""
@@ -58,6 +55,36 @@ def start(settings: ServiceSettings, replicas: int, host: str, port: int, replic
                  include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(deployment(settings, replicas, replica_cpus, replica_gpus), name="qasr", route_prefix="/")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS has free on `host` now (Ray's HTTP proxy takes a port number, not a socket)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, replicas: int, timeout: float = 300.0) -> None:
+    """Until every replica has answered /ready with 200 (each loads its engine when it starts); the proxy
+    spreads requests, and each answer names its process in `x-qasr-worker`."""
+    import httpx
+
+    from ..errors import QasrError
+
+    ready: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for _ in range(4 * replicas):
+                response = httpx.get(url + "/ready", timeout=30)
+                if response.status_code == 200:
+                    ready.add(response.headers["x-qasr-worker"])
+        except httpx.TransportError:
+            pass   # the proxy is not listening yet
+        if len(ready) >= replicas:
+            return
+        time.sleep(0.5)
+    raise QasrError(f"{url}: {len(ready)} of {replicas} Ray Serve replicas became ready within {timeout:g} s")
 
 
 def stop() -> None:

@@ -10,19 +10,22 @@ import click
 from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
 
 from qasr.calibration.stats import METHODS
-from qasr.quantize.api import MODES, WEIGHT_GRANULARITIES, Int8Settings
+from qasr.quantize.api import MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
 
 from .api import ATTENTIONS, BACKENDS, PRECISIONS, ExportSettings, export
 from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 
 def default_out(model: str, precision: str, attention: str = "standard", int8: Int8Settings | None = None) -> Path:
-    """<model>-<kind>[-gqa]-onnx; kind: fp32, fp16, int8 (static), int8-wo / int4-wo (weight-only), so that
+    """<model>-<kind>[-gqa]-onnx; kind: fp32, fp16, int8 (static), int8-sq (static, SmoothQuant), int8-wo /
+    int4-wo[-hqq|-gptq] (weight-only), so that
     exports of one model in different forms never share a default directory."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
     kind = precision
     if precision == "int8" and int8 is not None and int8.mode == "weight-only":
-        kind = f"{int8.label()}-wo"
+        kind = f"{int8.label()}-wo" + ("" if int8.weight_algorithm == "rtn" else f"-{int8.weight_algorithm}")
+    elif precision == "int8" and int8 is not None and int8.smooth_alpha is not None:
+        kind = "int8-sq"
     return Path(f"{name}-{kind}{'' if attention == 'standard' else '-' + attention}-onnx")
 
 
@@ -56,19 +59,26 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
                    "per output channel (finer; for TensorRT).")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default=None,
               help="INT8 weight-only: 8 (default) or 4-bit weights.")
+@click.option("--smoothquant", "smooth_alpha", type=click.FloatRange(0.0, 1.0), default=None, metavar="ALPHA",
+              help="INT8 static: SmoothQuant before calibration, migrating this much of the activations' range "
+                   "into the weights (0.5 is the paper's default).")
+@click.option("--weight-algorithm", type=click.Choice(WEIGHT_ALGORITHMS), default=None,
+              help="INT8 weight-only: how the int weights are chosen: rtn (round to nearest; default), hqq or gptq "
+                   "(4-bit; gptq uses the calibration audio).")
 @click.option("--int8-exclude", multiple=True,
               help="INT8: keep this group in float (repeatable; e.g. decoder.lm_head, encoder.conv). "
                    "Giving any replaces the default exclusions.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
 def main(model, out, precision, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
-         int8_weights, weight_bits, int8_exclude, quiet):
+         int8_weights, weight_bits, int8_exclude, smooth_alpha, weight_algorithm, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
     given = {k: v for k, v in {"mode": int8_mode, "calibration": calibration, "calibration_limit": calibration_limit,
                                "method": calibration_method, "weights": int8_weights,
                                "weight_bits": int(weight_bits) if weight_bits else None,
-                               "exclude": tuple(int8_exclude) or None}.items() if v is not None}
+                               "exclude": tuple(int8_exclude) or None, "smooth_alpha": smooth_alpha,
+                               "weight_algorithm": weight_algorithm}.items() if v is not None}
     int8 = Int8Settings(**given) if given or precision == "int8" else None
     settings = ExportSettings(model=model, out=out or default_out(model, precision, attention, int8), precision=precision,
                               backend=backend, force=force, int8=int8, attention=attention,

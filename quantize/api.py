@@ -7,6 +7,7 @@ writes the manifest) and returns the `quantization` record the manifest keeps.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,8 +22,15 @@ from .groups import node_groups
 from .static import quantize_static_graph
 from .weight_only import quantize_weight_only_graph
 
+WEIGHT_RECORDS = {"rtn": "int{bits} blocks of {block}, symmetric, round to nearest",
+                  "hqq": "int{bits} blocks of {block}, asymmetric, HQQ (half-quadratic scale/zero-point search)",
+                  "gptq": "int{bits} blocks of {block}, asymmetric, GPTQ on the calibration audio"}
 MODES = ("static", "weight-only")
 WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
+# How weight-only quantization chooses the int weights: round to nearest (per block, symmetric), HQQ
+# (half-quadratic optimisation of scale and zero point, no data) or GPTQ (error-compensating rounding
+# on the calibration audio's activations); the last two are onnxruntime.quantization's, 4-bit only.
+WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq")
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class Int8Settings:
     weight_bits: int = 8               # weight-only mode: 8 or 4
     block_size: int = 32               # weight-only mode: weights per quantization block
     exclude: tuple[str, ...] | None = None  # groups kept in float; None: DEFAULT_EXCLUDE[mode]
+    smooth_alpha: float | None = None  # static mode: SmoothQuant migration strength (None: no smoothing)
+    weight_algorithm: str = "rtn"      # weight-only mode: WEIGHT_ALGORITHMS
 
     def check(self):
         """Validate, and resolve the calibration data (static mode) before any long work starts."""
@@ -50,9 +60,22 @@ class Int8Settings:
                 raise QasrError(f"unknown --int8-weights {self.weights!r}; choose from {', '.join(WEIGHT_GRANULARITIES)}")
             if self.weight_bits != 8:
                 raise QasrError("--weight-bits applies to --int8-mode weight-only; static INT8 uses 8-bit weights")
+            if self.weight_algorithm != "rtn":
+                raise QasrError("--weight-algorithm applies to --int8-mode weight-only")
+            if self.smooth_alpha is not None and not 0.0 <= self.smooth_alpha <= 1.0:
+                raise QasrError(f"--smoothquant takes an alpha within 0..1, not {self.smooth_alpha}")
+            return calibration_set(self.calibration, self.calibration_limit)
+        if self.smooth_alpha is not None:
+            raise QasrError("--smoothquant applies to --int8-mode static (weight-only keeps activations in float)")
+        if self.weight_algorithm not in WEIGHT_ALGORITHMS:
+            raise QasrError(f"unknown --weight-algorithm {self.weight_algorithm!r}; choose from {', '.join(WEIGHT_ALGORITHMS)}")
+        if self.weight_algorithm != "rtn" and self.weight_bits != 4:
+            raise QasrError(f"--weight-algorithm {self.weight_algorithm} is for 4-bit weights; add --weight-bits 4")
+        if self.weight_algorithm == "gptq":
             return calibration_set(self.calibration, self.calibration_limit)
         if self.calibration is not None or self.calibration_limit is not None:
-            raise QasrError("--int8-mode weight-only needs no calibration data; drop --calibration/--calibration-limit")
+            raise QasrError("--int8-mode weight-only needs no calibration data (only --weight-algorithm gptq does); "
+                            "drop --calibration/--calibration-limit")
         if self.weights != "per-tensor":
             raise QasrError("--int8-weights applies to --int8-mode static; weight-only INT8 quantizes blocks of weights")
         if self.weight_bits not in (4, 8):
@@ -88,14 +111,25 @@ def derive_int8_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, da
 
 def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=None,
                     progress: Callable[[str], None] = lambda _: None) -> dict:
+    with tempfile.TemporaryDirectory(prefix=".qasr-quantize-", dir=out_dir.parent) as scratch:
+        return _quantize(fp32_dir, out_dir, settings, data, progress, Path(scratch))
+
+
+def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progress, scratch: Path) -> dict:
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     excluded = settings.excluded()
     record: dict = {"mode": settings.mode, "excluded_groups": list(excluded)}
-    ranges = {}
+    ranges, feeds = {}, {}
     if settings.mode == "static":
         from qasr.calibration.stats import collect
 
+        if settings.smooth_alpha is not None:
+            from .smooth import smooth_export
+
+            record["smoothquant"] = smooth_export(fp32_dir, scratch / "smoothed", data, settings.smooth_alpha,
+                                                  progress)
+            fp32_dir = scratch / "smoothed"
         ranges = collect(fp32_dir, data, settings.method, progress=progress)
         record.update({"activations": "int8 per-tensor symmetric", "weights": f"int8 symmetric: {settings.weights.replace('-', ' ')} (MatMul, Gemm), per output channel (Conv)",
                        "calibration": {"method": settings.method, "source": data.source,
@@ -104,8 +138,15 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         import json
 
         base = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))["export"]["precision"]
-        record.update({"weights": f"int{settings.weight_bits} blocks of {settings.block_size}, symmetric",
+        record.update({"weights": WEIGHT_RECORDS[settings.weight_algorithm].format(bits=settings.weight_bits,
+                                                                                   block=settings.block_size),
                        "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
+        if settings.weight_algorithm == "gptq":
+            from .weight_only import recorded_feeds
+
+            feeds = recorded_feeds(fp32_dir, data, progress)
+            record["calibration"] = {"source": data.source, "utterances": len(data.files),
+                                     "audio_sha256": data.checksum()}
     known = set()
     for i, graph in enumerate(names.GRAPHS, 1):
         src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"
@@ -116,7 +157,8 @@ def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=
         if settings.mode == "static":
             quantize_static_graph(src, dst, ranges[graph], skip, matmul_per_channel=settings.weights == "per-channel")
         else:
-            quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip)
+            quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip,
+                                       algorithm=settings.weight_algorithm, feeds=feeds.get(graph))
     unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))
     if unknown:
         raise QasrError(f"unknown quantization groups {unknown}; this model has {sorted(known)}")

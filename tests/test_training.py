@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 from qasr.export.checkpoint import load_checkpoint
-from qasr.training.corpus import EVAL_COMBOS, NUMBERS, build, split_report, vocabulary
+from qasr.training.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, VARIANTS, build,
+                                  split_report, vocabulary)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng (Debian package) is not installed; .ci/run installs it")
@@ -27,22 +28,71 @@ def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng (Debian package) is not installed; .ci/run installs it")
     root = tmp_path_factory.mktemp("corpus")
-    return root, build(root, seed=3, train=24, eval_count=8, calibration=6, progress=lambda _: None)
+    return root, build(root, seed=3, train=50, eval_count=8, accents=6, calibration=6, progress=lambda _: None)
 
 
 @needs_espeak
 def test_splits_share_neither_voices_nor_sentences(corpus):
+    """Held-out variants never speak in training, nor held-out accents; no sentence is in two splits; the
+    training split has its long multi-sentence utterances and every kind of noise."""
     root, manifests = corpus
     report = split_report(manifests)
     print(json.dumps(report, indent=2))
-    assert report["voice_overlap_train_eval"] == []
+    assert report["variant_overlap_train_eval"] == [] and report["accent_overlap_train_eval_accents"] == []
     assert set(report["sentence_overlap"].values()) == {0}
-    rows = [json.loads(l) for l in manifests["eval"].read_text().splitlines()]
-    assert len(rows) == 8 and all((r["voice"], r["variant"]) in EVAL_COMBOS for r in rows)
-    for row in rows:
+    rows = {n: [json.loads(l) for l in m.read_text().splitlines()] for n, m in manifests.items()}
+    assert len(rows["eval"]) == 8 and all(r["variant"] in HELD_OUT_VARIANTS and r["voice"] in ACCENTS
+                                          for r in rows["eval"])
+    assert len(rows["eval_accents"]) == 6 and all(r["voice"] in HELD_OUT_ACCENTS and r["variant"] in VARIANTS
+                                                  for r in rows["eval_accents"])
+    assert all(r["voice"] in ACCENTS and r["variant"] in VARIANTS for r in rows["train"] + rows["calibration"])
+    long = [r for r in rows["train"] if r["sentences"]]
+    assert long and all(sum(r["sentences"]) == len(r["text"].split()) for r in long)
+    for row in rows["eval"] + long:
         info = sf.info(root / row["audio"])
         assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC" and info.duration > 0.5
-        assert {"text", "voice", "variant", "rate", "pitch", "snr_db", "reverb"} <= set(row)
+        assert {"text", "voice", "variant", "rate", "pitch", "snr_db", "noise", "reverb"} <= set(row)
+    assert max(sf.info(root / r["audio"]).duration for r in long) > 15
+
+
+def test_corpus_plan_covers_the_ranges():
+    """The seed-0 training plan: every training accent x variant, rates 120-220, pitches 20-80, 2-16 word
+    sentences and 20-30 s multi-sentence utterances, clean audio and all four noises, reverberation."""
+    from collections import Counter
+
+    from qasr.training.corpus import NOISES, plan_splits
+
+    train = plan_splits(seed=0)["train"]
+    assert {(u.voice, u.variant) for u in train} == {(a, v) for a in ACCENTS for v in VARIANTS}
+    assert min(u.rate for u in train) == 120 and max(u.rate for u in train) == 220
+    assert min(u.pitch for u in train) == 20 and max(u.pitch for u in train) == 80
+    single = Counter(len(u.text.split()) for u in train if not u.sentences)
+    assert min(single) == 2 and max(single) == 16
+    long = [u for u in train if u.sentences]
+    assert 0.02 <= len(long) / len(train) <= 0.06 and all(len(u.sentences) >= 3 for u in long)
+    noises = Counter(u.noise for u in train)
+    assert set(noises) == {None, *NOISES} and all(n > 0.1 * len(train) for n in noises.values())
+    assert all(3 <= len(u.babble) <= 5 for u in train if u.noise == "babble")
+    assert 0.1 < sum(u.reverb for u in train) / len(train) < 0.2
+
+
+def test_noise_colours_have_their_spectra():
+    """Pink noise loses about 3 dB per octave, brown about 6; white is flat (real FFTs of the generator)."""
+    import numpy as np
+
+    from qasr.training.corpus import coloured_noise
+
+    rng = np.random.default_rng(0)
+
+    def octave_drop(colour):
+        power = np.abs(np.fft.rfft(coloured_noise(160000, colour, rng))) ** 2
+        freqs = np.fft.rfftfreq(160000, 1 / 16000)
+        band = lambda lo: power[(freqs >= lo) & (freqs < 2 * lo)].mean()  # noqa: E731
+        return 10 * np.log10(band(500) / band(1000))
+
+    assert abs(octave_drop("white")) < 0.5
+    assert 2.0 < octave_drop("pink") < 4.0
+    assert 5.0 < octave_drop("brown") < 7.0
 
 
 @needs_espeak
@@ -65,36 +115,51 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     report, ok = verify_export(exported, str(out), new_tokens=8)
     assert ok, report
 
+    # a warm start continues from those weights with their tokenizer, and its log keeps the first run's
+    again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out), progress=lambda _: None)
+    assert (again / "vocab.json").read_bytes() == (out / "vocab.json").read_bytes()
+    log2 = json.loads((again / "training_log.json").read_text())
+    assert log2["finished"]["steps"] == 2 and log2["init"]["log"]["finished"]["steps"] == 3
+    assert "stage 2" not in json.dumps(log2["steps"])
+    first = load_checkpoint(str(out)).weights
+    second = load_checkpoint(str(again)).weights
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # trained ...
+    for k, w in first.items():  # ... from the first run's weights (a fresh init would differ by ~100%)
+        assert (second[k].float() - w.float()).norm() <= 0.05 * w.float().norm() + 1e-6, k
+
 
 def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training():
-    """The held-out and calibration splits in qasr.assets equal the seed-0 plan (texts, voices, noise),
-    share no voice or sentence with the seed-0 training plan, and stay within their size budgets."""
-    from qasr.assets import CALIBRATION_MANIFEST, EVAL_MANIFEST
+    """The two held-out splits and the calibration split in qasr.assets equal the seed-0 plan (texts, voices,
+    noise), share no sentence with the seed-0 training plan, no held-out variant or accent with its
+    voices, and stay within the 15 MB audio budget."""
+    from qasr.assets import ACCENTS_MANIFEST, CALIBRATION_MANIFEST, EVAL_MANIFEST
     from qasr.training.corpus import plan_splits
 
     planned = plan_splits(seed=0)
-    shipped = {"eval": EVAL_MANIFEST, "calibration": CALIBRATION_MANIFEST}
+    shipped = {"eval": EVAL_MANIFEST, "eval_accents": ACCENTS_MANIFEST, "calibration": CALIBRATION_MANIFEST}
     train_texts = {u.text for u in planned["train"]}
-    train_combos = {(u.voice, u.variant) for u in planned["train"]}
+    train_accents, train_variants = {u.voice for u in planned["train"]}, {u.variant for u in planned["train"]}
     train_words = {w for t in train_texts for w in t.split()}
+    total, texts_by_split = 0, {}
     for split, manifest in shipped.items():
         rows = [json.loads(l) for l in manifest.read_text().splitlines()]
-        assert [(r["audio"], r["text"], r["voice"], r["variant"], r["snr_db"]) for r in rows] == \
-            [(u.audio, u.text, u.voice, u.variant, u.snr_db) for u in planned[split]]
-        texts = {r["text"] for r in rows}
+        assert [(r["audio"], r["text"], r["voice"], r["variant"], r["snr_db"], r["noise"]) for r in rows] == \
+            [(u.audio, u.text, u.voice, u.variant, u.snr_db, u.noise) for u in planned[split]]
+        texts = texts_by_split[split] = {r["text"] for r in rows}
         assert not texts & train_texts
         words = {w for t in texts for w in t.split()}
         print(f"{split}: {len(rows)} utterances, {len(words)} distinct words, "
               f"{100 * len(words & train_words) / len(words):.1f}% of them heard in training")
-        size = sum((manifest.parent / r["audio"]).stat().st_size for r in rows)
-        assert size <= {"eval": 10e6, "calibration": 5e6}[split], size
+        total += sum((manifest.parent / r["audio"]).stat().st_size for r in rows)
         for r in rows[:5]:
             info = sf.info(manifest.parent / r["audio"])
             assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
-    eval_combos = {(json.loads(l)["voice"], json.loads(l)["variant"]) for l in EVAL_MANIFEST.read_text().splitlines()}
-    assert eval_combos <= EVAL_COMBOS and not eval_combos & train_combos
-    calib_texts = {json.loads(l)["text"] for l in CALIBRATION_MANIFEST.read_text().splitlines()}
-    assert not calib_texts & {json.loads(l)["text"] for l in EVAL_MANIFEST.read_text().splitlines()}
+        if split == "eval":
+            assert not {r["variant"] for r in rows} & train_variants
+        if split == "eval_accents":
+            assert not {r["voice"] for r in rows} & train_accents
+    assert total <= 15e6, total
+    assert not texts_by_split["calibration"] & (texts_by_split["eval"] | texts_by_split["eval_accents"])
 
 
 def test_guided_attention_rewards_attention_on_the_spoken_word():

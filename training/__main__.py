@@ -1,10 +1,11 @@
 """One command: corpus and test model from a seed.
 
-    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--install]
+    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--install]
 
 Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus), trains the test model into
-OUT_DIR/model (qasr.training.train); with --install, copies the model and the held-out and calibration
-splits into the package's assets (qasr.assets), replacing the shipped ones.
+OUT_DIR/model (qasr.training.train), from scratch or warm-started from --init; with --install, copies the
+model and the two held-out splits and the calibration split into the package's assets (qasr.assets),
+replacing the shipped ones.
 """
 
 from __future__ import annotations
@@ -25,21 +26,25 @@ from .train import TrainSettings, train
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True)
+@click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Warm start from this checkpoint (same sizes and tokenizer).")
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
+@click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True)
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, install):
+def main(out, seed, steps, minutes, init, lr, ctc_weight, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     manifests = build(out / "corpus", seed=seed, progress=progress)
     progress(f"splits: {split_report(manifests)}")
-    model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes),
-                  progress)
+    model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes,
+                                init=init, lr=lr, ctc_weight=ctc_weight), progress)
     if install:
         from qasr.assets import SPEECH, TEST_MODEL
 
         shutil.rmtree(TEST_MODEL, ignore_errors=True)
         shutil.copytree(model, TEST_MODEL)
-        for split in ("eval", "calibration"):
+        for split in ("eval", "eval_accents", "calibration"):
             shutil.rmtree(SPEECH / split, ignore_errors=True)
             shutil.copytree(out / "corpus" / split, SPEECH / split)
             shutil.copy(out / "corpus" / f"{split}.jsonl", SPEECH / f"{split}.jsonl")

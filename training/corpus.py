@@ -1,15 +1,17 @@
 """A synthetic English speech corpus spoken by espeak-ng, for the project's small trained test model.
 
-    python -m qasr.training.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 200] [--calibration 100]
+    python -m qasr.training.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 140] [--accents 90] [--calibration 48]
 
-Sentences: 3-8 words (3-6 for the evaluation and calibration splits, which ship in the repository)
-drawn from wordfreq's 1,100 most frequent English words (letters only, plus spelled-out numbers: 1,071),
-weighted towards rarer words so the whole vocabulary is spoken. Speakers:
-espeak-ng accent x variant combinations; the evaluation split uses combinations that training never
-hears, and its own sentences; calibration has its own sentences too. Each utterance gets a random
-rate and pitch, and most get noise at a random SNR, some a synthetic room reverberation. Output:
-16 kHz FLAC files and one JSONL manifest per split (`audio`, `text`, `voice`, `variant`, `rate`,
-`pitch`, `snr_db`, `reverb`).
+Sentences: 2-16 words (2-10 in the splits that ship in the repository, to fit their size budget) drawn
+from wordfreq's 1,100 most frequent English words (letters only, plus spelled-out numbers: 1,071),
+weighted towards rarer words so the whole vocabulary is spoken; a few training utterances are 20-30 s
+of several sentences. Speakers: espeak-ng's English accents x voice variants. Two evaluation splits:
+`eval` is spoken by variants that training never hears (with training's accents), `eval_accents` by
+whole accents that training never hears (with training's variants). Calibration uses training voices
+and its own sentences. Each utterance gets a random rate and pitch; most get noise (white, pink, brown
+or babble of other voices) at a random SNR, some a synthetic room reverberation. Output: 16 kHz FLAC
+files and one JSONL manifest per split (`audio`, `text`, `voice`, `variant`, `rate`, `pitch`, `snr_db`,
+`noise`, `reverb`).
 """
 
 from __future__ import annotations
@@ -30,18 +32,24 @@ from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 
 SAMPLE_RATE = 16000
-# 3 accents x 6 variants = 18 speakers. Session 3 measured that 154 combinations (croak, whisper-like klatt
-# variants, 7 accents) with noise down to 5 dB SNR were too hard to learn on 2 CPU cores in 90 minutes.
-ACCENTS = ("en-us", "en-gb", "en-gb-x-rp")
-VARIANTS = ("m1", "m2", "m3", "f1", "f2", "f4")
-# Combinations kept for evaluation only (training never hears them, though it hears each accent and each
-# variant with other partners): 4 of the 18.
-EVAL_COMBOS = {("en-us", "m3"), ("en-us", "f4"), ("en-gb", "f2"), ("en-gb-x-rp", "m1")}
+# Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.
+ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-us-nyc", "en-gb-scotland", "en-gb-x-gbclan")
+HELD_OUT_ACCENTS = ("en-029", "en-gb-x-gbcwmd")
+# Voice variants that sound like people (the effects are left out: whisper, croak, the robots, klatt
+# synthesis, Demonic, Storm, announcer, Tweaky); 24 for training, 6 held out whole.
+VARIANTS = ("m1", "m2", "m3", "m4", "m6", "m7", "m8", "f1", "f2", "f4", "f5", "Andy", "Annie", "Lee", "adam",
+            "aunty", "belinda", "boris", "david", "john", "linda", "max", "michael", "steph")
+HELD_OUT_VARIANTS = ("m5", "f3", "Mike", "zac", "robert", "Andrea")
+NOISES = ("white", "pink", "brown", "babble")
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
            "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
            "million first second third").split()
-TRAIN_LENGTHS = (3, 8)
-SHIPPED_LENGTHS = (3, 6)  # shorter sentences keep the shipped splits within their size budget (10 MB, 5 MB)
+TRAIN_LENGTHS = (2, 16)
+SHIPPED_LENGTHS = (2, 10)  # shorter sentences keep the shipped splits within the 15 MB audio budget
+LONG_SHARE = 0.04          # training utterances of several sentences, 20-30 s
+LONG_SECONDS = (20, 30)
+RATES = (120, 220)
+PITCHES = (20, 80)
 BLOCKED = {"sex", "porn", "fuck", "shit", "damn", "hell", "ass", "bitch", "dick", "gay", "nigga", "fucking", "sexy",
            "kill", "killed", "dead", "death", "drug", "drugs", "rape"}
 
@@ -77,6 +85,9 @@ class Utterance:
     snr_db: float | None
     reverb: bool
     seed: int
+    noise: str | None = None       # white, pink, brown, babble (None: clean)
+    babble: tuple[tuple[str, str, str], ...] = ()   # (text, voice, variant) of the background talkers
+    sentences: tuple[int, ...] = ()  # words per sentence of a long, multi-sentence utterance
 
 
 def speak(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndarray:
@@ -91,23 +102,52 @@ def speak(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndar
     return resample(samples, rate_hz, SAMPLE_RATE)
 
 
-def degrade(samples: np.ndarray, snr_db: float | None, reverb: bool, rng: np.random.Generator) -> np.ndarray:
+def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """White, pink (power ~ 1/f) or brown (~ 1/f^2) noise, shaped in the frequency domain."""
+    white = rng.standard_normal(length)
+    if colour == "white":
+        return white
+    spectrum = np.fft.rfft(white)
+    freqs = np.maximum(np.fft.rfftfreq(length, 1 / SAMPLE_RATE), 20.0)
+    spectrum /= freqs ** (0.5 if colour == "pink" else 1.0)
+    return np.fft.irfft(spectrum, length)
+
+
+def reverberate(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rt60 = rng.uniform(0.1, 0.5)
+    t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+    response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+    response[0] = 1.0
+    return np.convolve(samples, response / np.abs(response).sum() * 4)[: len(samples) + len(t) // 2]
+
+
+def degrade(samples: np.ndarray, snr_db: float | None, reverb: bool, rng: np.random.Generator,
+            noise: str | None = "white", background: np.ndarray | None = None) -> np.ndarray:
+    """Room reverberation, then noise at `snr_db` (coloured noise, or `background`: babble), then a
+    random level."""
     if reverb:
-        rt60 = rng.uniform(0.1, 0.35)
-        t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
-        response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
-        response[0] = 1.0
-        samples = np.convolve(samples, response / np.abs(response).sum() * 4)[: len(samples) + len(t) // 2]
+        samples = reverberate(samples, rng)
     if snr_db is not None:
         power = float(np.mean(samples ** 2)) or 1e-8
-        noise = rng.standard_normal(len(samples))
-        if rng.random() < 0.5:  # pink-ish: integrated white noise, re-centred
-            noise = np.cumsum(noise)
-            noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
-        noise *= np.sqrt(power / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
-        samples = samples + noise
+        if background is not None:
+            extra = np.resize(background, len(samples)) if len(background) else np.zeros(len(samples))
+        else:
+            extra = coloured_noise(len(samples), noise or "white", rng)
+        extra = extra * np.sqrt(power / ((np.mean(extra ** 2) or 1e-8) * 10 ** (snr_db / 10)))
+        samples = samples + extra
     peak = np.abs(samples).max() or 1.0
     return (samples / peak * rng.uniform(0.3, 0.9)).astype(np.float32)
+
+
+def spoken_form(text: str, sentence_words: tuple[int, ...] = ()) -> str:
+    """What espeak-ng reads: the text, with full stops between the sentences of a long utterance (pauses)."""
+    if not sentence_words:
+        return text
+    words, out, at = text.split(), [], 0
+    for n in sentence_words:
+        out.append(" ".join(words[at:at + n]) + ".")
+        at += n
+    return " ".join(out)
 
 
 def _render(job: tuple[Utterance, str]) -> Utterance:
@@ -115,41 +155,87 @@ def _render(job: tuple[Utterance, str]) -> Utterance:
 
     utt, out_dir = job
     rng = np.random.default_rng(utt.seed)
-    audio = degrade(speak(utt.text, utt.voice, utt.variant, utt.rate, utt.pitch), utt.snr_db, utt.reverb, rng)
+    speech = speak(spoken_form(utt.text, utt.sentences), utt.voice, utt.variant, utt.rate, utt.pitch)
+    background = None
+    if utt.noise == "babble":
+        talkers = [speak(text, voice, variant, 170, 50) for text, voice, variant in utt.babble]
+        background = np.zeros(max(len(speech), *(len(t) for t in talkers)))
+        for talker in talkers:
+            offset = int(rng.integers(0, max(1, len(background) - len(talker) + 1)))
+            background[offset:offset + len(talker)] += talker / (np.sqrt(np.mean(talker ** 2)) or 1.0)
+    audio = degrade(speech, utt.snr_db, utt.reverb, rng, utt.noise, background)
     sf.write(Path(out_dir) / utt.audio, audio, SAMPLE_RATE, format="FLAC")
     return utt
 
 
-def plan(split: str, texts: list[str], combos: list[tuple[str, str]], rng: random.Random) -> list[Utterance]:
+def _noise(rng: random.Random) -> tuple[str | None, float | None]:
+    if rng.random() < 0.25:
+        return None, None
+    kind = rng.choice(NOISES)
+    return kind, round(rng.uniform(5, 20) if kind == "babble" else rng.uniform(8, 35), 1)
+
+
+def plan(split: str, texts: list[str], combos: list[tuple[str, str]], rng: random.Random,
+         long_texts: list[tuple[str, tuple[int, ...]]] = ()) -> list[Utterance]:
+    """One utterance per text (and per long text), each with a voice from `combos`, a rate, pitch, noise
+    (babble talkers drawn from the same voices and texts) and reverberation."""
     utterances = []
-    for i, text in enumerate(texts):
+    items = [(t, ()) for t in texts] + list(long_texts)
+    for i, (text, sentence_words) in enumerate(items):
         voice, variant = rng.choice(combos)
-        snr = None if rng.random() < 0.25 else round(rng.uniform(10, 35), 1)
-        utterances.append(Utterance(f"{split}/{i:06d}.flac", text, voice, variant, rng.randint(130, 190),
-                                    rng.randint(35, 65), snr, rng.random() < 0.15, rng.getrandbits(31)))
+        noise, snr = _noise(rng)
+        babble = tuple((rng.choice(texts), *rng.choice(combos)) for _ in range(rng.randint(3, 5))) \
+            if noise == "babble" else ()
+        rate = rng.randint(*RATES)
+        if sentence_words:  # a long utterance: a rate that makes it last 20-30 s
+            rate = min(RATES[1], max(RATES[0], round(len(text.split()) * 60 / rng.uniform(*LONG_SECONDS))))
+        utterances.append(Utterance(f"{split}/{i:06d}.flac", text, voice, variant, rate, rng.randint(*PITCHES),
+                                    snr, rng.random() < 0.15, rng.getrandbits(31), noise, babble, sentence_words))
     return utterances
 
 
-def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 200, calibration: int = 100
-                ) -> dict[str, list[Utterance]]:
+def long_texts(count: int, words: list[str], rng: random.Random, exclude: set[str]) -> list[tuple[str, tuple]]:
+    """Utterances of several sentences (5-14 words each) lasting about 20-30 s at 150 words a minute."""
+    out = []
+    for _ in range(count):
+        total = int(rng.uniform(*LONG_SECONDS) * 150 / 60)
+        parts = []
+        while sum(parts) < total:
+            parts.append(min(rng.randint(5, 14), max(5, total - sum(parts))))
+        text = " ".join(sentences(1, words, rng, exclude, (sum(parts), sum(parts))))
+        out.append((text, tuple(parts)))
+    return out
+
+
+def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 140, accents: int = 90,
+                calibration: int = 48) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
     words = vocabulary()
     eval_texts = sentences(eval_count, words, rng, lengths=SHIPPED_LENGTHS)
-    calib_texts = sentences(calibration, words, rng, exclude=set(eval_texts), lengths=SHIPPED_LENGTHS)
-    train_texts = sentences(train, words, rng, exclude=set(eval_texts) | set(calib_texts), lengths=TRAIN_LENGTHS)
-    all_combos = [(a, v) for a in ACCENTS for v in VARIANTS]
-    train_combos = [c for c in all_combos if c not in EVAL_COMBOS]
-    return {"train": plan("train", train_texts, train_combos, rng),
-            "eval": plan("eval", eval_texts, sorted(EVAL_COMBOS), rng),
+    accent_texts = sentences(accents, words, rng, exclude=set(eval_texts), lengths=SHIPPED_LENGTHS)
+    held = set(eval_texts) | set(accent_texts)
+    calib_texts = sentences(calibration, words, rng, exclude=held, lengths=SHIPPED_LENGTHS)
+    held |= set(calib_texts)
+    n_long = int(train * LONG_SHARE)
+    train_texts = sentences(train - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
+    train_long = long_texts(n_long, words, rng, held)
+    train_combos = [(a, v) for a in ACCENTS for v in VARIANTS]
+    return {"train": plan("train", train_texts, train_combos, rng, train_long),
+            "eval": plan("eval", eval_texts, [(a, v) for a in ACCENTS for v in HELD_OUT_VARIANTS], rng),
+            "eval_accents": plan("eval_accents", accent_texts, [(a, v) for a in HELD_OUT_ACCENTS for v in VARIANTS],
+                                 rng),
             "calibration": plan("calibration", calib_texts, train_combos, rng)}
 
 
-def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 200, calibration: int = 100,
-          workers: int = 2, progress=print, only: tuple[str, ...] = ("train", "eval", "calibration")
+SPLITS = ("train", "eval", "eval_accents", "calibration")
+
+
+def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 140, accents: int = 90,
+          calibration: int = 48, workers: int = 2, progress=print, only: tuple[str, ...] = SPLITS
           ) -> dict[str, Path]:
-    splits = plan_splits(seed, train, eval_count, calibration)
+    splits = plan_splits(seed, train, eval_count, accents, calibration)
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():
@@ -167,15 +253,20 @@ def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 200, c
 
 
 def split_report(manifests: dict[str, Path]) -> dict:
-    """Disjointness of the splits (voices, sentences) and how much vocabulary they share."""
+    """Disjointness of the splits (accents, variants, sentences) and how much vocabulary they share."""
     rows = {name: [json.loads(l) for l in path.read_text().splitlines()] for name, path in manifests.items()}
-    combos = {n: {(r["voice"], r["variant"]) for r in rs} for n, rs in rows.items()}
+    accents = {n: {r["voice"] for r in rs} for n, rs in rows.items()}
+    variants = {n: {r["variant"] for r in rs} for n, rs in rows.items()}
     texts = {n: {r["text"] for r in rs} for n, rs in rows.items()}
     words = {n: {w for t in ts for w in t.split()} for n, ts in texts.items()}
-    report = {"voice_overlap_train_eval": sorted(combos["train"] & combos["eval"]),
-              "sentence_overlap": {f"{a}/{b}": len(texts[a] & texts[b]) for a in texts for b in texts if a < b},
-              "eval_words_seen_in_train": len(words["eval"] & words["train"]) / max(len(words["eval"]), 1),
+    report = {"sentence_overlap": {f"{a}/{b}": len(texts[a] & texts[b]) for a in texts for b in texts if a < b},
               "vocabulary": len(set().union(*words.values()))}
+    if "train" in rows:
+        if "eval" in rows:
+            report["variant_overlap_train_eval"] = sorted(variants["train"] & variants["eval"])
+            report["eval_words_seen_in_train"] = len(words["eval"] & words["train"]) / max(len(words["eval"]), 1)
+        if "eval_accents" in rows:
+            report["accent_overlap_train_eval_accents"] = sorted(accents["train"] & accents["eval_accents"])
     return report
 
 
@@ -183,14 +274,17 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--train", "train_count", type=click.IntRange(1), default=20000, show_default=True)
-@click.option("--eval", "eval_count", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--calibration", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--eval", "eval_count", type=click.IntRange(1), default=140, show_default=True,
+              help="Utterances by held-out variants.")
+@click.option("--accents", type=click.IntRange(1), default=90, show_default=True,
+              help="Utterances by held-out accents.")
+@click.option("--calibration", type=click.IntRange(1), default=48, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @handle_errors
-def main(out, seed, train_count, eval_count, calibration, workers):
-    """Synthesize the corpus into OUT: train/, eval/, calibration/ FLACs and their JSONL manifests."""
+def main(out, seed, train_count, eval_count, accents, calibration, workers):
+    """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/ FLACs and JSONL manifests."""
     progress = Progress()
-    manifests = build(out, seed, train_count, eval_count, calibration, workers, progress)
+    manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress)
     progress(json.dumps(split_report(manifests)))
 
 

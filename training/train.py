@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,15 @@ import torch
 
 from qasr.export.layouts import expected_shapes
 from qasr.reference.model import hf_config
-from qasr.export.spec import ORIGINAL, audio_token_count
+from qasr.export.spec import ORIGINAL, audio_token_count, read_spec
 from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
 from qasr.runtime.cli_support import Progress, handle_errors
+from qasr.runtime.errors import QasrError
 from qasr.runtime.features import FeatureSettings, LogMel
 from qasr.runtime.prompt import LANGUAGE_PREFIX, parse_output, prompt_text
 
-MAX_AUDIO_SECONDS = 4.0   # the longest segment the trained model is given (its utterances: 3-8 words)
+MAX_AUDIO_SECONDS = 30.0  # the longest segment the trained model is given (corpus v2: up to 20-30 s utterances)
 SMALL_AUDIO = {"encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768, "d_model": 192,
                "downsample_hidden_size": 32, "output_dim": 256}
 SMALL_TEXT = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -56,8 +58,10 @@ class TrainSettings:
     conv_channels: int = SMALL_AUDIO["downsample_hidden_size"]  # the conv front end's width (most of the encoder's cost)
     curriculum: int = 0           # steps over which the longest allowed sentence grows from 4 words to all
     eval_every: int = 400         # steps between held-out checks (greedy WER on eval_count utterances)
-    eval_count: int = 40
+    eval_count: int = 40          # per held-out split (unseen variants; unseen accents where the corpus has them)
     language: str = "English"
+    init: Path | None = None      # warm start: a checkpoint with this size and tokenizer (stage 1 is skipped)
+    max_audio_seconds: float = MAX_AUDIO_SECONDS
 
 
 @dataclass
@@ -69,6 +73,8 @@ class Example:
 
 
 def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None) -> list[Example]:
+    if not (settings.corpus / f"{split}.jsonl").exists():
+        return []
     rows = [json.loads(l) for l in (settings.corpus / f"{split}.jsonl").read_text().splitlines() if l.strip()]
     rows = rows[:limit]
     mel = LogMel(FeatureSettings())
@@ -283,6 +289,30 @@ def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec,
     return {"wer": jiwer.wer(refs, hyps), "ctc_wer": jiwer.wer(refs, ctc_hyps), "example": hyps[0]}
 
 
+def _checkpoint_files_from(init: Path, out: Path, max_audio_seconds: float):
+    """A warm start's checkpoint files: everything of `init` but its weights and log (same tokenizer and
+    sizes), with this run's segment limit."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in Path(init).iterdir():
+        if path.is_file() and path.name not in ("model.safetensors", "training_log.json"):
+            shutil.copy(path, out / path.name)
+    config = json.loads((out / "config.json").read_text())
+    config["qasr_max_audio_seconds"] = max_audio_seconds
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return read_spec(out)
+
+
+def _load_weights(model, init: Path) -> None:
+    from qasr.export.checkpoint import load_checkpoint
+
+    state = {k: v.float() for k, v in load_checkpoint(str(init)).weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("positional_embedding") and k != "lm_head.weight"]
+    if missing or unexpected:
+        raise QasrError(f"{init} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.tie_weights()
+
+
 def train(settings: TrainSettings, progress=print) -> Path:
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
 
@@ -290,40 +320,57 @@ def train(settings: TrainSettings, progress=print) -> Path:
     rng = random.Random(settings.seed)
     texts = [json.loads(l)["text"] for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
-    # trained on single utterances of 3-8 words (up to ~4 s): segments of long audio must be as short
-    spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, audio_size, SMALL_TEXT,
-                                  max_audio_seconds=MAX_AUDIO_SECONDS)
+    if settings.init:
+        spec = _checkpoint_files_from(settings.init, settings.out, settings.max_audio_seconds)
+    else:
+        spec = write_checkpoint_files(settings.out, ORIGINAL, texts, TOKENIZER_VOCAB, audio_size, SMALL_TEXT,
+                                      max_audio_seconds=settings.max_audio_seconds)
     tokenizer = AutoTokenizer.from_pretrained(str(settings.out))
     config = hf_config(spec)
     if settings.guided_weight:
         config.text_config._attn_implementation = "eager"  # attention weights for the guided loss
     model = Qwen3ASRForConditionalGeneration(config)
-    init_audio_front_end(model)
+    if settings.init:
+        _load_weights(model, settings.init)
+    else:
+        init_audio_front_end(model)
     prefix_len = len(tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language), add_special_tokens=False))
     params = sum(p.numel() for p in model.parameters())
     progress(f"model: {params / 1e6:.2f}M parameters")
     pad_id = spec.pad_id
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
     examples = _examples(settings, "train", tokenizer, spec, progress)
-    held_out = _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count)
+    held_out = {"wer": _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count),
+                "accents_wer": _examples(settings, "eval_accents", tokenizer, spec, progress, settings.eval_count)}
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc.parameters()), lr=settings.lr,
                                   weight_decay=0.01, betas=(0.9, 0.98))
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
                                              "steps": [], "evals": []}
+    if settings.init:  # what this run continues: the starting checkpoint's own training, as its log says
+        init_log = Path(settings.init) / "training_log.json"
+        log["init"] = {"path": str(settings.init),
+                       "log": json.loads(init_log.read_text()) if init_log.is_file() else None}
     losses = []
-    stage2 = None if settings.encoder_minutes else 0
+    encoder_minutes = 0.0 if settings.init else settings.encoder_minutes
+    stage2 = None if encoder_minutes else 0
     deadline = start + settings.minutes * 60
     model.train()
 
     def evaluate():
-        result = held_out_wer(model, ctc, held_out, tokenizer, spec, pad_id)
+        result = {}
+        for name, examples_ in held_out.items():
+            if examples_:
+                r = held_out_wer(model, ctc, examples_, tokenizer, spec, pad_id)
+                result.update({name: r["wer"], name.replace("wer", "ctc_wer"): r["ctc_wer"],
+                               name.replace("wer", "example"): r["example"]})
         minutes = (time.monotonic() - start) / 60
         log["evals"].append({"step": step, "minutes": round(minutes, 2), **result})
+        accents = f", unseen accents {100 * result['accents_wer']:.1f}%" if "accents_wer" in result else ""
         progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
-                 f" e.g. {result['example']!r}")
+                 f"{accents} e.g. {result['example']!r}")
 
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
-        encoder_only = time.monotonic() - start < settings.encoder_minutes * 60
+        encoder_only = time.monotonic() - start < encoder_minutes * 60
         if not encoder_only and stage2 is None:
             stage2 = step
             progress(f"step {step}: stage 2, the whole model")
@@ -390,16 +437,22 @@ def train(settings: TrainSettings, progress=print) -> Path:
 @click.option("--conv-channels", type=click.IntRange(8), default=TrainSettings.conv_channels, show_default=True)
 @click.option("--batch-frames", type=click.IntRange(500), default=TrainSettings.batch_frames, show_default=True)
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
+@click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True,
+              help="Weight of the training-only character CTC loss.")
+@click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")
+@click.option("--eval-count", type=click.IntRange(1), default=TrainSettings.eval_count, show_default=True)
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
-         guided_weight, encoder_minutes, conv_channels):
+         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
-                        conv_channels=conv_channels),
+                        conv_channels=conv_channels, init=init, eval_count=eval_count,
+                        ctc_weight=ctc_weight),
           Progress())
 
 

@@ -1,7 +1,7 @@
 """WER drift of exports against the PyTorch reference on any speech test set.
 
     python -m qasr.benchmarks.wer --manifest test.jsonl --model CHECKPOINT --engine EXPORT [--engine EXPORT2 ...]
-           [--language English] [--limit N] [--json-out results.json] [--plot wer.svg]
+           [--language English] [--limit N] [--json-out results.json] [--plot wer.svg] [--by FIELD ...]
 
 The manifest is JSONL with at least `audio` (a path, relative to the manifest's folder) and `text`.
 Lines whose audio is missing or unreadable are reported and skipped for every system, never
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import click
 
-from qasr.reference.wer import NORMALISATION, format_table, run_engine, run_reference, score
+from qasr.reference.wer import (NORMALISATION, breakdown, format_breakdown, format_table, run_engine, run_reference,
+                                score)
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
@@ -51,8 +52,11 @@ def svg_bars(summary: list[dict]) -> str:
 @click.option("--repetition-guard/--no-repetition-guard", default=True, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write an SVG bar chart of WER.")
+@click.option("--by", "by_fields", multiple=True, metavar="FIELD",
+              help="Also print WER per group of this manifest field (e.g. variant, voice, noise), or `words` "
+                   "(sentence length); repeatable.")
 @handle_errors
-def main(manifest, model, engines, language, limit, batch_size, repetition_guard, json_out, plot):
+def main(manifest, model, engines, language, limit, batch_size, repetition_guard, json_out, plot, by_fields):
     """Transcribe MANIFEST with the reference and each engine; print WER, CER, drift and speed."""
     from qasr.runtime.stopping import DecodeOptions
     from qasr.runtime.transcribe import TranscribeOptions
@@ -72,6 +76,12 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
         for key, error in r.errors.items():
             click.echo(f"skipped for {r.name}: {error}", err=True)
     click.echo(format_table(summary))
+    breakdowns = {}
+    for field in by_fields:
+        if field != "words" and not any(field in u.fields for u in utterances):
+            raise QasrError(f"--by {field}: no line of {manifest} has that field")
+        breakdowns[field] = breakdown(results, utterances, field)
+        click.echo(format_breakdown(breakdowns[field], field, [r.name for r in results]))
     if json_out:
         import transformers
 
@@ -79,7 +89,8 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
             "manifest": str(manifest), "normalisation": NORMALISATION, "date": time.strftime("%Y-%m-%d"),
             "reference_class": "transformers.Qwen3ASRForConditionalGeneration" if model else None,
             "versions": {"transformers": transformers.__version__, "python": platform.python_version()},
-            "decoding": asdict(decode), "skipped_lines": problems, "systems": summary, "utterances": per_utt,
+            "decoding": asdict(decode), "skipped_lines": problems, "systems": summary, "breakdowns": breakdowns,
+            "utterances": per_utt,
         }, indent=2, ensure_ascii=False))
     if plot:
         plot.write_text(svg_bars(summary))

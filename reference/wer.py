@@ -115,6 +115,45 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
     return summary, per_utt
 
 
+WORD_BUCKETS = ((1, 5), (6, 10), (11, 16), (17, 10_000))
+
+
+def group_of(utterance: Utterance, field: str) -> str:
+    """The group an utterance falls in for a breakdown: a manifest field's value, or `words` (length)."""
+    if field == "words":
+        n = len(utterance.text.split())
+        lo, hi = next(b for b in WORD_BUCKETS if b[0] <= n <= b[1])
+        return f"{lo}-{hi}" if hi < 10_000 else f"{lo}+"
+    value = utterance.fields.get(field)
+    return "none" if value is None else str(value)
+
+
+def breakdown(results: list[SystemResult], utterances: list[Utterance], field: str) -> list[dict]:
+    """WER per group of `field` for each system: [{group, utterances, <system>: WER %, ...}] by group."""
+    import jiwer
+
+    keys = {str(u.audio): u for u in utterances if all(str(u.audio) in r.hypotheses for r in results)}
+    groups: dict[str, list[str]] = {}
+    for k, u in keys.items():
+        groups.setdefault(group_of(u, field), []).append(k)
+    rows = []
+    for group, members in sorted(groups.items()):
+        truth = [normalise(keys[k].text) or "<empty>" for k in members]
+        row = {"group": group, "utterances": len(members)}
+        for r in results:
+            row[r.name] = 100 * jiwer.wer(truth, [normalise(r.hypotheses[k]) for k in members])
+        rows.append(row)
+    return rows
+
+
+def format_breakdown(rows: list[dict], field: str, systems: list[str]) -> str:
+    names = [s.rstrip("/").split("/")[-1][-22:] for s in systems]
+    lines = [f"WER % by {field}", f"{field:<18} {'utts':>5} " + " ".join(f"{n:>22}" for n in names)]
+    for row in rows:
+        lines.append(f"{row['group'][:18]:<18} {row['utterances']:>5} " + " ".join(f"{row[s]:>22.2f}" for s in systems))
+    return "\n".join(lines)
+
+
 def format_table(summary: list[dict]) -> str:
     lines = [f"{'system':<40} {'backend':<18} {'prec':<5} {'utts':>5} {'WER %':>7} {'CER %':>7} {'dWER pp':>8} "
              f"{'same %':>7} {'RTF':>7}"]

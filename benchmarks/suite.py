@@ -55,7 +55,8 @@ def checkpoint_for(model: str, work: Path, progress) -> Path:
     return path
 
 
-def export_for(checkpoint: Path, model: str, name: str, work: Path, progress) -> Path:
+def export_for(checkpoint: Path, model: str, name: str, work: Path, progress, table: dict | None = None) -> Path:
+    """The export `name` of `table` (default EXPORTS) under `work`, made once and reused."""
     from qasr.export.api import ExportSettings, export
     from qasr.quantize.api import Int8Settings
     from qasr.runtime import names
@@ -64,7 +65,7 @@ def export_for(checkpoint: Path, model: str, name: str, work: Path, progress) ->
     if (out / names.MANIFEST).is_file():
         progress(f"reusing {out}")
         return out
-    fields = dict(EXPORTS[name])
+    fields = dict((table or EXPORTS)[name])
     if "int8" in fields:
         fields["int8"] = Int8Settings(**fields["int8"])
     progress(f"exporting {model} as {name}")

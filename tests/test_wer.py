@@ -58,7 +58,7 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
     result = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "asr-wer"), "--manifest", str(manifest),
          "--model", str(checkpoints["original"]), "--engine", str(exports["original"]), "--no-repetition-guard",
-         "--json-out", str(out), "--plot", str(plot)],
+         "--json-out", str(out), "--plot", str(plot), "--by", "voice", "--by", "words"],
         capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert result.returncode == 0, result.stderr
     assert "missing.flac" in result.stderr and "normalisation" in result.stdout
@@ -69,3 +69,37 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
     assert report["reference_class"].endswith("Qwen3ASRForConditionalGeneration")
     assert len(report["utterances"]) == 3 and report["utterances"][0]["voice"] == "synthetic"
     assert plot.read_text().startswith("<svg")
+    assert "WER % by voice" in result.stdout and "WER % by words" in result.stdout
+    assert [(r["group"], r["utterances"]) for r in report["breakdowns"]["voice"]] == [("synthetic", 3)]
+    assert [r["group"] for r in report["breakdowns"]["words"]] == ["1-5"]
+    bad = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "asr-wer"), "--manifest", str(manifest),
+         "--engine", str(exports["original"]), "--by", "accent"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--by accent: no line" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_breakdown_groups_and_scores_each_group():
+    from qasr.reference.wer import breakdown
+
+    utts = [Utterance(Path("/a"), "one two three", {"noise": "babble"}),
+            Utterance(Path("/b"), "four five", {"noise": None}),
+            Utterance(Path("/c"), " ".join(["word"] * 12), {"noise": "babble"})]
+    ref = SystemResult("ref", "pytorch", "fp32", [], {"/a": "one two three", "/b": "four", "/c": " ".join(["word"] * 12)},
+                       {}, 1.0, 10.0)
+    rows = {r["group"]: r for r in breakdown([ref], utts, "noise")}
+    assert rows["babble"]["utterances"] == 2 and rows["babble"]["ref"] == 0.0
+    assert rows["none"]["utterances"] == 1 and rows["none"]["ref"] == 50.0
+    assert [r["group"] for r in breakdown([ref], utts, "words")] == ["1-5", "11-16"]
+
+
+def test_drift_goals_are_judged_on_the_absolute_change():
+    from qasr.benchmarks.drift import drift_table
+
+    rows = [{"wer": 10.0, "wer_change_pp": 0.0, "identical_to_first": 100.0},
+            {"wer": 10.1, "wer_change_pp": 0.1, "identical_to_first": 97.0},
+            {"wer": 9.7, "wer_change_pp": -0.3, "identical_to_first": 80.0},
+            {"wer": 10.6, "wer_change_pp": 0.6, "identical_to_first": 70.0}]
+    table = drift_table(rows, ["fp16", "int8-wo", "int8"]).splitlines()
+    assert table[3].endswith("| yes |")            # fp16 +0.1 within 0.2
+    assert table[4].endswith("| **no** |")         # weight-only INT8 -0.3 beyond 0.1 (either direction)
+    assert table[5].endswith("| **no** |")         # static INT8 +0.6 beyond 0.5

@@ -54,7 +54,17 @@ BLOCKED = {"sex", "porn", "fuck", "shit", "damn", "hell", "ass", "bitch", "dick"
            "kill", "killed", "dead", "death", "drug", "drugs", "rape"}
 
 
-def vocabulary(size: int = 1100) -> list[str]:
+VOCABULARY_FILE = Path(__file__).parent / "data" / "vocabulary.txt"
+
+
+def vocabulary() -> list[str]:
+    """The corpus words, as shipped (training/data/vocabulary.txt): what wordfreq_vocabulary() gave when it
+    was written, kept as a file so that the corpus does not change with wordfreq's version and can be made
+    where wordfreq is not installed (the GPU machine). tests/test_training.py checks the two agree."""
+    return VOCABULARY_FILE.read_text().split()
+
+
+def wordfreq_vocabulary(size: int = 1100) -> list[str]:
     from wordfreq import top_n_list
 
     words = [w for w in top_n_list("en", size) if w.isascii() and w.isalpha() and w not in BLOCKED]

@@ -62,6 +62,7 @@ class TrainSettings:
     language: str = "English"
     init: Path | None = None      # warm start: a checkpoint with this size and tokenizer (stage 1 is skipped)
     max_audio_seconds: float = MAX_AUDIO_SECONDS
+    device: str = "cpu"           # "cuda": the GPU machine (scripts/gpu_train.sh); the checkpoint is the same
 
 
 @dataclass
@@ -208,7 +209,8 @@ class AudioCtc(torch.nn.Module):
         log_probs = torch.nn.utils.rnn.pad_sequence([p.float().log_softmax(-1) for p in pieces])  # [T, B, C]
         targets = [ctc_targets(e.text) for e in batch]
         return torch.nn.functional.ctc_loss(
-            log_probs, torch.tensor([t for ts in targets for t in ts]), torch.tensor([len(p) for p in pieces]),
+            log_probs, torch.tensor([t for ts in targets for t in ts], device=log_probs.device),
+            torch.tensor([len(p) for p in pieces]),
             torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
 
     def greedy(self, batch: list[Example]) -> list[str]:
@@ -256,8 +258,8 @@ def guided_attention_loss(attentions, batch: dict[str, torch.Tensor], audio_toke
         if len(audio) == 0 or len(targets) == 0:
             continue
         n, words = len(audio), len(targets)
-        centre = (torch.arange(words) + 0.5) / words * n
-        keys = torch.arange(n)
+        centre = (torch.arange(words, device=weights.device) + 0.5) / words * n
+        keys = torch.arange(n, device=weights.device)
         prior = torch.exp(-((keys[None] - centre[:, None]) ** 2) / (2 * (GUIDED_WIDTH * n + 1.0) ** 2))
         mass = (weights[row][:, targets - 1][:, :, audio[0]: audio[0] + n] * prior).sum(-1)  # [heads, words]
         losses.append(1 - mass.mean())
@@ -274,13 +276,14 @@ def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec,
     model.eval()
     refs, hyps, ctc_hyps = [], [], []
     for e in examples:
-        batch = _collate([e], pad_id, spec.audio.chunk_frames)
-        prompt = torch.tensor([e.prompt])
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in _collate([e], pad_id, spec.audio.chunk_frames).items()}
+        prompt = torch.tensor([e.prompt], device=device)
         out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
                              input_features=batch["input_features"], input_features_mask=batch["input_features_mask"],
                              max_new_tokens=len(e.target) + 16, do_sample=False, num_beams=1,
                              eos_token_id=list(spec.eos_token_ids), pad_token_id=pad_id)
-        decoded = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+        decoded = tokenizer.decode(out[0, prompt.shape[1]:].cpu(), skip_special_tokens=True)
         hyps.append(normalise(parse_output(decoded).text))
         model(**batch)  # fills ctc.captured for this utterance
         ctc_hyps.append(normalise(ctc.greedy([e])[0]))
@@ -316,6 +319,8 @@ def _load_weights(model, init: Path) -> None:
 def train(settings: TrainSettings, progress=print) -> Path:
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
 
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise QasrError("--device cuda: this torch has no CUDA device")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     texts = [json.loads(l)["text"] for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
@@ -339,6 +344,8 @@ def train(settings: TrainSettings, progress=print) -> Path:
     progress(f"model: {params / 1e6:.2f}M parameters")
     pad_id = spec.pad_id
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
+    model.to(settings.device)
+    ctc.to(settings.device)
     examples = _examples(settings, "train", tokenizer, spec, progress)
     held_out = {"wer": _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count),
                 "accents_wer": _examples(settings, "eval_accents", tokenizer, spec, progress, settings.eval_count)}
@@ -379,16 +386,16 @@ def train(settings: TrainSettings, progress=print) -> Path:
         done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-        inputs = _collate(batch, pad_id, spec.audio.chunk_frames)
+        inputs = {k: v.to(settings.device) for k, v in _collate(batch, pad_id, spec.audio.chunk_frames).items()}
         if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
             model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
-            lm_loss = torch.full((), float("nan"))
+            lm_loss = torch.full((), float("nan"), device=settings.device)
         else:
             out = model(**inputs, output_attentions=bool(settings.guided_weight))
             lm_loss = out.loss
         ctc_loss = ctc.loss(batch)
         loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
-        guided = torch.zeros(())
+        guided = torch.zeros((), device=settings.device)
         if settings.guided_weight and not encoder_only:
             guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
             loss = loss + settings.guided_weight * guided
@@ -413,7 +420,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
     if not log["evals"] or log["evals"][-1]["step"] != step:
         evaluate()
     shapes = expected_shapes(spec)
-    save_weights(settings.out, ORIGINAL, {k: v.detach() for k, v in model.state_dict().items() if k in shapes})
+    save_weights(settings.out, ORIGINAL, {k: v.detach().cpu() for k, v in model.state_dict().items() if k in shapes})
     log["finished"] = {"steps": step, "minutes": round((time.monotonic() - start) / 60, 2), "parameters": params}
     (settings.out / "training_log.json").write_text(json.dumps(log, indent=1))
     progress(f"saved {settings.out} after {step} steps")
@@ -441,18 +448,19 @@ def train(settings: TrainSettings, progress=print) -> Path:
               help="Weight of the training-only character CTC loss.")
 @click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--eval-count", type=click.IntRange(1), default=TrainSettings.eval_count, show_default=True)
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
-         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight):
+         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
-                        ctc_weight=ctc_weight),
+                        ctc_weight=ctc_weight, device=device),
           Progress())
 
 

@@ -40,15 +40,20 @@ def main(out, seed, steps, minutes, init, lr, ctc_weight, install):
     model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes,
                                 init=init, lr=lr, ctc_weight=ctc_weight), progress)
     if install:
-        from qasr.assets import SPEECH, TEST_MODEL
+        install_model(model, out / "corpus", progress)
 
-        shutil.rmtree(TEST_MODEL, ignore_errors=True)
-        shutil.copytree(model, TEST_MODEL)
-        for split in ("eval", "eval_accents", "calibration"):
-            shutil.rmtree(SPEECH / split, ignore_errors=True)
-            shutil.copytree(out / "corpus" / split, SPEECH / split)
-            shutil.copy(out / "corpus" / f"{split}.jsonl", SPEECH / f"{split}.jsonl")
-        progress(f"installed the model into {TEST_MODEL} and the splits into {SPEECH}")
+
+def install_model(model: Path, corpus: Path, progress=print) -> None:
+    """Replace the shipped test model and its shipped splits (qasr.assets) with `model` and `corpus`'s."""
+    from qasr.assets import SPEECH, TEST_MODEL
+
+    shutil.rmtree(TEST_MODEL, ignore_errors=True)
+    shutil.copytree(model, TEST_MODEL)
+    for split in ("eval", "eval_accents", "calibration"):
+        shutil.rmtree(SPEECH / split, ignore_errors=True)
+        shutil.copytree(corpus / split, SPEECH / split)
+        shutil.copy(corpus / f"{split}.jsonl", SPEECH / f"{split}.jsonl")
+    progress(f"installed the model into {TEST_MODEL} and the splits into {SPEECH}")
 
 
 if __name__ == "__main__":

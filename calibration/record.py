@@ -62,3 +62,16 @@ def trajectories(engine: Engine, data: CalibrationSet, language: str | None = No
     finally:
         engine.encoder, engine.projector = recorders[names.ENCODER].inner, recorders[names.PROJECTOR].inner
         engine.generator.recorder = None
+
+
+def recorded_feeds(engine: Engine, data: CalibrationSet, every_step: int = 4,
+                   progress=lambda _: None) -> dict[str, list[dict[str, np.ndarray]]]:
+    """{graph name: every feed} the engine receives while transcribing all of `data` (each prefill, every
+    `every_step`-th decoder step): the inputs SmoothQuant measures and GPTQ's Hessians are built from."""
+    feeds: dict[str, list] = {name: [] for name in names.GRAPHS}
+    for i, recorded in enumerate(trajectories(engine, data, every_step=every_step), 1):
+        for name in names.GRAPHS:
+            feeds[name].extend(recorded[name])
+        if i % 10 == 0 or i == len(data.files):
+            progress(f"recording calibration inputs: {i}/{len(data.files)} utterances")
+    return feeds

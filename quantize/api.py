@@ -142,9 +142,10 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
                                                                                    block=settings.block_size),
                        "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
         if settings.weight_algorithm == "gptq":
-            from .weight_only import recorded_feeds
+            from qasr.calibration.record import recorded_feeds
+            from qasr.runtime.engine import Engine
 
-            feeds = recorded_feeds(fp32_dir, data, progress)
+            feeds = recorded_feeds(Engine(fp32_dir, providers=["CPUExecutionProvider"]), data, progress=progress)
             record["calibration"] = {"source": data.source, "utterances": len(data.files),
                                      "audio_sha256": data.checksum()}
     known = set()

@@ -146,14 +146,12 @@ def smooth_export(fp32_dir: Path, out_dir: Path, data, alpha: float,
     (the runtime records every graph's real feeds while the fp32 export transcribes it)."""
     import json
 
+    from qasr.calibration.record import recorded_feeds
+    from qasr.runtime.engine import Engine
     from qasr.runtime.manifest import file_table
 
-    from .weight_only import recorded_feeds
-
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"SmoothQuant alpha must be within 0..1, not {alpha}")
     manifest = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))
-    feeds = recorded_feeds(fp32_dir, data, progress)
+    feeds = recorded_feeds(Engine(fp32_dir, providers=["CPUExecutionProvider"]), data, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in fp32_dir.iterdir():
         if path.is_file() and not any(path.name.startswith(manifest["graphs"][g]["file"]) for g in names.GRAPHS):

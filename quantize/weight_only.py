@@ -14,9 +14,7 @@ How the int weights are chosen (`algorithm`, onnxruntime.quantization's quantize
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Callable
 
 
 class _FeedList:
@@ -30,9 +28,6 @@ class _FeedList:
 
     def __deepcopy__(self, memo):
         return _FeedList(self.feeds)
-
-    def get_next(self):  # CalibrationDataReader's protocol, for completeness
-        raise NotImplementedError("iterate instead")
 
 
 def _config(algorithm: str, bits: int, block_size: int, accuracy_level: int | None, feeds):
@@ -54,7 +49,7 @@ def _config(algorithm: str, bits: int, block_size: int, accuracy_level: int | No
     raise ValueError(f"unknown weight-only algorithm {algorithm!r}")
 
 
-def _check_gptq_blocks(model, block_size: int, exclude_nodes) -> None:
+def _check_gptq_blocks(model, block_size: int) -> None:
     """onnxruntime 1.32's GPTQ packs each weight's asymmetric zero points two to a byte across all blocks and
     fails (a numpy reshape error) when a weight has an odd number of blocks along K; it also ignores
     nodes_to_exclude. Refuse such a graph in one line (Qwen3-ASR's real sizes are all even: 1024/32, ...).
@@ -78,30 +73,11 @@ def quantize_weight_only_graph(src: Path, dst: Path, bits: int = 8, block_size: 
     if bits not in (4, 8):
         raise ValueError(f"weight-only quantization supports 4 or 8 bits, not {bits}")
     model = onnx.load(str(src))
-    exclude_nodes = list(exclude_nodes)
     if algorithm == "gptq":
-        _check_gptq_blocks(model, block_size, exclude_nodes)
+        _check_gptq_blocks(model, block_size)
     config = _config(algorithm, bits, block_size, accuracy_level, feeds)
     quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=algorithm == "rtn",
-                                     nodes_to_exclude=exclude_nodes, algo_config=config,
+                                     nodes_to_exclude=list(exclude_nodes), algo_config=config,
                                      accuracy_level=accuracy_level)
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
-
-
-def recorded_feeds(export_dir: Path, data, progress: Callable[[str], None] = lambda _: None,
-                   every_step: int = 4) -> dict[str, list[dict]]:
-    """{graph: [feeds]} that the float export really receives while transcribing the calibration audio
-    (each prefill, every `every_step`-th decoder step)."""
-    from qasr.calibration.record import trajectories
-    from qasr.runtime import names
-    from qasr.runtime.engine import Engine
-
-    engine = Engine(export_dir, providers=["CPUExecutionProvider"])
-    feeds: dict[str, list] = {g: [] for g in names.GRAPHS}
-    for i, recorded in enumerate(trajectories(engine, data, every_step=every_step), 1):
-        for g in names.GRAPHS:
-            feeds[g].extend(copy.copy(recorded[g]))
-        if i % 10 == 0 or i == len(data.files):
-            progress(f"recording calibration inputs: {i}/{len(data.files)} utterances")
-    return feeds

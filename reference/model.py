@@ -60,12 +60,18 @@ def build_reference(checkpoint: Checkpoint, dtype: torch.dtype = torch.float32):
     from transformers import Qwen3ASRForConditionalGeneration
 
     model = Qwen3ASRForConditionalGeneration(hf_config(checkpoint.spec))
-    state = {k: v.to(dtype) for k, v in checkpoint.weights.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("positional_embedding") and k != "lm_head.weight"]
+    missing, unexpected = load_weights(model, checkpoint.weights, dtype)
     if missing or unexpected:
         raise RuntimeError(f"reference model does not take the checkpoint: missing {missing}, unexpected {unexpected}")
     return model.to(dtype).eval()
+
+
+def load_weights(model, weights: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+                 ) -> tuple[list[str], list[str]]:
+    """Load canonical checkpoint weights into a transformers Qwen3-ASR model; returns (missing, unexpected)
+    names, leaving out what a checkpoint never holds (the computed positional embedding, the tied lm_head)."""
+    missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False)
+    return [k for k in missing if not k.endswith("positional_embedding") and k != "lm_head.weight"], unexpected
 
 
 def batch_features(features: list[np.ndarray], chunk_frames: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 
+from qasr.runtime.errors import QasrError
 from qasr.runtime.speech_manifest import Utterance
 
 NORMALISATION = ("lowercase; dashes become spaces; other Unicode punctuation removed; whitespace collapsed "
@@ -90,7 +91,7 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
     """(per-system summary rows, per-utterance rows) over the utterances every system transcribed."""
     import jiwer
 
-    keys = [str(u.audio) for u in utterances if all(str(u.audio) in r.hypotheses for r in results)]
+    keys = _transcribed_by_all(results, utterances)
     refs = {str(u.audio): normalise(u.text) for u in utterances}
     base = results[0]
     summary = []
@@ -128,11 +129,24 @@ def group_of(utterance: Utterance, field: str) -> str:
     return "none" if value is None else str(value)
 
 
+def _transcribed_by_all(results: list[SystemResult], utterances: list[Utterance]) -> list[str]:
+    """The utterances (audio paths) every system transcribed: the ones scores are computed over."""
+    return [str(u.audio) for u in utterances if all(str(u.audio) in r.hypotheses for r in results)]
+
+
+def check_breakdown_fields(fields, utterances: list[Utterance], source) -> None:
+    """Before any transcription: each --by field is `words` or a field some manifest line has."""
+    for field in fields:
+        if field != "words" and not any(field in u.fields for u in utterances):
+            raise QasrError(f"--by {field}: no line of {source} has that field")
+
+
 def breakdown(results: list[SystemResult], utterances: list[Utterance], field: str) -> list[dict]:
     """WER per group of `field` for each system: [{group, utterances, <system>: WER %, ...}] by group."""
     import jiwer
 
-    keys = {str(u.audio): u for u in utterances if all(str(u.audio) in r.hypotheses for r in results)}
+    by_audio = {str(u.audio): u for u in utterances}
+    keys = {k: by_audio[k] for k in _transcribed_by_all(results, utterances)}
     groups: dict[str, list[str]] = {}
     for k, u in keys.items():
         groups.setdefault(group_of(u, field), []).append(k)

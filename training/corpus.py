@@ -144,7 +144,7 @@ def degrade(samples: np.ndarray, snr_db: float | None, reverb: bool, rng: np.ran
     if snr_db is not None:
         power = float(np.mean(samples ** 2)) or 1e-8
         if background is not None:
-            extra = np.resize(background, len(samples)) if len(background) else np.zeros(len(samples))
+            extra = np.resize(background, len(samples))   # reverberation may have lengthened the speech
         else:
             extra = coloured_noise(len(samples), noise or "white", rng)
         extra = extra * np.sqrt(power / ((np.mean(extra ** 2) or 1e-8) * 10 ** (snr_db / 10)))
@@ -221,8 +221,12 @@ def long_texts(count: int, words: list[str], rng: random.Random, exclude: set[st
     return out
 
 
-def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 140, accents: int = 90,
-                calibration: int = 48) -> dict[str, list[Utterance]]:
+SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48}  # utterances per split (seed 0 ships)
+
+
+def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
+                accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"]
+                ) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
@@ -246,8 +250,9 @@ def plan_splits(seed: int = 0, train: int = 20000, eval_count: int = 140, accent
 SPLITS = ("train", "eval", "eval_accents", "calibration")
 
 
-def build(out: Path, seed: int = 0, train: int = 20000, eval_count: int = 140, accents: int = 90,
-          calibration: int = 48, workers: int = 2, progress=print, only: tuple[str, ...] = SPLITS
+def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
+          accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
+          progress=print, only: tuple[str, ...] = SPLITS
           ) -> dict[str, Path]:
     splits = plan_splits(seed, train, eval_count, accents, calibration)
     manifests = {}
@@ -287,12 +292,12 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--train", "train_count", type=click.IntRange(1), default=20000, show_default=True)
-@click.option("--eval", "eval_count", type=click.IntRange(1), default=140, show_default=True,
+@click.option("--train", "train_count", type=click.IntRange(1), default=SIZES["train"], show_default=True)
+@click.option("--eval", "eval_count", type=click.IntRange(1), default=SIZES["eval"], show_default=True,
               help="Utterances by held-out variants.")
-@click.option("--accents", type=click.IntRange(1), default=90, show_default=True,
+@click.option("--accents", type=click.IntRange(1), default=SIZES["eval_accents"], show_default=True,
               help="Utterances by held-out accents.")
-@click.option("--calibration", type=click.IntRange(1), default=48, show_default=True)
+@click.option("--calibration", type=click.IntRange(1), default=SIZES["calibration"], show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @handle_errors
 def main(out, seed, train_count, eval_count, accents, calibration, workers):

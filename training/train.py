@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from qasr.export.layouts import expected_shapes
-from qasr.reference.model import hf_config
+from qasr.reference.model import hf_config, load_weights
 from qasr.export.spec import ORIGINAL, audio_token_count, read_spec
 from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
@@ -279,8 +279,8 @@ def held_out_wer(model, ctc: AudioCtc, examples: list[Example], tokenizer, spec,
 
     model.eval()
     refs, hyps, ctc_hyps = [], [], []
+    device = next(model.parameters()).device
     for e in examples:
-        device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in _collate([e], pad_id, spec.audio.chunk_frames).items()}
         prompt = torch.tensor([e.prompt], device=device)
         out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
@@ -312,9 +312,7 @@ def _checkpoint_files_from(init: Path, out: Path, max_audio_seconds: float):
 def _load_weights(model, init: Path) -> None:
     from qasr.export.checkpoint import load_checkpoint
 
-    state = {k: v.float() for k, v in load_checkpoint(str(init)).weights.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("positional_embedding") and k != "lm_head.weight"]
+    missing, unexpected = load_weights(model, load_checkpoint(str(init)).weights)
     if missing or unexpected:
         raise QasrError(f"{init} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.tie_weights()

@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 
 from qasr.export.checkpoint import load_checkpoint
-from qasr.training.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, VARIANTS, build,
-                                  split_report, vocabulary)
+from qasr.training.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, RANDOM_PREFIX, VARIANTS,
+                                  build, split_report, vocabulary)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng (Debian package) is not installed; .ci/run installs it")
@@ -37,7 +37,8 @@ def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng (Debian package) is not installed; .ci/run installs it")
     root = tmp_path_factory.mktemp("corpus")
-    return root, build(root, seed=3, train=50, eval_count=8, accents=6, calibration=6, progress=lambda _: None)
+    return root, build(root, seed=3, train=50, eval_count=8, accents=6, calibration=6, progress=lambda _: None,
+                       train_random=12)
 
 
 @needs_espeak
@@ -55,6 +56,10 @@ def test_splits_share_neither_voices_nor_sentences(corpus):
     assert len(rows["eval_accents"]) == 6 and all(r["voice"] in HELD_OUT_ACCENTS and r["variant"] in VARIANTS
                                                   for r in rows["eval_accents"])
     assert all(r["voice"] in ACCENTS and r["variant"] in VARIANTS for r in rows["train"] + rows["calibration"])
+    assert len(rows["train_random"]) == 12
+    assert all(r["voice"] in ACCENTS and r["variant"].startswith(RANDOM_PREFIX) for r in rows["train_random"])
+    for row in rows["train_random"]:
+        assert sf.info(root / row["audio"]).duration > 0.5
     long = [r for r in rows["train"] if r["sentences"]]
     assert long and all(sum(r["sentences"]) == len(r["text"].split()) for r in long)
     for row in rows["eval"] + long:
@@ -79,6 +84,38 @@ def test_every_variant_name_is_a_real_espeak_variant():
     default = audio("en-us")
     for variant in VARIANTS + HELD_OUT_VARIANTS:
         assert (audio(f"en-us+{variant}") == default) == (variant == DEFAULT_VOICE_ALIAS), variant
+
+
+@needs_espeak
+def test_random_voices_are_spoken_as_drawn(corpus):
+    """Every random variant file is within its ranges (vocal tract scale 0.8-1.5 with +-8% per formant, base
+    pitch 60-320 Hz), the same seed draws the same voices, and espeak-ng speaks each one (the last included:
+    espeak-ng ignores voices beyond its 349th) differently from its default voice."""
+    import subprocess
+
+    from qasr.training.corpus import RANDOM_PITCH, RANDOM_SCALE, RANDOM_VOICES, VOICES_DIR, random_voices
+
+    root, _ = corpus
+    voices = random_voices(RANDOM_VOICES, 3)
+    assert voices == random_voices(RANDOM_VOICES, 3) and voices != random_voices(RANDOM_VOICES, 4)
+    scales = []
+    for name, text in voices.items():
+        fields = {l.split()[0]: l.split()[1:] for l in text.splitlines()}
+        assert fields["name"] == [name] and (root / VOICES_DIR / "espeak-ng-data/voices/!v" / name).is_file()
+        base, top = map(int, fields["pitch"])
+        assert RANDOM_PITCH[0] - 1 <= base <= RANDOM_PITCH[1] + 1 and base < top <= 1.7 * base + 1
+        formants = [int(l.split()[2]) for l in text.splitlines() if l.startswith("formant")]
+        assert len(formants) == 9
+        scales.append(sum(formants) / 900)
+    assert RANDOM_SCALE[0] * 0.9 < min(scales) < 0.85 and 1.4 < max(scales) < RANDOM_SCALE[1] * 1.1
+
+    def audio(voice, *path):
+        return subprocess.run(["espeak-ng", *path, "-v", voice, "--stdout", "one two three"], capture_output=True,
+                              check=True).stdout
+
+    default = audio("en-us")
+    for name in (f"{RANDOM_PREFIX}0000", f"{RANDOM_PREFIX}{RANDOM_VOICES - 1:04d}"):
+        assert audio(f"en-us+{name}", f"--path={root / VOICES_DIR}") != default
 
 
 def test_corpus_plan_covers_the_ranges():
@@ -132,7 +169,7 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     out = train(TrainSettings(corpus=root, out=tmp_path / "model", steps=3, encoder_minutes=1e-4),
                 progress=lambda _: None)
     log = json.loads((out / "training_log.json").read_text())
-    assert log["finished"]["steps"] == 3 and log["evals"]
+    assert log["finished"]["steps"] == 3 and log["evals"] and log["examples"] == {"train": 50, "train_random": 12}
     checkpoint = load_checkpoint(str(out))
     assert checkpoint.spec.layout == "original"
     assert all(t.dtype == torch.bfloat16 for t in checkpoint.weights.values())
@@ -142,7 +179,9 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     assert ok, report
 
     # a warm start continues from those weights with their tokenizer, and its log keeps the first run's
-    again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out), progress=lambda _: None)
+    # (with both augmentations, on the random voices' utterances too)
+    again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out, warp=1.0, spec_augment=1.0),
+                  progress=lambda _: None)
     assert (again / "vocab.json").read_bytes() == (out / "vocab.json").read_bytes()
     log2 = json.loads((again / "training_log.json").read_text())
     assert log2["finished"]["steps"] == 2 and log2["init"]["log"]["finished"]["steps"] == 3
@@ -223,3 +262,43 @@ def test_curriculum_grows_to_the_longest_sentence():
     limits = [allowed_words(step, 600, 12) for step in range(0, 700, 50)]
     assert limits[0] == CURRICULUM_START_WORDS and limits[-1] == 12 and limits == sorted(limits)
     assert allowed_words(0, 0, 12) == 12  # no curriculum
+
+
+def test_frequency_warp_moves_formants_by_its_factor():
+    """The spectral peak of a 1 kHz tone in its real log-mel features moves to alpha x 1 kHz;
+    alpha 1 changes nothing; channels whose source lies above 8 kHz read as the utterance's quietest value."""
+    import numpy as np
+
+    from qasr.runtime.features import FeatureSettings, LogMel
+    from qasr.training.augment import mel_centres, warp_frequency
+
+    t = np.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+    tone = np.sin(2 * np.pi * 1000 * t) + 0.01 * rng.standard_normal(len(t))
+    features = LogMel(FeatureSettings())(tone.astype(np.float32))
+    centres = mel_centres()
+    peak = lambda f: centres[f.mean(axis=1).argmax()]  # noqa: E731
+    assert abs(peak(features) / 1000 - 1) < 0.03
+    assert np.array_equal(warp_frequency(features, 1.0), features)
+    for alpha in (0.85, 1.2, 1.5):
+        assert abs(peak(warp_frequency(features, alpha)) / (1000 * alpha) - 1) < 0.05, alpha
+    high = warp_frequency(features, 0.85)
+    assert np.all(high[centres / 0.85 > centres[-1]] == features.min())
+
+
+def test_spec_augment_masks_bands_and_spans_and_shares_are_kept():
+    import random
+
+    import numpy as np
+
+    from qasr.training.augment import Augmentation, mask
+
+    features = np.random.default_rng(0).standard_normal((128, 400)).astype(np.float32)
+    masked = mask(features, random.Random(1), freq_masks=1, freq_width=10, time_masks=1, time_share=0.05)
+    changed = masked != features
+    rows, cols = np.nonzero(changed.all(axis=1))[0], np.nonzero(changed.all(axis=0))[0]
+    assert 0 < len(rows) <= 10 and 0 < len(cols) <= 20 and np.all(masked[changed] == features.mean())
+    assert not Augmentation() and Augmentation()(features, random.Random(0)) is features
+    always = Augmentation(warp_share=1.0, mask_share=1.0)
+    outs = [always(features, random.Random(i)) for i in range(3)]
+    assert all(o.shape == features.shape and not np.array_equal(o, features) for o in outs)

@@ -30,15 +30,20 @@ from .train import TrainSettings, train
               help="Warm start from this checkpoint (same sizes and tokenizer).")
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
 @click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True)
+@click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
+              help="Share of training utterances frequency-warped.")
+@click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
+              help="Share of training utterances given SpecAugment masks.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, init, lr, ctc_weight, install):
+def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     manifests = build(out / "corpus", seed=seed, progress=progress)
     progress(f"splits: {split_report(manifests)}")
     model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes,
-                                init=init, lr=lr, ctc_weight=ctc_weight), progress)
+                                init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment),
+                  progress)
     if install:
         install_model(model, out / "corpus", progress)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
@@ -44,6 +45,16 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m6", "m7", "m8", "f1", "f2", "f4", "f5", "A
 # seed reproducing the shipped splits (tests/test_training.py checks every other name is a real variant).
 DEFAULT_VOICE_ALIAS = "michael"
 HELD_OUT_VARIANTS = ("m5", "f3", "Mike", "zac", "robert", "Andrea")
+# Random voices (corpus v3): espeak-ng variant files drawn at random, so that training hears voices
+# between and beyond the named variants: vocal tract (every formant frequency) scaled 0.8-1.5 (adult
+# male to child), base pitch 60-320 Hz, and random formant heights and widths, flutter, voicing and
+# roughness. Written to OUT/voices (espeak-ng's own data, linked, plus these files) and named
+# random-NNNN; the held-out variants are never copied or consulted.
+RANDOM_PREFIX = "random-"
+VOICES_DIR = "voices"
+RANDOM_VOICES = 200
+RANDOM_SCALE = (0.8, 1.5)
+RANDOM_PITCH = (60, 320)
 NOISES = ("white", "pink", "brown", "babble")
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
            "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
@@ -104,16 +115,64 @@ class Utterance:
     sentences: tuple[int, ...] = ()  # words per sentence of a long, multi-sentence utterance
 
 
-def speak(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndarray:
+def speak(text: str, voice: str, variant: str, rate: int, pitch: int, data: str | None = None) -> np.ndarray:
+    """espeak-ng's speech at 16 kHz; `data`: a directory holding an espeak-ng-data with more variants
+    (random_voices()), used for the variants named RANDOM_PREFIX..."""
     import soundfile as sf
 
+    path = [f"--path={data}"] if data and variant.startswith(RANDOM_PREFIX) else []
     try:
-        wav = subprocess.run(["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout",
-                              text], capture_output=True, check=True, timeout=60).stdout
+        wav = subprocess.run(["espeak-ng", *path, "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch),
+                              "--stdout", text], capture_output=True, check=True, timeout=60).stdout
     except FileNotFoundError:
         raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
     samples, rate_hz = sf.read(io.BytesIO(wav), dtype="float32")
     return resample(samples, rate_hz, SAMPLE_RATE)
+
+
+def random_variant(name: str, rng: random.Random) -> str:
+    """The text of one random espeak-ng variant file (see RANDOM_SCALE, RANDOM_PITCH)."""
+    scale = math.exp(rng.uniform(*map(math.log, RANDOM_SCALE)))
+    base = math.exp(rng.uniform(*map(math.log, RANDOM_PITCH)))
+    lines = ["language variant", f"name {name}", f"pitch {round(base)} {round(base * rng.uniform(1.15, 1.7))}"]
+    for k in range(9):
+        lines.append(f"formant {k} {round(100 * scale * rng.uniform(0.92, 1.08))} {rng.randint(70, 130)} "
+                     f"{rng.randint(70, 150)}")
+    lines += [f"flutter {rng.randint(0, 20)}", f"voicing {rng.randint(70, 150)}", f"roughness {rng.randint(0, 4)}",
+              f"intonation {rng.randint(1, 4)}"]
+    return "\n".join(lines) + "\n"
+
+
+def random_voices(count: int, seed: int) -> dict[str, str]:
+    rng = random.Random(f"random-voices-{seed}")
+    return {f"{RANDOM_PREFIX}{i:04d}": random_variant(f"{RANDOM_PREFIX}{i:04d}", rng) for i in range(count)}
+
+
+def espeak_data() -> Path:
+    """Where espeak-ng reads its data (its --version says so)."""
+    try:
+        version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
+    where = version.split("Data at:")[-1].strip()
+    if "Data at:" not in version or not Path(where, "phontab").is_file():
+        raise QasrError(f"cannot find espeak-ng's data directory in its --version output: {version.strip()!r}")
+    return Path(where)
+
+
+def install_voices(out: Path, voices: dict[str, str]) -> Path:
+    """OUT/voices/espeak-ng-data: espeak-ng's data (symbolic links) with only `voices` as variants;
+    espeak-ng --path=OUT/voices speaks them. (espeak-ng lists at most 349 voices and variants: its
+    131 languages leave room for RANDOM_VOICES, not for these plus its own 101 variants and 90 mbrola voices.)"""
+    source, target = espeak_data(), out / VOICES_DIR / "espeak-ng-data"
+    variants = target / "voices" / "!v"
+    variants.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name != "voices" and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry)
+    for name, text in voices.items():
+        (variants / name).write_text(text)
+    return out / VOICES_DIR
 
 
 def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.ndarray:
@@ -169,10 +228,11 @@ def _render(job: tuple[Utterance, str]) -> Utterance:
 
     utt, out_dir = job
     rng = np.random.default_rng(utt.seed)
-    speech = speak(spoken_form(utt.text, utt.sentences), utt.voice, utt.variant, utt.rate, utt.pitch)
+    data = str(Path(out_dir) / VOICES_DIR)
+    speech = speak(spoken_form(utt.text, utt.sentences), utt.voice, utt.variant, utt.rate, utt.pitch, data)
     background = None
     if utt.noise == "babble":
-        talkers = [speak(text, voice, variant, 170, 50) for text, voice, variant in utt.babble]
+        talkers = [speak(text, voice, variant, 170, 50, data) for text, voice, variant in utt.babble]
         background = np.zeros(max(len(speech), *(len(t) for t in talkers)))
         for talker in talkers:
             offset = int(rng.integers(0, max(1, len(background) - len(talker) + 1)))
@@ -221,12 +281,13 @@ def long_texts(count: int, words: list[str], rng: random.Random, exclude: set[st
     return out
 
 
-SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48}  # utterances per split (seed 0 ships)
+# utterances per split (seed 0 ships); train_random: training utterances by random voices (corpus v3)
+SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48, "train_random": 8000}
 
 
 def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
-                accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"]
-                ) -> dict[str, list[Utterance]]:
+                accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"],
+                train_random: int = SIZES["train_random"]) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
@@ -240,21 +301,31 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
     train_texts = sentences(train - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
     train_long = long_texts(n_long, words, rng, held)
     train_combos = [(a, v) for a in ACCENTS for v in VARIANTS]
-    return {"train": plan("train", train_texts, train_combos, rng, train_long),
-            "eval": plan("eval", eval_texts, [(a, v) for a in ACCENTS for v in HELD_OUT_VARIANTS], rng),
-            "eval_accents": plan("eval_accents", accent_texts, [(a, v) for a in HELD_OUT_ACCENTS for v in VARIANTS],
-                                 rng),
-            "calibration": plan("calibration", calib_texts, train_combos, rng)}
+    splits = {"train": plan("train", train_texts, train_combos, rng, train_long),
+              "eval": plan("eval", eval_texts, [(a, v) for a in ACCENTS for v in HELD_OUT_VARIANTS], rng),
+              "eval_accents": plan("eval_accents", accent_texts,
+                                   [(a, v) for a in HELD_OUT_ACCENTS for v in VARIANTS], rng),
+              "calibration": plan("calibration", calib_texts, train_combos, rng)}
+    if train_random:  # its own random stream: the splits above stay what corpus v2 made
+        rng = random.Random(f"train-random-{seed}")
+        n_long = int(train_random * LONG_SHARE)
+        texts = sentences(train_random - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
+        combos = [(a, v) for a in ACCENTS for v in random_voices(RANDOM_VOICES, seed)]
+        splits["train_random"] = plan("train_random", texts, combos, rng, long_texts(n_long, words, rng, held))
+    return splits
 
 
-SPLITS = ("train", "eval", "eval_accents", "calibration")
+SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random")
+TRAIN_SPLITS = ("train", "train_random")  # what the trainer reads
 
 
 def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
           accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
-          progress=print, only: tuple[str, ...] = SPLITS
+          progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"]
           ) -> dict[str, Path]:
-    splits = plan_splits(seed, train, eval_count, accents, calibration)
+    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random)
+    if "train_random" in splits and "train_random" in only:
+        install_voices(out, random_voices(RANDOM_VOICES, seed))
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():
@@ -280,12 +351,16 @@ def split_report(manifests: dict[str, Path]) -> dict:
     words = {n: {w for t in ts for w in t.split()} for n, ts in texts.items()}
     report = {"sentence_overlap": {f"{a}/{b}": len(texts[a] & texts[b]) for a in texts for b in texts if a < b},
               "vocabulary": len(set().union(*words.values()))}
-    if "train" in rows:
+    trained = [n for n in TRAIN_SPLITS if n in rows]
+    if trained:
+        heard = {"accents": set().union(*(accents[n] for n in trained)),
+                 "variants": set().union(*(variants[n] for n in trained)),
+                 "words": set().union(*(words[n] for n in trained))}
         if "eval" in rows:
-            report["variant_overlap_train_eval"] = sorted(variants["train"] & variants["eval"])
-            report["eval_words_seen_in_train"] = len(words["eval"] & words["train"]) / max(len(words["eval"]), 1)
+            report["variant_overlap_train_eval"] = sorted(heard["variants"] & variants["eval"])
+            report["eval_words_seen_in_train"] = len(words["eval"] & heard["words"]) / max(len(words["eval"]), 1)
         if "eval_accents" in rows:
-            report["accent_overlap_train_eval_accents"] = sorted(accents["train"] & accents["eval_accents"])
+            report["accent_overlap_train_eval_accents"] = sorted(heard["accents"] & accents["eval_accents"])
     return report
 
 
@@ -298,12 +373,18 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.option("--accents", type=click.IntRange(1), default=SIZES["eval_accents"], show_default=True,
               help="Utterances by held-out accents.")
 @click.option("--calibration", type=click.IntRange(1), default=SIZES["calibration"], show_default=True)
+@click.option("--random-voices", "train_random", type=click.IntRange(0), default=SIZES["train_random"],
+              show_default=True, help="Training utterances by random voices (split train_random; 0: none).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--only", multiple=True, type=click.Choice(SPLITS),
+              help="Render only these splits (repeatable); the others keep what OUT has.")
 @handle_errors
-def main(out, seed, train_count, eval_count, accents, calibration, workers):
-    """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/ FLACs and JSONL manifests."""
+def main(out, seed, train_count, eval_count, accents, calibration, train_random, workers, only):
+    """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/ FLACs and
+    JSONL manifests."""
     progress = Progress()
-    manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress)
+    manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress,
+                      only or SPLITS, train_random)
     progress(json.dumps(split_report(manifests)))
 
 

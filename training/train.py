@@ -11,6 +11,7 @@ that loads Qwen/Qwen3-ASR-0.6B loads it unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -32,6 +33,8 @@ from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 from qasr.runtime.features import FeatureSettings, LogMel
 from qasr.runtime.prompt import LANGUAGE_PREFIX, parse_output, prompt_text
+from qasr.training.augment import Augmentation
+from qasr.training.corpus import TRAIN_SPLITS
 
 # The longest segment the trained model is given (its config's qasr_max_audio_seconds). Measured on v2 (25
 # held-out utterances joined with 0.6 s pauses): 5 s limit 45.0% WER (one by one, same limit: 43.6%),
@@ -67,6 +70,8 @@ class TrainSettings:
     init: Path | None = None      # warm start: a checkpoint with this size and tokenizer (stage 1 is skipped)
     max_audio_seconds: float = MAX_AUDIO_SECONDS
     device: str = "cpu"           # "cuda": the GPU machine (scripts/gpu_train.sh); the checkpoint is the same
+    warp: float = 0.0             # share of training utterances frequency-warped (augment.warp_frequency)
+    spec_augment: float = 0.0     # share of training utterances given SpecAugment masks (augment.mask)
 
 
 @dataclass
@@ -325,7 +330,8 @@ def train(settings: TrainSettings, progress=print) -> Path:
         raise QasrError("--device cuda: this torch has no CUDA device")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    texts = [json.loads(l)["text"] for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
+    texts = [json.loads(l)["text"] for split in TRAIN_SPLITS if (settings.corpus / f"{split}.jsonl").is_file()
+             for l in (settings.corpus / f"{split}.jsonl").read_text().splitlines() if l.strip()]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
     if settings.init:
         spec = _checkpoint_files_from(settings.init, settings.out, settings.max_audio_seconds)
@@ -348,12 +354,16 @@ def train(settings: TrainSettings, progress=print) -> Path:
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
     model.to(settings.device)
     ctc.to(settings.device)
-    examples = _examples(settings, "train", tokenizer, spec, progress)
+    per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
+    examples = [e for split in TRAIN_SPLITS for e in per_split[split]]
+    augment, augment_rng = Augmentation(warp_share=settings.warp, mask_share=settings.spec_augment), \
+        random.Random(settings.seed + 1)
     held_out = {"wer": _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count),
                 "accents_wer": _examples(settings, "eval_accents", tokenizer, spec, progress, settings.eval_count)}
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc.parameters()), lr=settings.lr,
                                   weight_decay=0.01, betas=(0.9, 0.98))
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
+                                             "examples": {k: len(v) for k, v in per_split.items()},
                                              "steps": [], "evals": []}
     if settings.init:  # what this run continues: the starting checkpoint's own training, as its log says
         init_log = Path(settings.init) / "training_log.json"
@@ -379,6 +389,9 @@ def train(settings: TrainSettings, progress=print) -> Path:
                  f"{accents} e.g. {result['example']!r}")
 
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
+        if augment:
+            batch = [dataclasses.replace(e, features=augment(e.features.astype(np.float32), augment_rng))
+                     for e in batch]
         encoder_only = time.monotonic() - start < encoder_minutes * 60
         if not encoder_only and stage2 is None:
             stage2 = step
@@ -454,15 +467,19 @@ def train(settings: TrainSettings, progress=print) -> Path:
 @click.option("--eval-count", type=click.IntRange(1), default=TrainSettings.eval_count, show_default=True)
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
+@click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
+              help="Share of training utterances frequency-warped (vocal tract length, x0.85-1.5).")
+@click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
+              help="Share of training utterances given SpecAugment masks.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
-         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device):
+         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
-                        ctc_weight=ctc_weight, device=device),
+                        ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment),
           Progress())
 
 

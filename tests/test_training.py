@@ -180,10 +180,11 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
 
     # a warm start continues from those weights with their tokenizer, and its log keeps the first run's
     # (with both augmentations, on the random voices' utterances too)
-    again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out, warp=1.0, spec_augment=1.0),
-                  progress=lambda _: None)
+    again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out, warp=1.0, spec_augment=1.0,
+                                joined=4), progress=lambda _: None)
     assert (again / "vocab.json").read_bytes() == (out / "vocab.json").read_bytes()
     log2 = json.loads((again / "training_log.json").read_text())
+    assert log2["examples"] == {"train": 50, "train_random": 12, "joined": 4}
     assert log2["finished"]["steps"] == 2 and log2["init"]["log"]["finished"]["steps"] == 3
     assert "stage 2" not in json.dumps(log2["steps"])
     first = load_checkpoint(str(out)).weights
@@ -302,3 +303,31 @@ def test_spec_augment_masks_bands_and_spans_and_shares_are_kept():
     always = Augmentation(warp_share=1.0, mask_share=1.0)
     outs = [always(features, random.Random(i)) for i in range(3)]
     assert all(o.shape == features.shape and not np.array_equal(o, features) for o in outs)
+
+
+@needs_espeak
+def test_joined_examples_are_training_utterances_in_order_within_the_limit(corpus):
+    """Segments like those cut from long recordings: 1-3 single-sentence training utterances, their texts in
+    order as the target, at most the segment limit unless one utterance alone is longer."""
+    from transformers import AutoTokenizer
+
+    from qasr.assets import TEST_MODEL
+    from qasr.export.spec import read_spec
+    from qasr.training.train import TrainSettings, joined_examples
+
+    root, manifests = corpus
+    texts = [json.loads(l)["text"] for l in manifests["train"].read_text().splitlines() if not json.loads(l)["sentences"]]
+    settings = TrainSettings(corpus=root, out=root / "unused", max_audio_seconds=5.0)
+    tokenizer = AutoTokenizer.from_pretrained(str(TEST_MODEL))
+    examples = joined_examples(settings, 30, tokenizer, read_spec(TEST_MODEL), lambda _: None)
+    counts = []
+    for e in examples:
+        parts, rest = [], e.text
+        while rest:   # the target is training sentences, one after another
+            match = max((t for t in texts if rest == t or rest.startswith(t + " ")), key=len)
+            parts.append(match)
+            rest = rest[len(match):].lstrip()
+        counts.append(len(parts))
+        assert e.features.shape[1] <= 500 + 70 or len(parts) == 1   # 5 s, plus up to 0.7 s of padding
+        assert tokenizer.decode(e.target).endswith(e.text + "<|im_end|>")
+    assert {1, 2} <= set(counts) <= {1, 2, 3}   # three rarely fit in 5 s with this corpus's long sentences

@@ -72,6 +72,7 @@ class TrainSettings:
     device: str = "cpu"           # "cuda": the GPU machine (scripts/gpu_train.sh); the checkpoint is the same
     warp: float = 0.0             # share of training utterances frequency-warped (augment.warp_frequency)
     spec_augment: float = 0.0     # share of training utterances given SpecAugment masks (augment.mask)
+    joined: int = 0               # examples of 1-3 utterances joined as long-recording segments (joined_examples)
 
 
 @dataclass
@@ -98,6 +99,42 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
         examples.append(Example(feats.astype(np.float16), prompt, target, row["text"]))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{split} features: {i}/{len(rows)}")
+    return examples
+
+
+def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progress, seed: int = 0) -> list[Example]:
+    """Training examples shaped like the segments the runtime cuts from long recordings: 1-3 training
+    utterances (at most the segment limit in all) joined by pauses of 0.3-1.0 s, with 0-0.2 s before and
+    0-0.5 s after (the voice activity detector's padding), the gaps filled with quiet noise. The target is
+    their texts in order. v3 wrote only the first of two utterances in one segment and added words on the
+    silence after one: its training audio had neither."""
+    rng = np.random.default_rng(seed)
+    rows = [json.loads(l) for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
+    rows = [r for r in rows if not r.get("sentences")]
+    mel, rate, limit = LogMel(FeatureSettings()), 16000, settings.max_audio_seconds
+    quiet = lambda seconds: (rng.standard_normal(int(seconds * rate)) * 0.002).astype(np.float32)  # noqa: E731
+    examples = []
+    while len(examples) < count:
+        parts, texts, total = [quiet(rng.uniform(0, 0.2))], [], 0.0
+        for _ in range(int(rng.choice([1, 2, 3], p=[0.3, 0.5, 0.2]))):
+            row = rows[int(rng.integers(len(rows)))]
+            audio = load_audio(settings.corpus / row["audio"], rate)
+            gap = quiet(rng.uniform(0.3, 1.0)) if texts else np.zeros(0, np.float32)
+            if texts and total + (len(gap) + len(audio)) / rate > limit - 0.5:
+                break
+            parts += [gap, audio]
+            texts.append(row["text"])
+            total += (len(gap) + len(audio)) / rate
+        parts.append(quiet(rng.uniform(0, 0.5)))
+        feats = mel(np.concatenate(parts))
+        prompt = tokenizer.encode(prompt_text("<|audio_pad|>", audio_token_count(feats.shape[1], spec.audio)),
+                                  add_special_tokens=False)
+        text = " ".join(texts)
+        target = tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language) + text + "<|im_end|>",
+                                  add_special_tokens=False)
+        examples.append(Example(feats.astype(np.float16), prompt, target, text))
+        if len(examples) % 1000 == 0 or len(examples) == count:
+            progress(f"joined segments: {len(examples)}/{count}")
     return examples
 
 
@@ -355,7 +392,9 @@ def train(settings: TrainSettings, progress=print) -> Path:
     model.to(settings.device)
     ctc.to(settings.device)
     per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
-    examples = [e for split in TRAIN_SPLITS for e in per_split[split]]
+    if settings.joined:
+        per_split["joined"] = joined_examples(settings, settings.joined, tokenizer, spec, progress, settings.seed)
+    examples = [e for examples_ in per_split.values() for e in examples_]
     augment, augment_rng = Augmentation(warp_share=settings.warp, mask_share=settings.spec_augment), \
         random.Random(settings.seed + 1)
     held_out = {"wer": _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count),
@@ -471,15 +510,18 @@ def train(settings: TrainSettings, progress=print) -> Path:
               help="Share of training utterances frequency-warped (vocal tract length, x0.85-1.5).")
 @click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
               help="Share of training utterances given SpecAugment masks.")
+@click.option("--joined", type=click.IntRange(0), default=TrainSettings.joined, show_default=True,
+              help="Add this many segments of 1-3 training utterances joined by pauses (as long recordings are cut).")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
-         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment):
+         guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
+         joined):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
-                        ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment),
+                        ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined),
           Progress())
 
 

@@ -12,7 +12,6 @@ other: the joined WER shows how long its segments may be (the `qasr_max_audio_se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -31,13 +30,16 @@ def measure(engine_dir: str, manifest: Path, count: int, pause: float, limits: t
     from qasr.reference.wer import normalise
     from qasr.runtime.audio import load_audio
     from qasr.runtime.engine import Engine
+    from qasr.runtime.speech_manifest import read_manifest
     from qasr.runtime.transcribe import TranscribeOptions, Transcriber
 
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:count]
-    paths = [manifest.parent / row["audio"] for row in rows]
+    utterances, problems = read_manifest(manifest, count)
+    for problem in problems:
+        progress(f"skipped: {problem}")
+    paths = [u.audio for u in utterances]
     silence = np.zeros(int(pause * RATE), np.float32)
     joined = np.concatenate([part for path in paths for part in (load_audio(path, RATE), silence)])
-    reference = normalise(" ".join(row["text"] for row in rows))
+    reference = normalise(" ".join(u.text for u in utterances))
     transcriber = Transcriber(Engine(engine_dir))
     out = []
     for limit in limits:

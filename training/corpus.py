@@ -115,17 +115,21 @@ class Utterance:
     sentences: tuple[int, ...] = ()  # words per sentence of a long, multi-sentence utterance
 
 
+def _espeak(*args: str, text: bool = False):
+    """espeak-ng's standard output for `args`; one clear error where espeak-ng is not installed."""
+    try:
+        return subprocess.run(["espeak-ng", *args], capture_output=True, check=True, timeout=60, text=text).stdout
+    except FileNotFoundError:
+        raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
+
+
 def speak(text: str, voice: str, variant: str, rate: int, pitch: int, data: str | None = None) -> np.ndarray:
     """espeak-ng's speech at 16 kHz; `data`: a directory holding an espeak-ng-data with more variants
     (random_voices()), used for the variants named RANDOM_PREFIX..."""
     import soundfile as sf
 
     path = [f"--path={data}"] if data and variant.startswith(RANDOM_PREFIX) else []
-    try:
-        wav = subprocess.run(["espeak-ng", *path, "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch),
-                              "--stdout", text], capture_output=True, check=True, timeout=60).stdout
-    except FileNotFoundError:
-        raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
+    wav = _espeak(*path, "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", text)
     samples, rate_hz = sf.read(io.BytesIO(wav), dtype="float32")
     return resample(samples, rate_hz, SAMPLE_RATE)
 
@@ -150,10 +154,7 @@ def random_voices(count: int, seed: int) -> dict[str, str]:
 
 def espeak_data() -> Path:
     """Where espeak-ng reads its data (its --version says so)."""
-    try:
-        version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
-    except FileNotFoundError:
-        raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
+    version = _espeak("--version", text=True)
     where = version.split("Data at:")[-1].strip()
     if "Data at:" not in version or not Path(where, "phontab").is_file():
         raise QasrError(f"cannot find espeak-ng's data directory in its --version output: {version.strip()!r}")

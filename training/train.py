@@ -83,20 +83,28 @@ class Example:
     text: str
 
 
+def _rows(corpus: Path, split: str) -> list[dict]:
+    """The manifest lines of one corpus split ([] when the corpus has no such split)."""
+    path = corpus / f"{split}.jsonl"
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.is_file() else []
+
+
+def _example(features: np.ndarray, text: str, tokenizer, spec, language: str) -> Example:
+    """One training example: the official prompt with an audio token per 80 ms, and the assistant turn."""
+    prompt = tokenizer.encode(prompt_text("<|audio_pad|>", audio_token_count(features.shape[1], spec.audio)),
+                              add_special_tokens=False)
+    target = tokenizer.encode(LANGUAGE_PREFIX.format(language=language) + text + "<|im_end|>",
+                              add_special_tokens=False)
+    return Example(features.astype(np.float16), prompt, target, text)
+
+
 def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None) -> list[Example]:
-    if not (settings.corpus / f"{split}.jsonl").exists():
-        return []
-    rows = [json.loads(l) for l in (settings.corpus / f"{split}.jsonl").read_text().splitlines() if l.strip()]
-    rows = rows[:limit]
+    rows = _rows(settings.corpus, split)[:limit]
     mel = LogMel(FeatureSettings())
     examples = []
     for i, row in enumerate(rows, 1):
-        feats = mel(load_audio(settings.corpus / row["audio"], 16000))
-        count = audio_token_count(feats.shape[1], spec.audio)
-        prompt = tokenizer.encode(prompt_text("<|audio_pad|>", count), add_special_tokens=False)
-        target = tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language) + row["text"] + "<|im_end|>",
-                                  add_special_tokens=False)
-        examples.append(Example(feats.astype(np.float16), prompt, target, row["text"]))
+        features = mel(load_audio(settings.corpus / row["audio"], 16000))
+        examples.append(_example(features, row["text"], tokenizer, spec, settings.language))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{split} features: {i}/{len(rows)}")
     return examples
@@ -109,8 +117,7 @@ def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progre
     their texts in order. v3 wrote only the first of two utterances in one segment and added words on the
     silence after one: its training audio had neither."""
     rng = np.random.default_rng(seed)
-    rows = [json.loads(l) for l in (settings.corpus / "train.jsonl").read_text().splitlines() if l.strip()]
-    rows = [r for r in rows if not r.get("sentences")]
+    rows = [r for r in _rows(settings.corpus, "train") if not r.get("sentences")]
     mel, rate, limit = LogMel(FeatureSettings()), 16000, settings.max_audio_seconds
     quiet = lambda seconds: (rng.standard_normal(int(seconds * rate)) * 0.002).astype(np.float32)  # noqa: E731
     examples = []
@@ -126,13 +133,7 @@ def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progre
             texts.append(row["text"])
             total += (len(gap) + len(audio)) / rate
         parts.append(quiet(rng.uniform(0, 0.5)))
-        feats = mel(np.concatenate(parts))
-        prompt = tokenizer.encode(prompt_text("<|audio_pad|>", audio_token_count(feats.shape[1], spec.audio)),
-                                  add_special_tokens=False)
-        text = " ".join(texts)
-        target = tokenizer.encode(LANGUAGE_PREFIX.format(language=settings.language) + text + "<|im_end|>",
-                                  add_special_tokens=False)
-        examples.append(Example(feats.astype(np.float16), prompt, target, text))
+        examples.append(_example(mel(np.concatenate(parts)), " ".join(texts), tokenizer, spec, settings.language))
         if len(examples) % 1000 == 0 or len(examples) == count:
             progress(f"joined segments: {len(examples)}/{count}")
     return examples
@@ -367,8 +368,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
         raise QasrError("--device cuda: this torch has no CUDA device")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    texts = [json.loads(l)["text"] for split in TRAIN_SPLITS if (settings.corpus / f"{split}.jsonl").is_file()
-             for l in (settings.corpus / f"{split}.jsonl").read_text().splitlines() if l.strip()]
+    texts = [row["text"] for split in TRAIN_SPLITS for row in _rows(settings.corpus, split)]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
     if settings.init:
         spec = _checkpoint_files_from(settings.init, settings.out, settings.max_audio_seconds)

@@ -8,10 +8,11 @@ weighted towards rarer words so the whole vocabulary is spoken; a few training u
 of several sentences. Speakers: espeak-ng's English accents x voice variants. Two evaluation splits:
 `eval` is spoken by variants that training never hears (with training's accents), `eval_accents` by
 whole accents that training never hears (with training's variants). Calibration uses training voices
-and its own sentences. Each utterance gets a random rate and pitch; most get noise (white, pink, brown
-or babble of other voices) at a random SNR, some a synthetic room reverberation. Output: 16 kHz FLAC
-files and one JSONL manifest per split (`audio`, `text`, `voice`, `variant`, `rate`, `pitch`, `snr_db`,
-`noise`, `reverb`).
+and its own sentences. Two more training splits: `train_random` (random voices, corpus v3) and
+`train_accents` (random accents, corpus v4: training/accents.py). Each utterance gets a random rate and
+pitch; most get noise (white, pink, brown or babble of other voices) at a random SNR, some a synthetic
+room reverberation. Output: 16 kHz FLAC files and one JSONL manifest per split (`audio`, `text`,
+`voice`, `variant`, `rate`, `pitch`, `snr_db`, `noise`, `reverb`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import click
 import numpy as np
 
 from qasr.runtime.audio import resample
+from qasr.training.accents import ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, random_accents
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 
@@ -123,12 +125,24 @@ def _espeak(*args: str, text: bool = False):
         raise QasrError("espeak-ng is not installed (Debian: apt-get install espeak-ng)") from None
 
 
-def speak(text: str, voice: str, variant: str, rate: int, pitch: int, data: str | None = None) -> np.ndarray:
-    """espeak-ng's speech at 16 kHz; `data`: a directory holding an espeak-ng-data with more variants
-    (random_voices()), used for the variants named RANDOM_PREFIX..."""
+def voice_data(corpus: str | Path | None, voice: str, variant: str) -> str | None:
+    """The espeak-ng data directory that speaks voice+variant: the corpus's own for random accents
+    (OUT/accents) and random voices (OUT/voices), espeak-ng's for the rest (None)."""
+    if corpus is None:
+        return None
+    if voice.startswith(ACCENT_PREFIX):
+        return str(Path(corpus) / ACCENTS_DIR)
+    return str(Path(corpus) / VOICES_DIR) if variant.startswith(RANDOM_PREFIX) else None
+
+
+def speak(text: str, voice: str, variant: str, rate: int, pitch: int, corpus: str | Path | None = None
+          ) -> np.ndarray:
+    """espeak-ng's speech at 16 kHz; `corpus`: the corpus directory whose installed voices speak the random
+    accents and variants (install_voices, install_accents)."""
     import soundfile as sf
 
-    path = [f"--path={data}"] if data and variant.startswith(RANDOM_PREFIX) else []
+    data = voice_data(corpus, voice, variant)
+    path = [f"--path={data}"] if data else []
     wav = _espeak(*path, "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", text)
     samples, rate_hz = sf.read(io.BytesIO(wav), dtype="float32")
     return resample(samples, rate_hz, SAMPLE_RATE)
@@ -229,11 +243,10 @@ def _render(job: tuple[Utterance, str]) -> Utterance:
 
     utt, out_dir = job
     rng = np.random.default_rng(utt.seed)
-    data = str(Path(out_dir) / VOICES_DIR)
-    speech = speak(spoken_form(utt.text, utt.sentences), utt.voice, utt.variant, utt.rate, utt.pitch, data)
+    speech = speak(spoken_form(utt.text, utt.sentences), utt.voice, utt.variant, utt.rate, utt.pitch, out_dir)
     background = None
     if utt.noise == "babble":
-        talkers = [speak(text, voice, variant, 170, 50, data) for text, voice, variant in utt.babble]
+        talkers = [speak(text, voice, variant, 170, 50, out_dir) for text, voice, variant in utt.babble]
         background = np.zeros(max(len(speech), *(len(t) for t in talkers)))
         for talker in talkers:
             offset = int(rng.integers(0, max(1, len(background) - len(talker) + 1)))
@@ -282,13 +295,16 @@ def long_texts(count: int, words: list[str], rng: random.Random, exclude: set[st
     return out
 
 
-# utterances per split (seed 0 ships); train_random: training utterances by random voices (corpus v3)
-SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48, "train_random": 8000}
+# utterances per split (seed 0 ships); train_random: training utterances by random voices (corpus v3),
+# train_accents: by random accents (training/accents.py) with training and random variants (corpus v4)
+SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48, "train_random": 8000,
+         "train_accents": 8000}
 
 
 def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
                 accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"],
-                train_random: int = SIZES["train_random"]) -> dict[str, list[Utterance]]:
+                train_random: int = SIZES["train_random"], train_accents: int = SIZES["train_accents"]
+                ) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
@@ -313,20 +329,30 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
         texts = sentences(train_random - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
         combos = [(a, v) for a in ACCENTS for v in random_voices(RANDOM_VOICES, seed)]
         splits["train_random"] = plan("train_random", texts, combos, rng, long_texts(n_long, words, rng, held))
+    if train_accents:  # its own random stream too: the splits above stay what corpus v3 made
+        rng = random.Random(f"train-accents-{seed}")
+        n_long = int(train_accents * LONG_SHARE)
+        texts = sentences(train_accents - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
+        variants = VARIANTS + tuple(random_voices(RANDOM_VOICES, seed))
+        combos = [(a, v) for a in random_accents(RANDOM_ACCENTS, seed) for v in variants]
+        splits["train_accents"] = plan("train_accents", texts, combos, rng, long_texts(n_long, words, rng, held))
     return splits
 
 
-SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random")
-TRAIN_SPLITS = ("train", "train_random")  # what the trainer reads
+SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random", "train_accents")
+TRAIN_SPLITS = ("train", "train_random", "train_accents")  # what the trainer reads
 
 
 def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
           accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
-          progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"]
-          ) -> dict[str, Path]:
-    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random)
+          progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"],
+          train_accents: int = SIZES["train_accents"]) -> dict[str, Path]:
+    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents)
     if "train_random" in splits and "train_random" in only:
         install_voices(out, random_voices(RANDOM_VOICES, seed))
+    if "train_accents" in splits and "train_accents" in only:
+        install_accents(out, espeak_data(), random_accents(RANDOM_ACCENTS, seed), VARIANTS,
+                        random_voices(RANDOM_VOICES, seed))
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():
@@ -376,16 +402,18 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.option("--calibration", type=click.IntRange(1), default=SIZES["calibration"], show_default=True)
 @click.option("--random-voices", "train_random", type=click.IntRange(0), default=SIZES["train_random"],
               show_default=True, help="Training utterances by random voices (split train_random; 0: none).")
+@click.option("--random-accents", "train_accents", type=click.IntRange(0), default=SIZES["train_accents"],
+              show_default=True, help="Training utterances by random accents (split train_accents; 0: none).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--only", multiple=True, type=click.Choice(SPLITS),
               help="Render only these splits (repeatable); the others keep what OUT has.")
 @handle_errors
-def main(out, seed, train_count, eval_count, accents, calibration, train_random, workers, only):
-    """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/ FLACs and
-    JSONL manifests."""
+def main(out, seed, train_count, eval_count, accents, calibration, train_random, train_accents, workers, only):
+    """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/,
+    train_accents/ FLACs and JSONL manifests."""
     progress = Progress()
     manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress,
-                      only or SPLITS, train_random)
+                      only or SPLITS, train_random, train_accents)
     progress(json.dumps(split_report(manifests)))
 
 

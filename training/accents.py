@@ -1,0 +1,116 @@
+"""Random English accents for the training corpus (corpus v4, split `train_accents`).
+
+An espeak-ng accent is a language file: a phoneme table, dictionary rule groups, stress timing and
+phoneme replacement rules. Each random accent starts from one of the six *training* accents' files
+(never from a held-out one: en-029's table en-wi and West Midlands' en-wm are never used), draws new
+stress timing, and adds 2-5 phonological processes of English accents, each a set of espeak-ng
+`replace` rules. The processes are the textbook ones (Wells, Accents of English, 1982): TH-stopping and
+TH-fronting, H-dropping, G-dropping, T-glottalling, L-vocalisation, V/W mergers, final devoicing and
+vowel mergers and monophthongs. Several of them are also what the held-out accents do (en-029 stops its
+THs, West Midlands drops its Hs): training hears each process in random company, never the held-out
+accents' phoneme tables, rule sets or stress timing (docs/decisions.md, "Corpus v4").
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+ACCENT_PREFIX = "accent-"
+ACCENTS_DIR = "accents"
+RANDOM_ACCENTS = 100
+# The training accents' language files in espeak-ng's data (lang/...): the bases of random accents.
+BASE_FILES = {"en-us": "gmw/en-US", "en-gb": "gmw/en", "en-gb-x-rp": "gmw/en-GB-x-rp", "en-us-nyc": "gmw/en-US-nyc",
+              "en-gb-scotland": "gmw/en-GB-scotland", "en-gb-x-gbclan": "gmw/en-GB-x-gbclan"}
+# espeak-ng replace rules: flags (1: only a word's last phoneme, 2: only unstressed), phoneme, replacement.
+# A replacement must be a phoneme of the English tables: espeak-ng drops an unknown one without a word
+# (`aI a:` made "my" /m/; tests/test_training.py checks every replacement is spoken).
+PROCESSES = {
+    "th-stopping": ("00 D d", "00 T t"),
+    "th-fronting": ("00 T f", "00 D v"),
+    "h-dropping": ("00 h NULL",),
+    "g-dropping": ("03 N n",),
+    "t-glottalling": ("01 t ?",),
+    "l-vocalisation": ("01 l U",),
+    "v-w merger": ("00 v w",),
+    "w-v merger": ("00 w v",),
+    "final devoicing": ("01 z s", "01 d t"),
+    "face monophthong": ("00 eI e:",),
+    "goat monophthong": ("00 oU o:",),
+    "price monophthong": ("00 aI aa",),
+    "mouth monophthong": ("00 aU aa",),
+    "kit-fleece merger": ("00 I i", "03 I2 i"),
+    "fleece-kit merger": ("00 i: I",),
+    "foot-goose merger": ("00 u: U",),
+    "strut-foot merger": ("00 V U",),
+    "unstressed a": ("03 @ a#", "03 3 a#"),
+    "cure-force merger": ("00 U@ o@",),
+    "north-force merger": ("00 o@ O@",),
+    "nurse-strut": ("00 3: V",),
+}
+PROCESS_COUNT = (2, 5)
+# What each base's own replace rules already do (a process whose phonemes the base replaces adds nothing
+# there, so it is not drawn for it; tests/test_training.py checks this against the files).
+BASE_PROCESSES = {"en-us": {"kit-fleece merger"}, "en-us-nyc": {"kit-fleece merger"}, "en-gb": set(),
+                  "en-gb-x-rp": {"kit-fleece merger", "unstressed a", "north-force merger"},
+                  "en-gb-scotland": {"kit-fleece merger", "unstressed a", "price monophthong", "foot-goose merger"},
+                  "en-gb-x-gbclan": {"g-dropping"}}
+# stressLength: 8 durations (unstressed, diminished, secondary, primary pairs): ranges around the
+# training accents' values, wide enough for syllable-timed speech.
+STRESS_RANGES = ((120, 200), (110, 200), (160, 240), (150, 230), (0, 240), (0, 240), (220, 300), (240, 320))
+
+
+def random_accents(count: int, seed: int) -> dict[str, dict]:
+    """name -> {base, processes, stress}: what each random accent is, drawn from the seed (no espeak-ng)."""
+    rng = random.Random(f"random-accents-{seed}")
+    accents = {}
+    for i in range(count):
+        stress = [rng.randint(*r) for r in STRESS_RANGES]
+        for k in (4, 5):  # espeak-ng's 0: "as the primary stress"; else a real duration
+            stress[k] = 0 if stress[k] < 120 else stress[k]
+        base = rng.choice(sorted(BASE_FILES))
+        choices = sorted(set(PROCESSES) - BASE_PROCESSES[base])
+        accents[f"{ACCENT_PREFIX}{i:04d}"] = {
+            "base": base, "processes": sorted(rng.sample(choices, rng.randint(*PROCESS_COUNT))), "stress": stress}
+    return accents
+
+
+def accent_file(name: str, accent: dict, base_text: str) -> str:
+    """The language file of one random accent: its base's file without its identity and stress timing,
+    then the drawn stress timing and the processes' replace rules (a phoneme replaced once)."""
+    dropped = ("name", "language", "maintainer", "status", "stressLength")
+    lines = [f"name {name}", "language en-x-accent"]
+    lines += [l for l in base_text.splitlines() if l.strip() and l.split()[0] not in dropped]
+    lines.append("stressLength " + " ".join(map(str, accent["stress"])))
+    replaced = {l.split()[2] for l in lines if l.startswith("replace")}
+    for process in accent["processes"]:
+        for rule in PROCESSES[process]:
+            if rule.split()[1] not in replaced:
+                replaced.add(rule.split()[1])
+                lines.append(f"replace {rule}")
+    return "\n".join(lines) + "\n"
+
+
+def install_accents(out: Path, espeak_data: Path, accents: dict[str, dict], variants: tuple[str, ...],
+                    random_variants: dict[str, str]) -> Path:
+    """OUT/accents/espeak-ng-data: espeak-ng's data (symbolic links) with only the random accents as
+    languages (lang/rnd/) and only the training variants and random voices as variants, so that
+    espeak-ng --path=OUT/accents lists all of them (it lists at most 349 voices)."""
+    target = out / ACCENTS_DIR / "espeak-ng-data"
+    languages, variant_dir = target / "lang" / "rnd", target / "voices" / "!v"
+    languages.mkdir(parents=True, exist_ok=True)
+    variant_dir.mkdir(parents=True, exist_ok=True)
+    for entry in espeak_data.iterdir():
+        if entry.name not in ("lang", "voices") and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry)
+    for name, accent in accents.items():
+        base = (espeak_data / "lang" / BASE_FILES[accent["base"]]).read_text()
+        (languages / name).write_text(accent_file(name, accent, base))
+    for name in variants:
+        source = espeak_data / "voices" / "!v" / name
+        if source.is_file() and not (variant_dir / name).exists():
+            (variant_dir / name).symlink_to(source)
+    for name, text in random_variants.items():
+        (variant_dir / name).write_text(text)
+    return out / ACCENTS_DIR
+

@@ -30,9 +30,9 @@ import click
 import numpy as np
 
 from qasr.runtime.audio import resample
-from qasr.training.accents import ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, random_accents
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
+from qasr.training.accents import ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, random_accents
 
 SAMPLE_RATE = 16000
 # Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.

@@ -186,6 +186,16 @@ def test_every_accent_process_is_spoken(tmp_path):
                 assert target == "NULL" or target in spoken, (name, target)
 
 
+def test_random_accents_need_their_base_files(tmp_path):
+    """espeak-ng data without the training accents' language files: one clear error, not a traceback."""
+    from qasr.runtime.errors import QasrError
+    from qasr.training.accents import install_accents, random_accents
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(QasrError, match="has no lang/gmw/.* the language file of the training accent"):
+        install_accents(tmp_path / "out", tmp_path / "data", random_accents(3, 0), (), {})
+
+
 def test_corpus_plan_covers_the_ranges():
     """The seed-0 training plan: every training accent x variant, rates 120-220, pitches 20-80, 2-16 word
     sentences and 20-30 s multi-sentence utterances, clean audio and all four noises, reverberation."""

@@ -16,8 +16,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from qasr.runtime.errors import QasrError
+
 ACCENT_PREFIX = "accent-"
 ACCENTS_DIR = "accents"
+VARIANTS_DIR = "voices/!v"   # inside an espeak-ng-data directory
 RANDOM_ACCENTS = 100
 # The training accents' language files in espeak-ng's data (lang/...): the bases of random accents.
 BASE_FILES = {"en-us": "gmw/en-US", "en-gb": "gmw/en", "en-gb-x-rp": "gmw/en-GB-x-rp", "en-us-nyc": "gmw/en-US-nyc",
@@ -97,20 +100,35 @@ def install_accents(out: Path, espeak_data: Path, accents: dict[str, dict], vari
     languages (lang/rnd/) and only the training variants and random voices as variants, so that
     espeak-ng --path=OUT/accents lists all of them (it lists at most 349 voices)."""
     target = out / ACCENTS_DIR / "espeak-ng-data"
-    languages, variant_dir = target / "lang" / "rnd", target / "voices" / "!v"
+    languages, variant_dir = target / "lang" / "rnd", target / VARIANTS_DIR
     languages.mkdir(parents=True, exist_ok=True)
-    variant_dir.mkdir(parents=True, exist_ok=True)
-    for entry in espeak_data.iterdir():
-        if entry.name not in ("lang", "voices") and not (target / entry.name).exists():
-            (target / entry.name).symlink_to(entry)
+    link_espeak_data(espeak_data, target, own=("lang", "voices"))
     for name, accent in accents.items():
-        base = (espeak_data / "lang" / BASE_FILES[accent["base"]]).read_text()
-        (languages / name).write_text(accent_file(name, accent, base))
+        base = espeak_data / "lang" / BASE_FILES[accent["base"]]
+        if not base.is_file():
+            raise QasrError(f"espeak-ng's data at {espeak_data} has no {base.relative_to(espeak_data)}, the "
+                            f"language file of the training accent {accent['base']} (random accents start from it)")
+        (languages / name).write_text(accent_file(name, accent, base.read_text()))
+    write_variants(target, random_variants)
     for name in variants:
-        source = espeak_data / "voices" / "!v" / name
+        source = espeak_data / VARIANTS_DIR / name
         if source.is_file() and not (variant_dir / name).exists():
             (variant_dir / name).symlink_to(source)
-    for name, text in random_variants.items():
-        (variant_dir / name).write_text(text)
     return out / ACCENTS_DIR
+
+
+def link_espeak_data(source: Path, target: Path, own: tuple[str, ...]) -> None:
+    """`target` (an espeak-ng-data directory for --path) as symbolic links to espeak-ng's data `source`,
+    except the entries `own`, which the caller fills (espeak-ng lists at most 349 voices)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name not in own and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry)
+
+
+def write_variants(target: Path, variants: dict[str, str]) -> None:
+    """Variant files (name -> text) into the espeak-ng-data directory `target`."""
+    (target / VARIANTS_DIR).mkdir(parents=True, exist_ok=True)
+    for name, text in variants.items():
+        (target / VARIANTS_DIR / name).write_text(text)
 

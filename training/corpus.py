@@ -32,7 +32,8 @@ import numpy as np
 from qasr.runtime.audio import resample
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
-from qasr.training.accents import ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, random_accents
+from qasr.training.accents import (ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, link_espeak_data,
+                                   random_accents, write_variants)
 
 SAMPLE_RATE = 16000
 # Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.
@@ -179,14 +180,9 @@ def install_voices(out: Path, voices: dict[str, str]) -> Path:
     """OUT/voices/espeak-ng-data: espeak-ng's data (symbolic links) with only `voices` as variants;
     espeak-ng --path=OUT/voices speaks them. (espeak-ng lists at most 349 voices and variants: its
     131 languages leave room for RANDOM_VOICES, not for these plus its own 101 variants and 90 mbrola voices.)"""
-    source, target = espeak_data(), out / VOICES_DIR / "espeak-ng-data"
-    variants = target / "voices" / "!v"
-    variants.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        if entry.name != "voices" and not (target / entry.name).exists():
-            (target / entry.name).symlink_to(entry)
-    for name, text in voices.items():
-        (variants / name).write_text(text)
+    target = out / VOICES_DIR / "espeak-ng-data"
+    link_espeak_data(espeak_data(), target, own=("voices",))
+    write_variants(target, voices)
     return out / VOICES_DIR
 
 
@@ -323,20 +319,25 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
               "eval_accents": plan("eval_accents", accent_texts,
                                    [(a, v) for a in HELD_OUT_ACCENTS for v in VARIANTS], rng),
               "calibration": plan("calibration", calib_texts, train_combos, rng)}
-    if train_random:  # its own random stream: the splits above stay what corpus v2 made
-        rng = random.Random(f"train-random-{seed}")
-        n_long = int(train_random * LONG_SHARE)
-        texts = sentences(train_random - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
-        combos = [(a, v) for a in ACCENTS for v in random_voices(RANDOM_VOICES, seed)]
-        splits["train_random"] = plan("train_random", texts, combos, rng, long_texts(n_long, words, rng, held))
-    if train_accents:  # its own random stream too: the splits above stay what corpus v3 made
-        rng = random.Random(f"train-accents-{seed}")
-        n_long = int(train_accents * LONG_SHARE)
-        texts = sentences(train_accents - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
-        variants = VARIANTS + tuple(random_voices(RANDOM_VOICES, seed))
-        combos = [(a, v) for a in random_accents(RANDOM_ACCENTS, seed) for v in variants]
-        splits["train_accents"] = plan("train_accents", texts, combos, rng, long_texts(n_long, words, rng, held))
+    voices = tuple(random_voices(RANDOM_VOICES, seed))
+    if train_random:  # corpus v3
+        splits["train_random"] = _extra_split("train_random", train_random, [(a, v) for a in ACCENTS for v in voices],
+                                              f"train-random-{seed}", words, held)
+    if train_accents:  # corpus v4
+        combos = [(a, v) for a in random_accents(RANDOM_ACCENTS, seed) for v in VARIANTS + voices]
+        splits["train_accents"] = _extra_split("train_accents", train_accents, combos, f"train-accents-{seed}",
+                                               words, held)
     return splits
+
+
+def _extra_split(name: str, count: int, combos: list[tuple[str, str]], stream: str, words: list[str],
+                 held: set[str]) -> list[Utterance]:
+    """A training split added after corpus v2, on its own random stream (`stream`), so that adding it
+    leaves every earlier split what the seed made: training sentence lengths, 4% long utterances."""
+    rng = random.Random(stream)
+    n_long = int(count * LONG_SHARE)
+    texts = sentences(count - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
+    return plan(name, texts, combos, rng, long_texts(n_long, words, rng, held))
 
 
 SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random", "train_accents")

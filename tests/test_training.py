@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from qasr.export.checkpoint import load_checkpoint
-from qasr.training.accents import ACCENT_PREFIX
+from qasr.training.accents import ACCENT_PREFIX, SHIFT_PREFIX
 from qasr.training.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, RANDOM_PREFIX, VARIANTS,
                                   build, split_report, vocabulary)
 
@@ -39,7 +39,7 @@ def corpus(tmp_path_factory):
         pytest.skip("espeak-ng (Debian package) is not installed; .ci/run installs it")
     root = tmp_path_factory.mktemp("corpus")
     return root, build(root, seed=3, train=50, eval_count=8, accents=6, calibration=6, progress=lambda _: None,
-                       train_random=12, train_accents=12)
+                       train_random=12, train_accents=12, train_shifts=10)
 
 
 @needs_espeak
@@ -62,7 +62,10 @@ def test_splits_share_neither_voices_nor_sentences(corpus):
     assert len(rows["train_accents"]) == 12
     assert all(r["voice"].startswith(ACCENT_PREFIX) and (r["variant"] in VARIANTS or r["variant"].startswith(
         RANDOM_PREFIX)) for r in rows["train_accents"])
-    for row in rows["train_random"] + rows["train_accents"]:
+    assert len(rows["train_shifts"]) == 10
+    assert all(r["voice"].startswith(SHIFT_PREFIX) and (r["variant"] in VARIANTS or r["variant"].startswith(
+        RANDOM_PREFIX)) for r in rows["train_shifts"])
+    for row in rows["train_random"] + rows["train_accents"] + rows["train_shifts"]:
         assert sf.info(root / row["audio"]).duration > 0.5
     long = [r for r in rows["train"] if r["sentences"]]
     assert long and all(sum(r["sentences"]) == len(r["text"].split()) for r in long)
@@ -132,55 +135,69 @@ def phonemes(voice: str, *path: str) -> list[str]:
 
 
 PROBE = ("the thing that he had was a long song about birds, her eyes were near the boat, my house is good food, "
-         "they say go, we have a little bottle of water, very well, pure tour, four doors, sitting, nurse")
+         "they say go, we have a little bottle of water, very well, pure tour, four doors, sitting, nurse, "
+         "but the square bath was caught on the hot cup")
 
 
 @needs_espeak
-def test_random_accents_are_spoken_as_drawn(corpus):
-    """Random accents (corpus v4): the same seed draws the same ones; each starts from a training accent's
-    file (never a held-out accent's phoneme table) with 2-5 processes; espeak-ng speaks every one (it
-    lists at most 349 voices) differently from its base accent."""
-    from qasr.training.accents import ACCENTS_DIR, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES, \
-        RANDOM_ACCENTS, random_accents
+@pytest.mark.parametrize("shifts", [False, True], ids=["accents", "vowel-shifts"])
+def test_random_accents_are_spoken_as_drawn(corpus, shifts):
+    """Random accents (corpus v4; v5: with vowel shifts): the same seed draws the same ones; each starts from
+    a training accent's file (never a held-out accent's phoneme table) with 2-5 processes (v5: 1-3 and 2-4
+    vowel shifts, no phoneme replaced twice); espeak-ng speaks every one (it lists at most 349 voices)
+    differently from its base accent."""
+    from qasr.training.accents import (ACCENTS_DIR, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES,
+                                       RANDOM_ACCENTS, RANDOM_SHIFTS, RULES, SHIFT_COUNTS, SHIFTS_DIR, VOWEL_SHIFTS,
+                                       random_accents)
     from qasr.training.corpus import espeak_data
 
     root, _ = corpus
-    accents = random_accents(RANDOM_ACCENTS, 3)
-    assert accents == random_accents(RANDOM_ACCENTS, 3) and accents != random_accents(RANDOM_ACCENTS, 4)
+    count, directory = (RANDOM_SHIFTS, SHIFTS_DIR) if shifts else (RANDOM_ACCENTS, ACCENTS_DIR)
+    accents = random_accents(count, 3, shifts)
+    assert accents == random_accents(count, 3, shifts) and accents != random_accents(count, 4, shifts)
     assert set(BASE_FILES) == set(ACCENTS)
-    languages = root / ACCENTS_DIR / "espeak-ng-data" / "lang" / "rnd"
+    languages = root / directory / "espeak-ng-data" / "lang" / "rnd"
     assert sorted(p.name for p in languages.iterdir()) == sorted(accents)
     for name, accent in accents.items():
-        assert accent["base"] in ACCENTS and set(accent["processes"]) <= set(PROCESSES)
-        assert PROCESS_COUNT[0] <= len(accent["processes"]) <= PROCESS_COUNT[1]
+        processes = accent["processes"]
+        assert accent["base"] in ACCENTS and not set(processes) & BASE_PROCESSES[accent["base"]]
+        if shifts:
+            consonants = [p for p in processes if p in PROCESSES]
+            assert processes == consonants + [p for p in processes if p in VOWEL_SHIFTS]
+            assert SHIFT_COUNTS[0][0] <= len(consonants) <= SHIFT_COUNTS[0][1]
+            assert SHIFT_COUNTS[1][0] <= len(processes) - len(consonants) <= SHIFT_COUNTS[1][1]
+            sources = [rule.split()[1] for p in processes for rule in RULES[p]]
+            assert len(sources) == len(set(sources)), name
+        else:
+            assert set(processes) <= set(PROCESSES) and PROCESS_COUNT[0] <= len(processes) <= PROCESS_COUNT[1]
         tables = [l.split()[1] for l in (languages / name).read_text().splitlines() if l.startswith("phonemes")]
         assert set(tables) <= {"en-us", "en-rp", "en-sc", "en-n", "en-us-nyc"}, name
 
     data = espeak_data()
     for base, file in BASE_FILES.items():  # the processes each base already has are not drawn for it
         replaced = {l.split()[2] for l in (data / "lang" / file).read_text().splitlines() if l.startswith("replace")}
-        assert BASE_PROCESSES[base] == {p for p, rules in PROCESSES.items() if {r.split()[1] for r in rules} & replaced}
+        assert BASE_PROCESSES[base] == {p for p, rules in RULES.items() if {r.split()[1] for r in rules} & replaced}
     bases = {base: phonemes(base) for base in ACCENTS}
     for name in accents:
-        assert phonemes(name, f"--path={root / ACCENTS_DIR}") != bases[accents[name]["base"]], name
+        assert phonemes(name, f"--path={root / directory}") != bases[accents[name]["base"]], name
 
 
 @needs_espeak
 def test_every_accent_process_is_spoken(tmp_path):
-    """Each process alone on British English: a phoneme its unconditional rules replace is spoken less
-    often (function words keep some) and the replacement is spoken: espeak-ng drops an unknown phoneme
-    without a word (`aI a:` once made "my" /m/)."""
-    from qasr.training.accents import ACCENTS_DIR, PROCESSES, install_accents
+    """Each process and vowel shift alone on British English: a phoneme its unconditional rules replace is
+    spoken less often (function words keep some) and the replacement is spoken: espeak-ng drops an unknown
+    phoneme without a word (`aI a:` once made "my" /m/)."""
+    from qasr.training.accents import ACCENTS_DIR, RULES, install_accents
     from qasr.training.corpus import espeak_data
 
     accents = {f"{ACCENT_PREFIX}{i:04d}": {"base": "en-gb", "processes": [p], "stress": [150] * 8}
-               for i, p in enumerate(PROCESSES)}
+               for i, p in enumerate(RULES)}
     install_accents(tmp_path, espeak_data(), accents, (), {})
     base = phonemes("en-gb")
     for name, accent in accents.items():
         spoken = phonemes(name, f"--path={tmp_path / ACCENTS_DIR}")
         assert spoken != base, accent
-        for flags, source, target in (rule.split() for rule in PROCESSES[accent["processes"][0]]):
+        for flags, source, target in (rule.split() for rule in RULES[accent["processes"][0]]):
             if flags == "00":
                 assert spoken.count(source) < base.count(source), (name, source)
                 assert target == "NULL" or target in spoken, (name, target)
@@ -248,7 +265,7 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
                 progress=lambda _: None)
     log = json.loads((out / "training_log.json").read_text())
     assert log["finished"]["steps"] == 3 and log["evals"]
-    assert log["examples"] == {"train": 50, "train_random": 12, "train_accents": 12}
+    assert log["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "train_shifts": 10}
     checkpoint = load_checkpoint(str(out))
     assert checkpoint.spec.layout == "original"
     assert all(t.dtype == torch.bfloat16 for t in checkpoint.weights.values())

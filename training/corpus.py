@@ -9,7 +9,8 @@ of several sentences. Speakers: espeak-ng's English accents x voice variants. Tw
 `eval` is spoken by variants that training never hears (with training's accents), `eval_accents` by
 whole accents that training never hears (with training's variants). Calibration uses training voices
 and its own sentences. Two more training splits: `train_random` (random voices, corpus v3) and
-`train_accents` (random accents, corpus v4: training/accents.py). Each utterance gets a random rate and
+`train_accents` (random accents, corpus v4: training/accents.py) and `train_shifts` (random accents with
+vowel shifts, corpus v5). Each utterance gets a random rate and
 pitch; most get noise (white, pink, brown or babble of other voices) at a random SNR, some a synthetic
 room reverberation. Output: 16 kHz FLAC files and one JSONL manifest per split (`audio`, `text`,
 `voice`, `variant`, `rate`, `pitch`, `snr_db`, `noise`, `reverb`).
@@ -32,8 +33,8 @@ import numpy as np
 from qasr.runtime.audio import resample
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
-from qasr.training.accents import (ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, install_accents, link_espeak_data,
-                                   random_accents, write_variants)
+from qasr.training.accents import (ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, RANDOM_SHIFTS, SHIFT_PREFIX,
+                                   SHIFTS_DIR, install_accents, link_espeak_data, random_accents, write_variants)
 
 SAMPLE_RATE = 16000
 # Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.
@@ -128,11 +129,13 @@ def _espeak(*args: str, text: bool = False):
 
 def voice_data(corpus: str | Path | None, voice: str, variant: str) -> str | None:
     """The espeak-ng data directory that speaks voice+variant: the corpus's own for random accents
-    (OUT/accents) and random voices (OUT/voices), espeak-ng's for the rest (None)."""
+    (OUT/accents, OUT/shifts) and random voices (OUT/voices), espeak-ng's for the rest (None)."""
     if corpus is None:
         return None
     if voice.startswith(ACCENT_PREFIX):
         return str(Path(corpus) / ACCENTS_DIR)
+    if voice.startswith(SHIFT_PREFIX):
+        return str(Path(corpus) / SHIFTS_DIR)
     return str(Path(corpus) / VOICES_DIR) if variant.startswith(RANDOM_PREFIX) else None
 
 
@@ -292,15 +295,16 @@ def long_texts(count: int, words: list[str], rng: random.Random, exclude: set[st
 
 
 # utterances per split (seed 0 ships); train_random: training utterances by random voices (corpus v3),
-# train_accents: by random accents (training/accents.py) with training and random variants (corpus v4)
+# train_accents: by random accents (training/accents.py) with training and random variants (corpus v4),
+# train_shifts: the same with random accents that also shift vowels (corpus v5)
 SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48, "train_random": 8000,
-         "train_accents": 8000}
+         "train_accents": 8000, "train_shifts": 8000}
 
 
 def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
                 accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"],
-                train_random: int = SIZES["train_random"], train_accents: int = SIZES["train_accents"]
-                ) -> dict[str, list[Utterance]]:
+                train_random: int = SIZES["train_random"], train_accents: int = SIZES["train_accents"],
+                train_shifts: int = SIZES["train_shifts"]) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed."""
     rng = random.Random(seed)
@@ -327,6 +331,10 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
         combos = [(a, v) for a in random_accents(RANDOM_ACCENTS, seed) for v in VARIANTS + voices]
         splits["train_accents"] = _extra_split("train_accents", train_accents, combos, f"train-accents-{seed}",
                                                words, held)
+    if train_shifts:  # corpus v5
+        combos = [(a, v) for a in random_accents(RANDOM_SHIFTS, seed, shifts=True) for v in VARIANTS + voices]
+        splits["train_shifts"] = _extra_split("train_shifts", train_shifts, combos, f"train-shifts-{seed}",
+                                              words, held)
     return splits
 
 
@@ -340,20 +348,24 @@ def _extra_split(name: str, count: int, combos: list[tuple[str, str]], stream: s
     return plan(name, texts, combos, rng, long_texts(n_long, words, rng, held))
 
 
-SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random", "train_accents")
-TRAIN_SPLITS = ("train", "train_random", "train_accents")  # what the trainer reads
+SPLITS = ("train", "eval", "eval_accents", "calibration", "train_random", "train_accents", "train_shifts")
+TRAIN_SPLITS = ("train", "train_random", "train_accents", "train_shifts")  # what the trainer reads
 
 
 def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
           accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
           progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"],
-          train_accents: int = SIZES["train_accents"]) -> dict[str, Path]:
-    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents)
+          train_accents: int = SIZES["train_accents"], train_shifts: int = SIZES["train_shifts"]
+          ) -> dict[str, Path]:
+    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents, train_shifts)
     if "train_random" in splits and "train_random" in only:
         install_voices(out, random_voices(RANDOM_VOICES, seed))
     if "train_accents" in splits and "train_accents" in only:
         install_accents(out, espeak_data(), random_accents(RANDOM_ACCENTS, seed), VARIANTS,
                         random_voices(RANDOM_VOICES, seed))
+    if "train_shifts" in splits and "train_shifts" in only:
+        install_accents(out, espeak_data(), random_accents(RANDOM_SHIFTS, seed, shifts=True), VARIANTS,
+                        random_voices(RANDOM_VOICES, seed), SHIFTS_DIR)
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():
@@ -405,16 +417,20 @@ def split_report(manifests: dict[str, Path]) -> dict:
               show_default=True, help="Training utterances by random voices (split train_random; 0: none).")
 @click.option("--random-accents", "train_accents", type=click.IntRange(0), default=SIZES["train_accents"],
               show_default=True, help="Training utterances by random accents (split train_accents; 0: none).")
+@click.option("--vowel-shifts", "train_shifts", type=click.IntRange(0), default=SIZES["train_shifts"],
+              show_default=True, help="Training utterances by random accents with vowel shifts (split "
+              "train_shifts; 0: none).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--only", multiple=True, type=click.Choice(SPLITS),
               help="Render only these splits (repeatable); the others keep what OUT has.")
 @handle_errors
-def main(out, seed, train_count, eval_count, accents, calibration, train_random, train_accents, workers, only):
+def main(out, seed, train_count, eval_count, accents, calibration, train_random, train_accents, train_shifts,
+         workers, only):
     """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/,
-    train_accents/ FLACs and JSONL manifests."""
+    train_accents/, train_shifts/ FLACs and JSONL manifests."""
     progress = Progress()
     manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress,
-                      only or SPLITS, train_random, train_accents)
+                      only or SPLITS, train_random, train_accents, train_shifts)
     progress(json.dumps(split_report(manifests)))
 
 

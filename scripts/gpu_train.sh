@@ -9,7 +9,7 @@
 #                  --platform manylinux2014_x86_64 soundfile cffi pycparser jiwer rapidfuzz
 # Device, call 1 (carry [".devcarry"]; ~2 min of corpus on 16 cores, then training):
 #              bash scripts/gpu_train.sh corpus-and-train --minutes 7 --init assets/test-model \
-#                  --lr 8e-4 --ctc-weight 0.5 --warp 0.5 --spec-augment 0.5   (the v4 recipe's flags)
+#                  --lr 8e-4 --ctc-weight 0.5 --warp 0.5 --spec-augment 0.5   (the v4 and v5 recipes' flags)
 # Device, next calls while the machine is warm (each continues from the last checkpoint, warm start):
 #              bash scripts/gpu_train.sh train --minutes 8 --lr 8e-4 --ctc-weight 0.5 --warp 0.5 --spec-augment 0.5
 # The checkpoint, its training_log.json and the logs come back in $OUT/model; install it here with

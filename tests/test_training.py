@@ -280,7 +280,7 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
                                 joined=4), progress=lambda _: None)
     assert (again / "vocab.json").read_bytes() == (out / "vocab.json").read_bytes()
     log2 = json.loads((again / "training_log.json").read_text())
-    assert log2["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "joined": 4}
+    assert log2["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "train_shifts": 10, "joined": 4}
     assert log2["finished"]["steps"] == 2 and log2["init"]["log"]["finished"]["steps"] == 3
     assert "stage 2" not in json.dumps(log2["steps"])
     first = load_checkpoint(str(out)).weights

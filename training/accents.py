@@ -9,6 +9,8 @@ TH-fronting, H-dropping, G-dropping, T-glottalling, L-vocalisation, V/W mergers,
 vowel mergers and monophthongs. Several of them are also what the held-out accents do (en-029 stops its
 THs, West Midlands drops its Hs): training hears each process in random company, never the held-out
 accents' phoneme tables, rule sets or stress timing (docs/decisions.md, "Corpus v4").
+Corpus v5 adds 100 more (split `train_shifts`, `random_accents(..., shifts=True)`) with 1-3 of those
+processes and 2-4 vowel shifts, one vowel spoken as a neighbouring one (docs/decisions.md, "Corpus v5").
 """
 
 from __future__ import annotations
@@ -107,21 +109,27 @@ def random_accents(count: int, seed: int, shifts: bool = False) -> dict[str, dic
         for k in (4, 5):  # espeak-ng's 0: "as the primary stress"; else a real duration
             stress[k] = 0 if stress[k] < 120 else stress[k]
         base = rng.choice(sorted(BASE_FILES))
-        draws = zip((PROCESSES, VOWEL_SHIFTS), SHIFT_COUNTS) if shifts else [(PROCESSES, PROCESS_COUNT)]
-        processes = []
-        for pool, counts in draws:
-            if not shifts:  # corpus v4's draw, kept as it was
-                processes += sorted(rng.sample(sorted(set(pool) - BASE_PROCESSES[base]), rng.randint(*counts)))
-                continue
-            drawn = []
-            for _ in range(rng.randint(*counts)):  # a phoneme already replaced is not drawn again
-                taken = set().union(*map(_sources, processes + drawn))
-                drawn.append(rng.choice([p for p in sorted(set(pool) - BASE_PROCESSES[base] - set(drawn))
-                                         if not taken & _sources(p)]))
-            processes += sorted(drawn)
+        if shifts:
+            processes = []
+            for pool, counts in zip((PROCESSES, VOWEL_SHIFTS), SHIFT_COUNTS):
+                processes += _draw(pool, base, processes, rng.randint(*counts), rng)
+        else:  # corpus v4's draw
+            choices = sorted(set(PROCESSES) - BASE_PROCESSES[base])
+            processes = sorted(rng.sample(choices, rng.randint(*PROCESS_COUNT)))
         accents[f"{SHIFT_PREFIX if shifts else ACCENT_PREFIX}{i:04d}"] = {
             "base": base, "processes": processes, "stress": stress}
     return accents
+
+
+def _draw(pool: dict, base: str, drawn: list[str], count: int, rng: random.Random) -> list[str]:
+    """`count` processes of `pool`, one at a time, none that `base` has, none replacing a phoneme that a
+    process already drawn replaces (espeak-ng applies only the first rule for a phoneme)."""
+    new = []
+    for _ in range(count):
+        taken = set().union(*map(_sources, drawn + new))
+        new.append(rng.choice([p for p in sorted(set(pool) - BASE_PROCESSES[base] - set(new))
+                               if not taken & _sources(p)]))
+    return sorted(new)
 
 
 def _sources(process: str) -> set[str]:

@@ -140,19 +140,18 @@ PROBE = ("the thing that he had was a long song about birds, her eyes were near 
 
 
 @needs_espeak
-@pytest.mark.parametrize("shifts", [False, True], ids=["accents", "vowel-shifts"])
-def test_random_accents_are_spoken_as_drawn(corpus, shifts):
+@pytest.mark.parametrize("split", ["train_accents", "train_shifts"])
+def test_random_accents_are_spoken_as_drawn(corpus, split):
     """Random accents (corpus v4; v5: with vowel shifts): the same seed draws the same ones; each starts from
     a training accent's file (never a held-out accent's phoneme table) with 2-5 processes (v5: 1-3 and 2-4
     vowel shifts, no phoneme replaced twice); espeak-ng speaks every one (it lists at most 349 voices)
     differently from its base accent."""
-    from qasr.training.accents import (ACCENTS_DIR, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES,
-                                       RANDOM_ACCENTS, RANDOM_SHIFTS, RULES, SHIFT_COUNTS, SHIFTS_DIR, VOWEL_SHIFTS,
-                                       random_accents)
+    from qasr.training.accents import (ACCENT_SPLITS, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES, RULES,
+                                       SHIFT_COUNTS, VOWEL_SHIFTS, random_accents)
     from qasr.training.corpus import espeak_data
 
     root, _ = corpus
-    count, directory = (RANDOM_SHIFTS, SHIFTS_DIR) if shifts else (RANDOM_ACCENTS, ACCENTS_DIR)
+    _, directory, count, shifts = ACCENT_SPLITS[split]
     accents = random_accents(count, 3, shifts)
     assert accents == random_accents(count, 3, shifts) and accents != random_accents(count, 4, shifts)
     assert set(BASE_FILES) == set(ACCENTS)

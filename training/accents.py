@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 from qasr.runtime.errors import QasrError
 
@@ -94,6 +95,20 @@ SHIFT_PREFIX = "shift-"
 SHIFTS_DIR = "shifts"
 RANDOM_SHIFTS = 100
 SHIFT_COUNTS = ((1, 3), (2, 4))
+
+
+class AccentKind(NamedTuple):
+    """One kind of random accents: its voices' name prefix, its espeak-ng data directory in the corpus,
+    how many accents, and whether they shift vowels (random_accents)."""
+    prefix: str
+    directory: str
+    count: int
+    shifts: bool
+
+
+# corpus split -> the random accents that speak it (corpus v4, v5)
+ACCENT_SPLITS = {"train_accents": AccentKind(ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, False),
+                 "train_shifts": AccentKind(SHIFT_PREFIX, SHIFTS_DIR, RANDOM_SHIFTS, True)}
 # stressLength: 8 durations (unstressed, diminished, secondary, primary pairs): ranges around the
 # training accents' values, wide enough for syllable-timed speech.
 STRESS_RANGES = ((120, 200), (110, 200), (160, 240), (150, 230), (0, 240), (0, 240), (220, 300), (240, 320))

@@ -33,8 +33,7 @@ import numpy as np
 from qasr.runtime.audio import resample
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
-from qasr.training.accents import (ACCENT_PREFIX, ACCENTS_DIR, RANDOM_ACCENTS, RANDOM_SHIFTS, SHIFT_PREFIX,
-                                   SHIFTS_DIR, install_accents, link_espeak_data, random_accents, write_variants)
+from qasr.training.accents import ACCENT_SPLITS, install_accents, link_espeak_data, random_accents, write_variants
 
 SAMPLE_RATE = 16000
 # Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.
@@ -132,10 +131,9 @@ def voice_data(corpus: str | Path | None, voice: str, variant: str) -> str | Non
     (OUT/accents, OUT/shifts) and random voices (OUT/voices), espeak-ng's for the rest (None)."""
     if corpus is None:
         return None
-    if voice.startswith(ACCENT_PREFIX):
-        return str(Path(corpus) / ACCENTS_DIR)
-    if voice.startswith(SHIFT_PREFIX):
-        return str(Path(corpus) / SHIFTS_DIR)
+    for kind in ACCENT_SPLITS.values():
+        if voice.startswith(kind.prefix):
+            return str(Path(corpus) / kind.directory)
     return str(Path(corpus) / VOICES_DIR) if variant.startswith(RANDOM_PREFIX) else None
 
 
@@ -326,23 +324,20 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
     voices = tuple(random_voices(RANDOM_VOICES, seed))
     if train_random:  # corpus v3
         splits["train_random"] = _extra_split("train_random", train_random, [(a, v) for a in ACCENTS for v in voices],
-                                              f"train-random-{seed}", words, held)
-    if train_accents:  # corpus v4
-        combos = [(a, v) for a in random_accents(RANDOM_ACCENTS, seed) for v in VARIANTS + voices]
-        splits["train_accents"] = _extra_split("train_accents", train_accents, combos, f"train-accents-{seed}",
-                                               words, held)
-    if train_shifts:  # corpus v5
-        combos = [(a, v) for a in random_accents(RANDOM_SHIFTS, seed, shifts=True) for v in VARIANTS + voices]
-        splits["train_shifts"] = _extra_split("train_shifts", train_shifts, combos, f"train-shifts-{seed}",
-                                              words, held)
+                                              seed, words, held)
+    counts = {"train_accents": train_accents, "train_shifts": train_shifts}
+    for split, kind in ACCENT_SPLITS.items():  # corpus v4, v5
+        if counts[split]:
+            combos = [(a, v) for a in random_accents(kind.count, seed, kind.shifts) for v in VARIANTS + voices]
+            splits[split] = _extra_split(split, counts[split], combos, seed, words, held)
     return splits
 
 
-def _extra_split(name: str, count: int, combos: list[tuple[str, str]], stream: str, words: list[str],
+def _extra_split(name: str, count: int, combos: list[tuple[str, str]], seed: int, words: list[str],
                  held: set[str]) -> list[Utterance]:
-    """A training split added after corpus v2, on its own random stream (`stream`), so that adding it
-    leaves every earlier split what the seed made: training sentence lengths, 4% long utterances."""
-    rng = random.Random(stream)
+    """A training split added after corpus v2, on its own random stream (its name and the seed), so that
+    adding it leaves every earlier split what the seed made: training sentence lengths, 4% long utterances."""
+    rng = random.Random(f"{name.replace('_', '-')}-{seed}")
     n_long = int(count * LONG_SHARE)
     texts = sentences(count - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
     return plan(name, texts, combos, rng, long_texts(n_long, words, rng, held))
@@ -360,12 +355,10 @@ def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int
     splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents, train_shifts)
     if "train_random" in splits and "train_random" in only:
         install_voices(out, random_voices(RANDOM_VOICES, seed))
-    if "train_accents" in splits and "train_accents" in only:
-        install_accents(out, espeak_data(), random_accents(RANDOM_ACCENTS, seed), VARIANTS,
-                        random_voices(RANDOM_VOICES, seed))
-    if "train_shifts" in splits and "train_shifts" in only:
-        install_accents(out, espeak_data(), random_accents(RANDOM_SHIFTS, seed, shifts=True), VARIANTS,
-                        random_voices(RANDOM_VOICES, seed), SHIFTS_DIR)
+    for split, kind in ACCENT_SPLITS.items():
+        if split in splits and split in only:
+            install_accents(out, espeak_data(), random_accents(kind.count, seed, kind.shifts), VARIANTS,
+                            random_voices(RANDOM_VOICES, seed), kind.directory)
     manifests = {}
     with ProcessPoolExecutor(workers) as pool:
         for name, utterances in splits.items():

@@ -289,6 +289,23 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     after = torch.cat([second[k].float().flatten() for k in first])   # a fresh init would differ by ~100%
     assert (after - before).norm() <= 0.05 * before.norm()
 
+    # another corpus's training splits are read too, minus the held-out splits' sentences; with --average
+    # the checkpoint is the mean of the weights at the last evaluations
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "train_shifts").symlink_to(root / "train_shifts")
+    (more / "eval").symlink_to(root / "eval")
+    rows = (root / "train_shifts.jsonl").read_text().splitlines() + [(root / "eval.jsonl").read_text().splitlines()[0]]
+    (more / "train_shifts.jsonl").write_text("\n".join(rows) + "\n")
+    said = []
+    third = train(TrainSettings(corpus=root, out=tmp_path / "third", steps=3, init=out, eval_every=1, average=2,
+                                more_corpora=(more,)), progress=said.append)
+    log3 = json.loads((third / "training_log.json").read_text())
+    assert log3["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "train_shifts": 10,
+                                "train_shifts@more": 10}
+    assert any("1 sentences of the held-out splits left out" in line for line in said)
+    assert log3["averaged"] == [2, 3] and log3["evals"][-1]["averaged"]
+
 
 def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training():
     """The two held-out splits and the calibration split in qasr.assets equal the seed-0 plan (texts, voices,

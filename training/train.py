@@ -73,6 +73,8 @@ class TrainSettings:
     warp: float = 0.0             # share of training utterances frequency-warped (augment.warp_frequency)
     spec_augment: float = 0.0     # share of training utterances given SpecAugment masks (augment.mask)
     joined: int = 0               # examples of 1-3 utterances joined as long-recording segments (joined_examples)
+    more_corpora: tuple[Path, ...] = ()  # further corpora (other seeds) whose training splits are read too
+    average: int = 1              # the checkpoint is the mean of the weights at the last `average` evaluations
 
 
 @dataclass
@@ -98,12 +100,25 @@ def _example(features: np.ndarray, text: str, tokenizer, spec, language: str) ->
     return Example(features.astype(np.float16), prompt, target, text)
 
 
-def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None) -> list[Example]:
-    rows = _rows(settings.corpus, split)[:limit]
+HELD_OUT_SPLITS = ("eval", "eval_accents", "calibration")
+
+
+def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None,
+              corpus: Path | None = None) -> list[Example]:
+    """The examples of one split of `corpus` (settings.corpus by default). From a further corpus (another
+    seed), sentences of settings.corpus's held-out and calibration splits are left out (said in progress)."""
+    corpus = corpus or settings.corpus
+    rows = _rows(corpus, split)[:limit]
+    if corpus != settings.corpus:
+        held = {r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name)}
+        kept = [r for r in rows if r["text"] not in held]
+        if len(kept) < len(rows):
+            progress(f"{corpus}/{split}: {len(rows) - len(kept)} sentences of the held-out splits left out")
+        rows = kept
     mel = LogMel(FeatureSettings())
     examples = []
     for i, row in enumerate(rows, 1):
-        features = mel(load_audio(settings.corpus / row["audio"], 16000))
+        features = mel(load_audio(corpus / row["audio"], 16000))
         examples.append(_example(features, row["text"], tokenizer, spec, settings.language))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{split} features: {i}/{len(rows)}")
@@ -368,7 +383,8 @@ def train(settings: TrainSettings, progress=print) -> Path:
         raise QasrError("--device cuda: this torch has no CUDA device")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    texts = [row["text"] for split in TRAIN_SPLITS for row in _rows(settings.corpus, split)]
+    texts = [row["text"] for corpus in (settings.corpus, *settings.more_corpora) for split in TRAIN_SPLITS
+             for row in _rows(corpus, split)]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
     if settings.init:
         spec = _checkpoint_files_from(settings.init, settings.out, settings.max_audio_seconds)
@@ -392,6 +408,9 @@ def train(settings: TrainSettings, progress=print) -> Path:
     model.to(settings.device)
     ctc.to(settings.device)
     per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
+    for extra in settings.more_corpora:
+        per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress, corpus=extra)
+                          for split in TRAIN_SPLITS if _rows(extra, split)})
     if settings.joined:
         per_split["joined"] = joined_examples(settings, settings.joined, tokenizer, spec, progress, settings.seed)
     examples = [e for examples_ in per_split.values() for e in examples_]
@@ -413,6 +432,8 @@ def train(settings: TrainSettings, progress=print) -> Path:
     stage2 = None if encoder_minutes else 0
     deadline = start + settings.minutes * 60
     model.train()
+    shapes = expected_shapes(spec)
+    snapshots = []  # the weights at the last `average` evaluations
 
     def evaluate():
         result = {}
@@ -423,6 +444,9 @@ def train(settings: TrainSettings, progress=print) -> Path:
                                name.replace("wer", "example"): r["example"]})
         minutes = (time.monotonic() - start) / 60
         log["evals"].append({"step": step, "minutes": round(minutes, 2), **result})
+        if settings.average > 1:
+            snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in shapes})
+            del snapshots[:-settings.average]
         accents = f", unseen accents {100 * result['accents_wer']:.1f}%" if "accents_wer" in result else ""
         progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
                  f"{accents} e.g. {result['example']!r}")
@@ -473,8 +497,15 @@ def train(settings: TrainSettings, progress=print) -> Path:
             break
     if not log["evals"] or log["evals"][-1]["step"] != step:
         evaluate()
-    shapes = expected_shapes(spec)
-    save_weights(settings.out, ORIGINAL, {k: v.detach().cpu() for k, v in model.state_dict().items() if k in shapes})
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in shapes}
+    if len(snapshots) > 1:  # checkpoint averaging: the mean of the last evaluations' weights
+        weights = {k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype) for k, v in weights.items()}
+        model.load_state_dict(weights, strict=False)
+        log["averaged"] = [e["step"] for e in log["evals"][-len(snapshots):]]
+        progress(f"averaged the weights of steps {log['averaged']}")
+        evaluate()
+        log["evals"][-1]["averaged"] = True
+    save_weights(settings.out, ORIGINAL, weights)
     log["finished"] = {"steps": step, "minutes": round((time.monotonic() - start) / 60, 2), "parameters": params}
     (settings.out / "training_log.json").write_text(json.dumps(log, indent=1))
     progress(f"saved {settings.out} after {step} steps")
@@ -512,16 +543,23 @@ def train(settings: TrainSettings, progress=print) -> Path:
               help="Share of training utterances given SpecAugment masks.")
 @click.option("--joined", type=click.IntRange(0), default=TrainSettings.joined, show_default=True,
               help="Add this many segments of 1-3 training utterances joined by pauses (as long recordings are cut).")
+@click.option("--more-corpus", "more_corpora", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also train on this corpus's training splits (another seed; repeatable). Sentences of "
+                   "--corpus's held-out and calibration splits are left out.")
+@click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
+              help="Save the mean of the weights at the last N evaluations (every --eval-every steps).")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
          guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
-         joined):
+         joined, more_corpora, average):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
-                        ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined),
+                        ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined,
+                        more_corpora=tuple(more_corpora), average=average),
           Progress())
 
 

@@ -121,7 +121,7 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
         features = mel(load_audio(corpus / row["audio"], 16000))
         examples.append(_example(features, row["text"], tokenizer, spec, settings.language))
         if i % 2000 == 0 or i == len(rows):
-            progress(f"{split} features: {i}/{len(rows)}")
+            progress(f"{split}{'' if corpus == settings.corpus else '@' + corpus.name} features: {i}/{len(rows)}")
     return examples
 
 

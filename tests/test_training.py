@@ -256,6 +256,7 @@ def test_noise_colours_have_their_spectra():
 def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_path):
     from qasr.export.api import ExportSettings, export
     from qasr.reference.verify import verify_export
+    from qasr.runtime.errors import QasrError
     from qasr.training.train import TrainSettings, train
 
     root, _ = corpus
@@ -305,6 +306,8 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
                                 "train_shifts@more": 10}
     assert any("1 sentences of the held-out splits left out" in line for line in said)
     assert log3["averaged"] == [2, 3] and log3["evals"][-1]["averaged"]
+    with pytest.raises(QasrError, match="another directory"):  # the same corpus twice would be read twice
+        train(TrainSettings(corpus=root, out=tmp_path / "fourth", steps=1, init=out, more_corpora=(root,)))
 
 
 def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training():

@@ -381,6 +381,10 @@ def train(settings: TrainSettings, progress=print) -> Path:
 
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise QasrError("--device cuda: this torch has no CUDA device")
+    names = [c.name for c in settings.more_corpora]
+    if len(set(names)) < len(names) or settings.corpus.resolve() in {c.resolve() for c in settings.more_corpora}:
+        raise QasrError("--more-corpus: each further corpus must be another directory, with a name of its own "
+                        f"(given {', '.join(names)} beside --corpus {settings.corpus})")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     texts = [row["text"] for corpus in (settings.corpus, *settings.more_corpora) for split in TRAIN_SPLITS

@@ -104,24 +104,23 @@ HELD_OUT_SPLITS = ("eval", "eval_accents", "calibration")
 
 
 def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None,
-              corpus: Path | None = None) -> list[Example]:
-    """The examples of one split of `corpus` (settings.corpus by default). From a further corpus (another
-    seed), sentences of settings.corpus's held-out and calibration splits are left out (said in progress)."""
+              corpus: Path | None = None, exclude: frozenset[str] = frozenset()) -> list[Example]:
+    """The examples of one split of `corpus` (settings.corpus by default), leaving out rows whose sentence
+    is in `exclude` (said in progress)."""
+    label = split if corpus is None else f"{split}@{corpus.name}"
     corpus = corpus or settings.corpus
     rows = _rows(corpus, split)[:limit]
-    if corpus != settings.corpus:
-        held = {r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name)}
-        kept = [r for r in rows if r["text"] not in held]
-        if len(kept) < len(rows):
-            progress(f"{corpus}/{split}: {len(rows) - len(kept)} sentences of the held-out splits left out")
-        rows = kept
+    kept = [r for r in rows if r["text"] not in exclude]
+    if len(kept) < len(rows):
+        progress(f"{label}: {len(rows) - len(kept)} sentences of the held-out splits left out")
+    rows = kept
     mel = LogMel(FeatureSettings())
     examples = []
     for i, row in enumerate(rows, 1):
         features = mel(load_audio(corpus / row["audio"], 16000))
         examples.append(_example(features, row["text"], tokenizer, spec, settings.language))
         if i % 2000 == 0 or i == len(rows):
-            progress(f"{split}{'' if corpus == settings.corpus else '@' + corpus.name} features: {i}/{len(rows)}")
+            progress(f"{label} features: {i}/{len(rows)}")
     return examples
 
 
@@ -412,9 +411,12 @@ def train(settings: TrainSettings, progress=print) -> Path:
     model.to(settings.device)
     ctc.to(settings.device)
     per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
+    # from further corpora (other seeds), no sentence of this corpus's held-out and calibration splits
+    held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
     for extra in settings.more_corpora:
-        per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress, corpus=extra)
-                          for split in TRAIN_SPLITS if _rows(extra, split)})
+        per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress, corpus=extra,
+                                                             exclude=held)
+                          for split in TRAIN_SPLITS if (extra / f"{split}.jsonl").is_file()})
     if settings.joined:
         per_split["joined"] = joined_examples(settings, settings.joined, tokenizer, spec, progress, settings.seed)
     examples = [e for examples_ in per_split.values() for e in examples_]

@@ -441,7 +441,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
     shapes = expected_shapes(spec)
     snapshots = []  # the weights at the last `average` evaluations
 
-    def evaluate():
+    def evaluate(snapshot=True):
         result = {}
         for name, examples_ in held_out.items():
             if examples_:
@@ -450,7 +450,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
                                name.replace("wer", "example"): r["example"]})
         minutes = (time.monotonic() - start) / 60
         log["evals"].append({"step": step, "minutes": round(minutes, 2), **result})
-        if settings.average > 1:
+        if snapshot and settings.average > 1:
             snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in shapes})
             del snapshots[:-settings.average]
         accents = f", unseen accents {100 * result['accents_wer']:.1f}%" if "accents_wer" in result else ""
@@ -509,7 +509,7 @@ def train(settings: TrainSettings, progress=print) -> Path:
         model.load_state_dict(weights, strict=False)
         log["averaged"] = [e["step"] for e in log["evals"][-len(snapshots):]]
         progress(f"averaged the weights of steps {log['averaged']}")
-        evaluate()
+        evaluate(snapshot=False)  # the mean is not a snapshot of its own
         log["evals"][-1]["averaged"] = True
     save_weights(settings.out, ORIGINAL, weights)
     log["finished"] = {"steps": step, "minutes": round((time.monotonic() - start) / 60, 2), "parameters": params}

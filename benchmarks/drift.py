@@ -7,7 +7,7 @@ For each named export (DRIFT_EXPORTS: fp32, fp16, static INT8 and its per-channe
 forms, weight-only 8-bit, 4-bit by round-to-nearest, HQQ and GPTQ), the export is made once under
 --work (reused when there), then each manifest is transcribed by the reference and every export in
 one run (the WER benchmark's code: same normalisation, same decoding) and the change in WER and the
-share of identical transcripts are compared with the project's drift goals. Defaults: the shipped
+share of identical transcripts (and a 95% paired-bootstrap interval of the change) are compared with the project's drift goals. Defaults: the shipped
 test model and its two held-out splits (unseen variants, unseen accents). Writes OUT/drift.md and
 OUT/drift-<manifest>.json and prints the tables.
 """
@@ -42,11 +42,15 @@ GOALS = {"fp16": 0.2, "int8": 0.5, "int8-per-channel": 0.5, "int8-sq": 0.5, "int
 
 
 def drift_table(summary: list[dict], names: list[str]) -> str:
-    lines = ["| export | WER % | WER change pp | identical % | goal (abs. pp) | met |", "|---|---|---|---|---|---|"]
+    from qasr.reference.wer import format_interval
+
+    lines = ["| export | WER % | WER change pp | 95% interval pp | identical % | goal (abs. pp) | met |",
+             "|---|---|---|---|---|---|---|"]
     for row, name in zip(summary, ["reference"] + names):
         goal = GOALS.get(name)
         met = "" if goal is None else ("yes" if abs(row["wer_change_pp"]) <= goal + 1e-9 else "**no**")
-        lines.append(f"| {name} | {row['wer']:.2f} | {row['wer_change_pp']:+.2f} | {row['identical_to_first']:.1f} | "
+        lines.append(f"| {name} | {row['wer']:.2f} | {row['wer_change_pp']:+.2f} | "
+                     f"{format_interval(row['wer_change_interval_pp'])} | {row['identical_to_first']:.1f} | "
                      f"{'' if goal is None else f'<= {goal}'} | {met} |")
     return "\n".join(lines)
 
@@ -66,8 +70,8 @@ def drift_table(summary: list[dict], names: list[str]) -> str:
 def main(out, model, manifests, export_names, work, by_fields, limit):
     """Export every precision once, then measure each one's WER drift on each speech set."""
     from qasr.assets import ACCENTS_MANIFEST, EVAL_MANIFEST, TEST_MODEL
-    from qasr.reference.wer import (breakdown, check_breakdown_fields, format_breakdown, run_engine, run_reference,
-                                    score)
+    from qasr.reference.wer import (INTERVAL, breakdown, check_breakdown_fields, format_breakdown, run_engine,
+                                    run_reference, score)
     from qasr.runtime.speech_manifest import read_manifest
     from qasr.runtime.transcribe import TranscribeOptions
 
@@ -89,7 +93,8 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
     exports = {name: export_for(checkpoint, checkpoint.name, name, work, progress, DRIFT_EXPORTS) for name in names}
     options = TranscribeOptions(language="English")
     report = [f"# WER drift per precision ({time.strftime('%Y-%m-%d')})", "",
-              f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", ""]
+              f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", "",
+              f"{INTERVAL}; the goals are judged on the measured change.", ""]
     for manifest, (utterances, problems) in sets.items():
         progress(f"{manifest}: {len(utterances)} utterances, reference and {len(exports)} exports")
         results = [run_reference(str(checkpoint), utterances, options, progress)]

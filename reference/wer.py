@@ -15,6 +15,9 @@ from qasr.runtime.speech_manifest import Utterance
 
 NORMALISATION = ("lowercase; dashes become spaces; other Unicode punctuation removed; whitespace collapsed "
                  "(both hypothesis and reference); WER and CER by jiwer over the whole set")
+BOOTSTRAP_DRAWS = 2000
+INTERVAL = ("95% interval of the WER change: paired bootstrap over utterances (both systems scored on the same "
+            f"resampled utterances), {BOOTSTRAP_DRAWS} draws, seed 0")
 
 
 def normalise(text: str) -> str:
@@ -95,9 +98,12 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
     refs = {str(u.audio): normalise(u.text) for u in utterances}
     base = results[0]
     summary = []
+    truth = [refs[k] or "<empty>" for k in keys]
+    words = [len(t.split()) for t in truth]
+    edits = []
     for r in results:
-        truth = [refs[k] or "<empty>" for k in keys]
         hyp = [normalise(r.hypotheses[k]) for k in keys]
+        edits.append(utterance_edits(truth, hyp))
         wer = 100 * jiwer.wer(truth, hyp) if keys else float("nan")
         cer = 100 * jiwer.cer(truth, hyp) if keys else float("nan")
         identical = sum(r.hypotheses[k] == base.hypotheses[k] for k in keys)
@@ -105,8 +111,9 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
                         "utterances": len(keys), "errors": len(r.errors), "wer": wer, "cer": cer,
                         "identical_to_first": 100.0 * identical / max(len(keys), 1),
                         "rtf": r.seconds / r.audio_seconds if r.audio_seconds else float("nan")})
-    for row in summary:
+    for row, row_edits in zip(summary, edits):
         row["wer_change_pp"] = row["wer"] - summary[0]["wer"]
+        row["wer_change_interval_pp"] = paired_interval(edits[0], row_edits, words)
     per_utt = []
     for u in utterances:
         k = str(u.audio)
@@ -114,6 +121,32 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
                         **{r.name: r.hypotheses.get(k, None) for r in results},
                         "errors": {r.name: r.errors[k] for r in results if k in r.errors}})
     return summary, per_utt
+
+
+def utterance_edits(truth: list[str], hyp: list[str]) -> list[int]:
+    """Word edits (substitutions + deletions + insertions) of each utterance: they sum to jiwer's whole-set count."""
+    import jiwer
+
+    if not truth:
+        return []
+    out = jiwer.process_words(truth, hyp)
+    return [sum(max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
+                for c in chunks if c.type != "equal") for chunks in out.alignments]
+
+
+def paired_interval(base: list[int], other: list[int], words: list[int], draws: int = BOOTSTRAP_DRAWS) -> list[float]:
+    """95% interval of WER(other) - WER(base) in percentage points: the utterances are drawn with replacement
+    and both systems are scored on the same draw, so what they share (the hard utterances) cancels.
+    Deterministic (seed 0): one speech set and two transcript sets always give the same interval."""
+    import numpy as np
+
+    if not words:
+        return [float("nan"), float("nan")]
+    picks = np.random.default_rng(0).integers(0, len(words), size=(draws, len(words)))
+    diff = np.asarray(other) - np.asarray(base)
+    changes = 100 * diff[picks].sum(axis=1) / np.maximum(np.asarray(words)[picks].sum(axis=1), 1)
+    lo, hi = np.percentile(changes, [2.5, 97.5])
+    return [float(lo), float(hi)]
 
 
 WORD_BUCKETS = ((1, 5), (6, 10), (11, 16), (17, 10_000))
@@ -170,11 +203,17 @@ def format_breakdown(rows: list[dict], field: str, systems: list[str]) -> str:
 
 def format_table(summary: list[dict]) -> str:
     lines = [f"{'system':<40} {'backend':<18} {'prec':<5} {'utts':>5} {'WER %':>7} {'CER %':>7} {'dWER pp':>8} "
-             f"{'same %':>7} {'RTF':>7}"]
+             f"{'95% interval':>16} {'same %':>7} {'RTF':>7}"]
     for r in summary:
         lines.append(f"{r['system'][-40:]:<40} {r['backend'][:18]:<18} {r['precision']:<5} {r['utterances']:>5} "
-                     f"{r['wer']:>7.2f} {r['cer']:>7.2f} {r['wer_change_pp']:>+8.2f} {r['identical_to_first']:>7.1f} "
+                     f"{r['wer']:>7.2f} {r['cer']:>7.2f} {r['wer_change_pp']:>+8.2f} "
+                     f"{format_interval(r['wer_change_interval_pp']):>16} {r['identical_to_first']:>7.1f} "
                      f"{r['rtf']:>7.3f}")
     lines.append(f"normalisation: {NORMALISATION}; 'same %': transcripts identical to the first system's; "
-                 f"dWER: against the first system")
+                 f"dWER: against the first system; {INTERVAL}")
     return "\n".join(lines)
+
+
+def format_interval(interval: list[float]) -> str:
+    lo, hi = interval
+    return f"[{lo:+.2f}, {hi:+.2f}]"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from qasr.reference.wer import SystemResult, normalise, score
+from qasr.reference.wer import SystemResult, format_table, normalise, paired_interval, score, utterance_edits
 from qasr.runtime.speech_manifest import Utterance, read_manifest
 from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.runtime.errors import QasrError
@@ -44,6 +44,29 @@ def test_scores_against_known_transcripts(tmp_path):
     assert summary[1]["wer"] == pytest.approx(100 / 7) and summary[1]["wer_change_pp"] == pytest.approx(100 / 7)
     assert summary[1]["identical_to_first"] == 0.0 and summary[1]["rtf"] == pytest.approx(0.05)
     assert rows[1]["exp"] == "a dog ran"
+    # paired bootstrap over the 2 utterances (0 and 1 edits of 3 and 4 words): a draw of u0 twice changes
+    # nothing, u1 twice 25 pp; the reference against itself does not move
+    assert summary[0]["wer_change_interval_pp"] == [0.0, 0.0]
+    assert summary[1]["wer_change_interval_pp"] == pytest.approx([0.0, 25.0])
+    assert "[+0.00, +25.00]" in format_table(summary)
+
+
+def test_utterance_edits_add_up_to_jiwer_and_the_interval_is_repeatable():
+    import jiwer
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    vocab = "the cat sat on a mat dog ran far".split()
+    truth = [" ".join(rng.choice(vocab, rng.integers(1, 9))) for _ in range(60)]
+    hyp = [" ".join(w for w in t.split() if rng.random() > 0.2) + (" dog" if rng.random() < 0.2 else "") for t in truth]
+    edits = utterance_edits(truth, hyp)
+    words = [len(t.split()) for t in truth]
+    assert 100 * sum(edits) / sum(words) == pytest.approx(100 * jiwer.wer(truth, hyp))
+    base = [0] * len(truth)
+    interval = paired_interval(base, edits, words)
+    assert interval == paired_interval(base, edits, words)     # seed 0: the same sets give the same interval
+    assert 0 < interval[0] < 100 * sum(edits) / sum(words) < interval[1]
+    assert paired_interval(edits, edits, words) == [0.0, 0.0]  # identical transcripts: no change at all
 
 
 def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
@@ -66,6 +89,7 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
     reference, export = report["systems"]
     assert reference["utterances"] == export["utterances"] == 3
     assert export["identical_to_first"] == 100.0 and export["wer_change_pp"] == 0.0  # fp32 export = reference
+    assert export["wer_change_interval_pp"] == [0.0, 0.0] and "95% interval" in result.stdout
     assert report["reference_class"].endswith("Qwen3ASRForConditionalGeneration")
     assert len(report["utterances"]) == 3 and report["utterances"][0]["voice"] == "synthetic"
     assert plot.read_text().startswith("<svg")
@@ -95,10 +119,10 @@ def test_breakdown_groups_and_scores_each_group():
 def test_drift_goals_are_judged_on_the_absolute_change():
     from qasr.benchmarks.drift import drift_table
 
-    rows = [{"wer": 10.0, "wer_change_pp": 0.0, "identical_to_first": 100.0},
-            {"wer": 10.1, "wer_change_pp": 0.1, "identical_to_first": 97.0},
-            {"wer": 9.7, "wer_change_pp": -0.3, "identical_to_first": 80.0},
-            {"wer": 10.6, "wer_change_pp": 0.6, "identical_to_first": 70.0}]
+    rows = [{"wer": 10.0, "wer_change_pp": 0.0, "identical_to_first": 100.0, "wer_change_interval_pp": [0.0, 0.0]},
+            {"wer": 10.1, "wer_change_pp": 0.1, "identical_to_first": 97.0, "wer_change_interval_pp": [0.0, 0.3]},
+            {"wer": 9.7, "wer_change_pp": -0.3, "identical_to_first": 80.0, "wer_change_interval_pp": [-0.9, 0.2]},
+            {"wer": 10.6, "wer_change_pp": 0.6, "identical_to_first": 70.0, "wer_change_interval_pp": [-0.1, 1.4]}]
     table = drift_table(rows, ["fp16", "int8-wo", "int8"]).splitlines()
     assert table[3].endswith("| yes |")            # fp16 +0.1 within 0.2
     assert table[4].endswith("| **no** |")         # weight-only INT8 -0.3 beyond 0.1 (either direction)

@@ -142,10 +142,14 @@ def paired_interval(base: list[int], other: list[int], words: list[int], draws: 
 
     if not words:
         return [float("nan"), float("nan")]
-    picks = np.random.default_rng(0).integers(0, len(words), size=(draws, len(words)))
-    diff = np.asarray(other) - np.asarray(base)
-    changes = 100 * diff[picks].sum(axis=1) / np.maximum(np.asarray(words)[picks].sum(axis=1), 1)
-    lo, hi = np.percentile(changes, [2.5, 97.5])
+    rng = np.random.default_rng(0)
+    diff, counts = np.asarray(other) - np.asarray(base), np.asarray(words)
+    rows = max(1, 4_000_000 // len(words))   # draws per block: memory stays ~100 MB for any speech set
+    changes = []
+    for first in range(0, draws, rows):
+        picks = rng.integers(0, len(words), size=(min(rows, draws - first), len(words)))
+        changes.append(100 * diff[picks].sum(axis=1) / np.maximum(counts[picks].sum(axis=1), 1))
+    lo, hi = np.percentile(np.concatenate(changes), [2.5, 97.5])
     return [float(lo), float(hi)]
 
 

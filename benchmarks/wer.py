@@ -27,18 +27,28 @@ from qasr.runtime.speech_manifest import read_manifest
 
 
 def svg_bars(summary: list[dict]) -> str:
-    """A small dependency-free bar chart of WER per system."""
+    """A small dependency-free bar chart of WER per system; a whisker shows the 95% interval of each
+    system's WER change against the first, drawn around the first system's WER."""
     width, bar, gap, left = 640, 28, 14, 260
     height = 40 + len(summary) * (bar + gap)
-    top = max([r["wer"] for r in summary if r["wer"] == r["wer"]] + [1.0])
+    base = summary[0]["wer"]
+    whiskers = [[max(0.0, base + x) for x in r.get("wer_change_interval_pp", [0.0, 0.0])] for r in summary]
+    top = max([v for r, w in zip(summary, whiskers) for v in (r["wer"], w[1]) if v == v] + [1.0])
+    scale = (width - left - 70) / top
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="12"><text x="10" y="20" font-size="14">WER % by system</text>']
-    for i, r in enumerate(summary):
+             f'font-size="12"><text x="10" y="20" font-size="14">WER % by system (whisker: 95% interval of the '
+             f'change)</text>']
+    for i, (r, (lo, hi)) in enumerate(zip(summary, whiskers)):
         y = 34 + i * (bar + gap)
-        w = 0 if r["wer"] != r["wer"] else (width - left - 70) * r["wer"] / top
+        w = 0 if r["wer"] != r["wer"] else scale * r["wer"]
         parts.append(f'<text x="10" y="{y + bar * 0.65}">{r["system"][-34:]} ({r["precision"]})</text>')
         parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar}" fill="#4a78b5"/>')
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + bar * 0.65}">{r["wer"]:.2f}</text>')
+        if hi > lo:
+            mid = y + bar / 2
+            parts.append(f'<path d="M{left + scale * lo:.1f} {mid}H{left + scale * hi:.1f}M{left + scale * lo:.1f} '
+                         f'{mid - 6}v12M{left + scale * hi:.1f} {mid - 6}v12" stroke="#222" stroke-width="1.5"/>')
+        parts.append(f'<text x="{left + max(w, scale * hi if hi == hi else 0) + 6:.1f}" y="{y + bar * 0.65}">'
+                     f'{r["wer"]:.2f}</text>')
     return "\n".join(parts + ["</svg>"]) + "\n"
 
 

@@ -49,6 +49,9 @@ def test_scores_against_known_transcripts(tmp_path):
     assert summary[0]["wer_change_interval_pp"] == [0.0, 0.0]
     assert summary[1]["wer_change_interval_pp"] == pytest.approx([0.0, 25.0])
     assert "[+0.00, +25.00]" in format_table(summary)
+    from qasr.benchmarks.wer import svg_bars
+
+    assert svg_bars(summary).count("<path") == 1   # a whisker for the export, none for the reference
 
 
 def test_utterance_edits_add_up_to_jiwer_and_the_interval_is_repeatable():
@@ -92,7 +95,7 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
     assert export["wer_change_interval_pp"] == [0.0, 0.0] and "95% interval" in result.stdout
     assert report["reference_class"].endswith("Qwen3ASRForConditionalGeneration")
     assert len(report["utterances"]) == 3 and report["utterances"][0]["voice"] == "synthetic"
-    assert plot.read_text().startswith("<svg")
+    assert plot.read_text().startswith("<svg") and "<path" not in plot.read_text()  # no change: no whisker
     assert "WER % by voice" in result.stdout and "WER % by words" in result.stdout
     assert [(r["group"], r["utterances"]) for r in report["breakdowns"]["voice"]] == [("synthetic", 3)]
     assert [r["group"] for r in report["breakdowns"]["words"]] == ["1-5"]

@@ -6,10 +6,10 @@
 For each named export (DRIFT_EXPORTS: fp32, fp16, static INT8 and its per-channel and SmoothQuant
 forms, weight-only 8-bit, 4-bit by round-to-nearest, HQQ and GPTQ), the export is made once under
 --work (reused when there), then each manifest is transcribed by the reference and every export in
-one run (the WER benchmark's code: same normalisation, same decoding) and the change in WER and the
-share of identical transcripts (and a 95% paired-bootstrap interval of the change) are compared with the project's drift goals. Defaults: the shipped
-test model and its two held-out splits (unseen variants, unseen accents). Writes OUT/drift.md and
-OUT/drift-<manifest>.json and prints the tables.
+one run (the WER benchmark's code: same normalisation, same decoding) and the change in WER (with its
+95% paired-bootstrap interval) and the share of identical transcripts are compared with the project's
+drift goals. Defaults: the shipped test model and its two held-out splits (unseen variants, unseen
+accents). Writes OUT/drift.md and OUT/drift-<manifest>.json and prints the tables.
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ def svg_bars(summary: list[dict]) -> str:
     width, bar, gap, left = 640, 28, 14, 260
     height = 40 + len(summary) * (bar + gap)
     base = summary[0]["wer"]
+    # interval ends in WER terms, clipped at 0 (max() also turns an empty set's NaN ends into 0: no whisker)
     whiskers = [[max(0.0, base + x) for x in r.get("wer_change_interval_pp", [0.0, 0.0])] for r in summary]
-    top = max([v for r, w in zip(summary, whiskers) for v in (r["wer"], w[1]) if v == v] + [1.0])
+    top = max([r["wer"] for r in summary if r["wer"] == r["wer"]] + [w[1] for w in whiskers] + [1.0])
     scale = (width - left - 70) / top
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="12"><text x="10" y="20" font-size="14">WER % by system (whisker: 95% interval of the '
@@ -47,7 +48,7 @@ def svg_bars(summary: list[dict]) -> str:
             mid = y + bar / 2
             parts.append(f'<path d="M{left + scale * lo:.1f} {mid}H{left + scale * hi:.1f}M{left + scale * lo:.1f} '
                          f'{mid - 6}v12M{left + scale * hi:.1f} {mid - 6}v12" stroke="#222" stroke-width="1.5"/>')
-        parts.append(f'<text x="{left + max(w, scale * hi if hi == hi else 0) + 6:.1f}" y="{y + bar * 0.65}">'
+        parts.append(f'<text x="{left + max(w, scale * hi) + 6:.1f}" y="{y + bar * 0.65}">'
                      f'{r["wer"]:.2f}</text>')
     return "\n".join(parts + ["</svg>"]) + "\n"
 

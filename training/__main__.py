@@ -1,6 +1,6 @@
 """One command: corpus and test model from a seed.
 
-    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--install]
+    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N] [--install]
 
 Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus), trains the test model into
 OUT_DIR/model (qasr.training.train), from scratch or warm-started from --init; with --install, copies the
@@ -34,15 +34,18 @@ from .train import TrainSettings, train
               help="Share of training utterances frequency-warped.")
 @click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
               help="Share of training utterances given SpecAugment masks.")
+@click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
+              help="Save the mean of the weights at the last N evaluations.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, install):
+def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     manifests = build(out / "corpus", seed=seed, progress=progress)
     progress(f"splits: {split_report(manifests)}")
     model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes,
-                                init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment),
+                                init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment,
+                                average=average),
                   progress)
     if install:
         install_model(model, out / "corpus", progress)

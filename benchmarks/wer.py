@@ -33,7 +33,7 @@ def svg_bars(summary: list[dict]) -> str:
     height = 40 + len(summary) * (bar + gap)
     base = summary[0]["wer"]
     # interval ends in WER terms, clipped at 0 (max() also turns an empty set's NaN ends into 0: no whisker)
-    whiskers = [[max(0.0, base + x) for x in r.get("wer_change_interval_pp", [0.0, 0.0])] for r in summary]
+    whiskers = [[max(0.0, base + x) for x in r["wer_change_interval_pp"]] for r in summary]
     top = max([r["wer"] for r in summary if r["wer"] == r["wer"]] + [w[1] for w in whiskers] + [1.0])
     scale = (width - left - 70) / top
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '

@@ -179,29 +179,40 @@ def check_breakdown_fields(fields, utterances: list[Utterance], source) -> None:
 
 
 def breakdown(results: list[SystemResult], utterances: list[Utterance], field: str) -> list[dict]:
-    """WER per group of `field` for each system: [{group, utterances, <system>: WER %, ...}] by group."""
-    import jiwer
-
+    """WER per group of `field` for each system, and for each system after the first the 95% paired interval of
+    its change against the first within the group (a group of 20 utterances moves far more than the whole set):
+    [{group, utterances, <system>: WER %, ..., change_interval_pp: {<system>: [low, high]}}] by group."""
     by_audio = {str(u.audio): u for u in utterances}
-    keys = {k: by_audio[k] for k in _transcribed_by_all(results, utterances)}
-    groups: dict[str, list[str]] = {}
-    for k, u in keys.items():
-        groups.setdefault(group_of(u, field), []).append(k)
+    keys = _transcribed_by_all(results, utterances)
+    truth = [normalise(by_audio[k].text) or "<empty>" for k in keys]
+    words = [len(t.split()) for t in truth]
+    edits = [utterance_edits(truth, [normalise(r.hypotheses[k]) for k in keys]) for r in results]
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(group_of(by_audio[k], field), []).append(i)
     rows = []
     for group, members in sorted(groups.items()):
-        truth = [normalise(keys[k].text) or "<empty>" for k in members]
+        counts = [words[i] for i in members]
         row = {"group": group, "utterances": len(members)}
-        for r in results:
-            row[r.name] = 100 * jiwer.wer(truth, [normalise(r.hypotheses[k]) for k in members])
+        for r, system_edits in zip(results, edits):   # sum of edits / sum of words = jiwer.wer over the group
+            row[r.name] = 100 * sum(system_edits[i] for i in members) / sum(counts)
+        row["change_interval_pp"] = {
+            r.name: paired_interval([edits[0][i] for i in members], [system_edits[i] for i in members], counts)
+            for r, system_edits in zip(results[1:], edits[1:])}
         rows.append(row)
     return rows
 
 
 def format_breakdown(rows: list[dict], field: str, systems: list[str]) -> str:
     names = [s.rstrip("/").split("/")[-1][-22:] for s in systems]
-    lines = [f"WER % by {field}", f"{field:<18} {'utts':>5} " + " ".join(f"{n:>22}" for n in names)]
+    lines = [f"WER % by {field}" + (f"; [low, high]: 95% interval of the change against {names[0]}, pp"
+                                    if len(systems) > 1 else ""),
+             f"{field:<18} {'utts':>5} " + " ".join(f"{n:>22}" for n in names)]
     for row in rows:
-        lines.append(f"{row['group'][:18]:<18} {row['utterances']:>5} " + " ".join(f"{row[s]:>22.2f}" for s in systems))
+        cells = [f"{row[systems[0]]:>22.2f}"] + [
+            f"{row[s]:>7.2f} [{row['change_interval_pp'][s][0]:+.1f}, {row['change_interval_pp'][s][1]:+.1f}]".rjust(22)
+            for s in systems[1:]]
+        lines.append(f"{row['group'][:18]:<18} {row['utterances']:>5} " + " ".join(cells))
     return "\n".join(lines)
 
 

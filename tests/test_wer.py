@@ -119,6 +119,29 @@ def test_breakdown_groups_and_scores_each_group():
     assert [r["group"] for r in breakdown([ref], utts, "words")] == ["1-5", "11-16"]
 
 
+def test_breakdown_gives_each_group_its_own_paired_interval():
+    """Per-group WER equals jiwer's over the group; the change of the second system gets a bootstrap interval
+    over the group's utterances only: babble = {/a: 3 words, 1 more error; /c: 12 words, no change}, so a draw
+    of /a twice moves it 33.3 pp, a mixed draw 6.7 pp and /c twice 0 (a quarter each, a half)."""
+    import jiwer
+    from qasr.reference.wer import breakdown, format_breakdown
+
+    utts = [Utterance(Path("/a"), "one two three", {"noise": "babble"}),
+            Utterance(Path("/b"), "four five", {"noise": None}),
+            Utterance(Path("/c"), " ".join(["word"] * 12), {"noise": "babble"})]
+    twelve = " ".join(["word"] * 12)
+    ref = SystemResult("ref", "pytorch", "fp32", [], {"/a": "one two three", "/b": "four", "/c": twelve}, {}, 1.0, 10.0)
+    other = SystemResult("int8", "onnxruntime", "int8", [], {"/a": "one two", "/b": "four", "/c": twelve}, {}, 1.0, 10.0)
+    rows = {r["group"]: r for r in breakdown([ref, other], utts, "noise")}
+    babble = rows["babble"]
+    assert babble["int8"] == pytest.approx(100 * jiwer.wer(["one two three", twelve], ["one two", twelve]))
+    assert babble["change_interval_pp"]["int8"] == [0.0, pytest.approx(100 / 3)]
+    assert rows["none"]["change_interval_pp"]["int8"] == [0.0, 0.0] and rows["none"]["int8"] == 50.0
+    assert set(babble["change_interval_pp"]) == {"int8"}          # no interval of the first system with itself
+    table = format_breakdown(list(rows.values()), "noise", ["ref", "int8"])
+    assert "[+0.0, +33.3]" in table and "95% interval of the change against ref" in table
+
+
 def test_drift_goals_are_judged_on_the_absolute_change():
     from qasr.benchmarks.drift import drift_table
 

@@ -153,3 +153,39 @@ def test_drift_goals_are_judged_on_the_absolute_change():
     assert table[3].endswith("| yes |")            # fp16 +0.1 within 0.2
     assert table[4].endswith("| **no** |")         # weight-only INT8 -0.3 beyond 0.1 (either direction)
     assert table[5].endswith("| **no** |")         # static INT8 +0.6 beyond 0.5
+
+
+def _report(path: Path, transcripts: dict[str, str], texts: dict[str, str], system: str = "reference") -> Path:
+    path.write_text(json.dumps({"systems": [{"system": system}],
+                                "utterances": [{"audio": k, "text": texts[k], system: v} for k, v in transcripts.items()]}))
+    return path
+
+
+def test_compare_two_reports_gives_the_paired_change(tmp_path):
+    """Two saved reports of one set: B - A with the same paired interval asr-wer gives, and the counts."""
+    texts = {"/a": "one two three", "/b": "four five", "/c": " ".join(["word"] * 12)}
+    a = _report(tmp_path / "a.json", {"/a": "one two three", "/b": "four", "/c": texts["/c"]}, texts)
+    b = _report(tmp_path / "b.json", {"/a": "one two", "/b": "four five", "/c": texts["/c"]}, texts)
+    out = tmp_path / "cmp.json"
+    run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", str(a), str(b), "--json-out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert (result["errors_a"], result["errors_b"], result["words"]) == (1, 1, 17)
+    assert result["wer_change_pp"] == 0.0 and (result["better"], result["worse"]) == (1, 1)
+    assert result["identical"] == pytest.approx(100 / 3)
+    assert result["wer_change_interval_pp"] == paired_interval([0, 1, 0], [1, 0, 0], [3, 2, 12])
+    assert "B - A: +0.00 pp" in run.stdout
+
+
+def test_compare_refuses_reports_of_other_sets(tmp_path):
+    texts = {"/a": "one two three", "/b": "four five"}
+    a = _report(tmp_path / "a.json", {"/a": "one two three", "/b": "four"}, texts)
+    b = _report(tmp_path / "b.json", {"/a": "one two three"}, texts)
+    other = _report(tmp_path / "c.json", {"/a": "one", "/b": "four"}, {"/a": "one", "/b": "four five"})
+    for args, message in (([a, b], "cover different utterances"), ([a, other], "have other texts"),
+                          ([a, tmp_path / "missing.json"], "does not exist"),
+                          ([a, a, "--system-b", "int8"], "no system 'int8'")):
+        run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", *map(str, args)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

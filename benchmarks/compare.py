@@ -26,15 +26,15 @@ def _transcripts(path: Path, system: str | None) -> tuple[str, dict[str, tuple[s
     try:
         report = json.loads(path.read_text())
         names = [s["system"] for s in report["systems"]]
-        rows = report["utterances"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        name = system if system is not None else names[0] if names else None
+        rows = {r["audio"]: (r["text"], r[name]) for r in report["utterances"] if r.get(name) is not None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise QasrError(f"{path}: not an asr-wer --json-out report ({type(e).__name__}: {e})") from None
     if not names:
         raise QasrError(f"{path}: the report has no systems")
-    name = system if system is not None else names[0]
     if name not in names:
         raise QasrError(f"{path}: no system {name!r} (it has {', '.join(names)})")
-    return name, {r["audio"]: (r["text"], r[name]) for r in rows if r.get(name) is not None}
+    return name, rows
 
 
 def compare(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]]) -> dict:

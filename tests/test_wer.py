@@ -183,9 +183,12 @@ def test_compare_refuses_reports_of_other_sets(tmp_path):
     a = _report(tmp_path / "a.json", {"/a": "one two three", "/b": "four"}, texts)
     b = _report(tmp_path / "b.json", {"/a": "one two three"}, texts)
     other = _report(tmp_path / "c.json", {"/a": "one", "/b": "four"}, {"/a": "one", "/b": "four five"})
+    not_a_report = tmp_path / "d.json"
+    not_a_report.write_text(json.dumps({"systems": [{"system": "reference"}], "utterances": [{"text": "x"}]}))
     for args, message in (([a, b], "cover different utterances"), ([a, other], "have other texts"),
                           ([a, tmp_path / "missing.json"], "does not exist"),
-                          ([a, a, "--system-b", "int8"], "no system 'int8'")):
+                          ([a, a, "--system-b", "int8"], "no system 'int8'"),
+                          ([a, not_a_report], "not an asr-wer --json-out report")):
         run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", *map(str, args)],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -184,7 +184,7 @@ def test_compare_refuses_reports_of_other_sets(tmp_path):
     b = _report(tmp_path / "b.json", {"/a": "one two three"}, texts)
     other = _report(tmp_path / "c.json", {"/a": "one", "/b": "four"}, {"/a": "one", "/b": "four five"})
     not_a_report = tmp_path / "d.json"
-    not_a_report.write_text(json.dumps({"systems": [{"system": "reference"}], "utterances": [{"text": "x"}]}))
+    not_a_report.write_text(json.dumps({"systems": [{"system": "reference"}], "utterances": [{"text": "x", "reference": "x"}]}))
     for args, message in (([a, b], "cover different utterances"), ([a, other], "have other texts"),
                           ([a, tmp_path / "missing.json"], "does not exist"),
                           ([a, a, "--system-b", "int8"], "no system 'int8'"),

@@ -42,7 +42,8 @@ def compare(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]]) -> dic
     per-utterance counts; both must cover the same utterances with the same texts."""
     if set(a) != set(b):
         raise QasrError(f"the reports cover different utterances ({len(set(a) - set(b))} only in A, "
-                        f"{len(set(b) - set(a))} only in B): compare reports of one speech set")
+                        f"{len(set(b) - set(a))} only in B): reports of two speech sets, or utterances one "
+                        f"system could not transcribe (asr-wer lists those it skipped)")
     keys = sorted(a)
     if not keys:
         raise QasrError("no utterance was transcribed in both reports")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from qasr.reference.wer import INTERVAL, format_interval, normalise, paired_interval, utterance_edits
+from qasr.reference.wer import INTERVAL, format_interval, paired_interval, word_edits
 from qasr.runtime.cli_support import handle_errors
 from qasr.runtime.errors import QasrError
 
@@ -50,10 +50,8 @@ def compare(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]]) -> dic
     changed = [k for k in keys if a[k][0] != b[k][0]]
     if changed:
         raise QasrError(f"{len(changed)} utterances have other texts in the two reports (first: {changed[0]})")
-    truth = [normalise(a[k][0]) or "<empty>" for k in keys]
-    words = [len(t.split()) for t in truth]
-    edits_a = utterance_edits(truth, [normalise(a[k][1]) for k in keys])
-    edits_b = utterance_edits(truth, [normalise(b[k][1]) for k in keys])
+    _, words, (edits_a, edits_b) = word_edits([a[k][0] for k in keys],
+                                              [[a[k][1] for k in keys], [b[k][1] for k in keys]])
     wer_a, wer_b = (100 * sum(e) / sum(words) for e in (edits_a, edits_b))
     return {"utterances": len(keys), "words": sum(words), "wer_a": wer_a, "wer_b": wer_b,
             "errors_a": sum(edits_a), "errors_b": sum(edits_b), "wer_change_pp": wer_b - wer_a,

@@ -95,17 +95,13 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
     import jiwer
 
     keys = _transcribed_by_all(results, utterances)
-    refs = {str(u.audio): normalise(u.text) for u in utterances}
+    texts = {str(u.audio): u.text for u in utterances}
     base = results[0]
     summary = []
-    truth = [refs[k] or "<empty>" for k in keys]
-    words = [len(t.split()) for t in truth]
-    edits = []
-    for r in results:
-        hyp = [normalise(r.hypotheses[k]) for k in keys]
-        edits.append(utterance_edits(truth, hyp))
-        wer = 100 * sum(edits[-1]) / sum(words) if keys else float("nan")   # = jiwer.wer over the set (tested)
-        cer = 100 * jiwer.cer(truth, hyp) if keys else float("nan")
+    truth, words, edits = word_edits([texts[k] for k in keys], [[r.hypotheses[k] for k in keys] for r in results])
+    for r, system_edits in zip(results, edits):
+        wer = 100 * sum(system_edits) / sum(words) if keys else float("nan")   # = jiwer.wer over the set (tested)
+        cer = 100 * jiwer.cer(truth, [normalise(r.hypotheses[k]) for k in keys]) if keys else float("nan")
         identical = sum(r.hypotheses[k] == base.hypotheses[k] for k in keys)
         summary.append({"system": r.name, "backend": r.backend, "precision": r.precision, "providers": r.providers,
                         "utterances": len(keys), "errors": len(r.errors), "wer": wer, "cer": cer,
@@ -121,6 +117,15 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
                         **{r.name: r.hypotheses.get(k, None) for r in results},
                         "errors": {r.name: r.errors[k] for r in results if k in r.errors}})
     return summary, per_utt
+
+
+def word_edits(texts: list[str], systems: list[list[str]]) -> tuple[list[str], list[int], list[list[int]]]:
+    """The normalised reference texts (an empty one is the single word `<empty>`, as jiwer needs a word), their
+    word counts, and each system's word edits per utterance: what every WER, change and interval here is summed
+    from (the whole set in score, a group in breakdown, two saved reports in qasr.benchmarks.compare)."""
+    truth = [normalise(t) or "<empty>" for t in texts]
+    edits = [utterance_edits(truth, [normalise(h) for h in hyps]) for hyps in systems]
+    return truth, [len(t.split()) for t in truth], edits
 
 
 def utterance_edits(truth: list[str], hyp: list[str]) -> list[int]:
@@ -184,9 +189,7 @@ def breakdown(results: list[SystemResult], utterances: list[Utterance], field: s
     [{group, utterances, <system>: WER %, ..., change_interval_pp: {<system>: [low, high]}}] by group."""
     by_audio = {str(u.audio): u for u in utterances}
     keys = _transcribed_by_all(results, utterances)
-    truth = [normalise(by_audio[k].text) or "<empty>" for k in keys]
-    words = [len(t.split()) for t in truth]
-    edits = [utterance_edits(truth, [normalise(r.hypotheses[k]) for k in keys]) for r in results]
+    _, words, edits = word_edits([by_audio[k].text for k in keys], [[r.hypotheses[k] for k in keys] for r in results])
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         groups.setdefault(group_of(by_audio[k], field), []).append(i)

@@ -49,7 +49,7 @@ def write_manifest(directory: Path, spec: ModelSpec, graphs: dict[str, tuple[Gra
         "features": asdict(features),
         "prompt": {"template": DEFAULT_TEMPLATE, "language_prefix": LANGUAGE_PREFIX},
         "decoding": asdict(DecodeOptions()),
-        "segmentation": {"max_seconds": spec.max_audio_seconds},
+        "segmentation": {"max_seconds": spec.max_audio_seconds, "pauses": spec.segment_pauses},
         "cache": {
             "layers": text.layers, "kv_heads": text.kv_heads, "head_dim": text.head_dim, "dtype": dtype,
             "layout": ["batch", "kv_heads", "capacity", "head_dim"],

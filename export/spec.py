@@ -78,6 +78,9 @@ class ModelSpec:
     # The longest audio one segment may hold: the official 1200 s, unless the checkpoint's config.json says
     # less (`qasr_max_audio_seconds`: the project's test model, trained on utterances of a few seconds).
     max_audio_seconds: float = 1200.0
+    # What a pause between speech regions does in long audio: merge (regions join up to the limit) unless
+    # the config says `qasr_segment_pauses: "split"` (the test model: it learnt single utterances).
+    segment_pauses: str = "merge"
 
     @property
     def pad_id(self) -> int | None:
@@ -198,7 +201,17 @@ def read_spec(checkpoint: Path) -> ModelSpec:
         pad_token_id=None if pad is None else int(pad),
         support_languages=tuple(config.get("support_languages", ())),
         max_audio_seconds=float(config.get("qasr_max_audio_seconds", 1200.0)),
+        segment_pauses=_segment_pauses(config, where),
     )
+
+
+def _segment_pauses(config: dict[str, Any], where: str) -> str:
+    from qasr.runtime.vad import PAUSE_MODES
+
+    value = config.get("qasr_segment_pauses", "merge")
+    if value not in PAUSE_MODES:
+        raise CheckpointError(f"{where}: qasr_segment_pauses must be one of {', '.join(PAUSE_MODES)}, not {value!r}")
+    return value
 
 
 def read_features(checkpoint: Path, spec: ModelSpec):

@@ -126,9 +126,11 @@ def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, 
 
 
 def write_checkpoint_files(out: str | Path, layout: str, texts: list[str], tokenizer_vocab: int,
-                           audio: dict, text: dict, max_audio_seconds: float | None = None) -> ModelSpec:
+                           audio: dict, text: dict, max_audio_seconds: float | None = None,
+                           segment_pauses: str | None = None) -> ModelSpec:
     """Everything of a checkpoint but its weights: tokenizer trained on `texts`, configs; returns its spec.
-    `max_audio_seconds`: the longest segment the model takes, when it is less than the official 1200 s."""
+    `max_audio_seconds`: the longest segment the model takes, when it is less than the official 1200 s;
+    `segment_pauses`: "split" for a model that takes one utterance per segment (qasr_segment_pauses)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = _write_tokenizer(out, texts, tokenizer_vocab)
@@ -136,6 +138,8 @@ def write_checkpoint_files(out: str | Path, layout: str, texts: list[str], token
     config = _configs(ids, layout, vocab, audio, text)
     if max_audio_seconds is not None:
         config["qasr_max_audio_seconds"] = max_audio_seconds
+    if segment_pauses is not None:
+        config["qasr_segment_pauses"] = segment_pauses
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "generation_config.json").write_text(json.dumps(
         {"eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "pad_token_id": ids["<|endoftext|>"],

@@ -41,7 +41,8 @@ class ReferenceTranscriber:
 
     def transcribe(self, path, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
         language = language_name(options.language, self.spec.support_languages)
-        transcript, pieces = load_segments(path, self.sample_rate, options, self.spec.max_audio_seconds)
+        transcript, pieces = load_segments(path, self.sample_rate, options, self.spec.max_audio_seconds,
+                                           self.spec.segment_pauses)
         for start, end, samples in pieces:
             tokens, reason = self._generate(samples, options.context, language, options.decode.budget(end - start))
             parsed = parse_output(self.tokenizer.decode(tokens, skip_special_tokens=True), language,

@@ -14,6 +14,7 @@ from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .subtitles import FORMATS, to_srt, to_vtt
 from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
+from .vad import PAUSE_MODES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,11 +41,14 @@ from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
               help="Longest segment decoded at once [default: the model's: 1200 s for Qwen3-ASR].")
 @click.option("--vad", type=click.Choice(VAD_MODES), default="auto", show_default=True,
               help="Voice-activity segmentation: auto (audio longer than the segment limit), on, off (energy cuts).")
+@click.option("--pauses", type=click.Choice(PAUSE_MODES), default=None,
+              help="With voice activity: merge speech regions up to the segment limit, or split at every pause "
+                   "(a segment per region) [default: the model's; merge for Qwen3-ASR].")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @handle_errors
 def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, batch_size, max_new_tokens, tokens_per_second, budget_base,
-         repetition_guard, max_segment_seconds, vad, device, threads):
+         repetition_guard, max_segment_seconds, vad, pauses, device, threads):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
     fmt = "json" if as_json else fmt
     if fmt in ("srt", "vtt") and len(audio) > 1 and output_dir is None:
@@ -55,7 +59,7 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
     decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
                            repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
     options = TranscribeOptions(language=language, context=context, batch_size=batch_size,
-                                max_segment_seconds=max_segment_seconds, vad=vad, decode=decode)
+                                max_segment_seconds=max_segment_seconds, vad=vad, pauses=pauses, decode=decode)
     transcripts = Transcriber(engine).transcribe(list(audio), options)
     failed = [t for t in transcripts if t.error]
     for t in failed:

@@ -62,6 +62,11 @@ class Manifest:
         return float(self.data.get("segmentation", {}).get("max_seconds", 1200.0))
 
     @property
+    def segment_pauses(self) -> str:
+        """What a pause between speech regions does, merge or split (exports without it: merge)."""
+        return str(self.data.get("segmentation", {}).get("pauses", "merge"))
+
+    @property
     def precision(self) -> str:
         return self.data["export"]["precision"]
 

@@ -28,6 +28,7 @@ class TranscribeOptions:
     batch_size: int = 8
     max_segment_seconds: float | None = None  # None: the model's own limit (the export's manifest)
     vad: str = "auto"                    # auto: voice activity segments audio longer than that; on: always; off: never
+    pauses: str | None = None            # merge | split speech regions at pauses; None: the model's (its manifest)
     silence_threshold: float = 1e-4      # peak amplitude below which audio counts as silence
     max_cache_gb: float = 4.0            # batches are cut so that their KV cache stays under this (one row may exceed)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
@@ -59,14 +60,14 @@ class Transcript:
 VAD_MODES = ("auto", "on", "off")
 
 
-def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_seconds: float = 1200.0
-                  ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_seconds: float = 1200.0,
+                  model_pauses: str = "merge") -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
     """Load and check one input, apply the silence rule and segment it: (transcript, segments).
 
     Segments are at most `options.max_segment_seconds` (default: `model_max_seconds`, the model's own
     limit). With voice activity (`vad` on, or auto and the audio is longer than the limit) they are
-    speech regions merged up to the limit and split at the longest pauses (qasr.runtime.vad), and
-    what is not speech is never decoded; with `vad` off long audio is cut at its quietest points.
+    speech regions merged up to the limit and split at the longest pauses, or one segment per region
+    (`options.pauses`, default `model_pauses`: qasr.runtime.vad), and what is not speech is never decoded; with `vad` off long audio is cut at its quietest points.
     Bad input sets transcript.error; silence adds its empty segment; the segments left to decode come
     back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
     isolate the model.
@@ -89,9 +90,12 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     if options.vad not in VAD_MODES:
         raise QasrError(f"vad must be one of {', '.join(VAD_MODES)}, not {options.vad!r}")
     if options.vad == "on" or (options.vad == "auto" and transcript.duration > limit):
-        from .vad import vad_segments
+        from .vad import PAUSE_MODES, VadSettings, vad_segments
 
-        pieces = vad_segments(samples, limit)
+        pauses = options.pauses or model_pauses
+        if pauses not in PAUSE_MODES:
+            raise QasrError(f"pauses must be one of {', '.join(PAUSE_MODES)}, not {pauses!r}")
+        pieces = vad_segments(samples, limit, VadSettings(), pauses)
         if not pieces:
             transcript.segments.append(Segment(0.0, transcript.duration, "", None, "no speech", 0))
     else:
@@ -175,7 +179,9 @@ class Transcriber:
         return transcripts
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
-        transcript, pieces = load_segments(item, self.sample_rate, options, self.engine.manifest.max_segment_seconds)
+        manifest = self.engine.manifest
+        transcript, pieces = load_segments(item, self.sample_rate, options, manifest.max_segment_seconds,
+                                           manifest.segment_pauses)
         jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
                 for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs

@@ -4,9 +4,11 @@ Silero VAD (MIT; `data/silero_vad.onnx` is the file the silero-vad 6.2.3 wheel s
 needed) gives a speech probability per 32 ms window at 16 kHz; it runs in the runtime's own ONNX
 Runtime on the CPU. Speech regions come from those probabilities with hysteresis (start at
 `threshold`, end after `min_silence` below `threshold - 0.15`), short blips dropped, each region padded
-a little. Segments are then made by splitting the whole run of regions at its longest pause, again and
-again, until every segment spans at most `max_seconds` (a single region longer than that is cut at its
-quietest point). Silence and noise between segments never reach the decoder.
+a little. Segments are then made as the model's `pauses` says: `merge` splits the whole run of regions
+at its longest pause, again and again, until every segment spans at most `max_seconds`; `split` makes
+each region its own segment (for models that learnt single utterances). A single region longer than
+`max_seconds` is cut at its quietest points either way. Silence and noise between segments never reach
+the decoder.
 
 The model is recurrent; a long recording is cut into blocks of `BLOCK_SECONDS` that run side by side
 as one batch (each block starts from a fresh state, which costs a few windows of accuracy at the
@@ -27,6 +29,9 @@ RATE = 16000
 WINDOW = 512          # samples per probability at 16 kHz
 CONTEXT = 64          # samples of the previous window the model sees with each window
 BLOCK_SECONDS = 60.0
+# What a pause between speech regions does (the model's, in its manifest; docs/decisions.md, "Pauses"):
+# merge: regions join up to the segment limit; split: each region is a segment of its own.
+PAUSE_MODES = ("merge", "split")
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,12 @@ def speech_regions(probs: np.ndarray, total: int, settings: VadSettings = VadSet
     return out
 
 
-def segments_from_regions(regions: list[tuple[int, int]], samples: np.ndarray, max_seconds: float
-                          ) -> list[tuple[int, int]]:
-    """Split the run of regions at its longest pause until each piece spans <= max_seconds."""
+def segments_from_regions(regions: list[tuple[int, int]], samples: np.ndarray, max_seconds: float,
+                          pauses: str = "merge") -> list[tuple[int, int]]:
+    """Segments of <= max_seconds: merge: the run of regions split at its longest pause until each piece
+    fits; split: each region alone (a region over the limit cut at its quietest points in both)."""
+    if pauses not in PAUSE_MODES:
+        raise ValueError(f"pauses must be one of {PAUSE_MODES}, not {pauses!r}")
     limit = int(max_seconds * RATE)
     out: list[tuple[int, int]] = []
 
@@ -117,22 +125,25 @@ def segments_from_regions(regions: list[tuple[int, int]], samples: np.ndarray, m
             split(group[:cut])
             split(group[cut:])
 
-    if regions:
-        split(regions)
+    groups = [regions] if pauses == "merge" else [[region] for region in regions]
+    for group in groups:
+        if group:
+            split(group)
     return out
 
 
 _DEFAULT: SileroVad | None = None
 
 
-def vad_segments(samples: np.ndarray, max_seconds: float, settings: VadSettings = VadSettings()
-                 ) -> list[tuple[int, int]]:
-    """Speech segments of 16 kHz `samples`, each at most `max_seconds`; [] when there is no speech."""
+def vad_segments(samples: np.ndarray, max_seconds: float, settings: VadSettings = VadSettings(),
+                 pauses: str = "merge") -> list[tuple[int, int]]:
+    """Speech segments of 16 kHz `samples`, each at most `max_seconds` (`pauses`: see
+    segments_from_regions); [] when there is no speech."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = SileroVad()
     regions = speech_regions(_DEFAULT.probabilities(samples), len(samples), settings)
-    return [trimmed for lo, hi in segments_from_regions(regions, samples, max_seconds)
+    return [trimmed for lo, hi in segments_from_regions(regions, samples, max_seconds, pauses)
             if (trimmed := trim_leading_silence(samples, lo, hi))]
 
 

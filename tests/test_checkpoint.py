@@ -44,6 +44,20 @@ def test_spec_values_come_from_the_files(checkpoints, tmp_path):
     assert list(spec.eos_token_ids) == generation["eos_token_id"]
 
 
+def test_pause_rule_comes_from_the_config_and_a_wrong_one_is_refused(checkpoints, tmp_path):
+    """qasr_segment_pauses: absent means merge (real checkpoints); split is kept; anything else is an error."""
+    path = _copy(checkpoints["original"], tmp_path)
+    assert load_checkpoint(str(path)).spec.segment_pauses == "merge"
+    config = json.loads((path / "config.json").read_text())
+    for value in ("split", "sometimes"):
+        (path / "config.json").write_text(json.dumps({**config, "qasr_segment_pauses": value}))
+        if value == "split":
+            assert load_checkpoint(str(path)).spec.segment_pauses == "split"
+        else:
+            with pytest.raises(CheckpointError, match="qasr_segment_pauses must be one of merge, split, not 'sometimes'"):
+                load_checkpoint(str(path))
+
+
 def test_missing_rope_theta_is_refused_not_guessed(checkpoints, tmp_path):
     path = _copy(checkpoints["hf"], tmp_path)
     config = json.loads((path / "config.json").read_text())

@@ -54,6 +54,16 @@ def test_version_1_directories_are_still_read(exports, tmp_path):
     assert engine.attention == names.ATTENTION_STANDARD and engine.manifest.data["format_version"] == 1
 
 
+def test_exports_without_a_pause_rule_merge(exports, tmp_path):
+    """segmentation.pauses came within format 3; a directory written before it merges speech regions, as it did."""
+    assert load_manifest(exports["original"]).data["segmentation"] == {"max_seconds": 1200.0, "pauses": "merge"}
+    path = _copy(exports, tmp_path)
+    data = json.loads((path / names.MANIFEST).read_text())
+    del data["segmentation"]["pauses"]
+    (path / names.MANIFEST).write_text(json.dumps(data))
+    assert Engine(path).manifest.segment_pauses == "merge"
+
+
 def test_changed_or_missing_files_are_refused(exports, tmp_path):
     path = _copy(exports, tmp_path)
     data = bytearray((path / "decoder.onnx.data").read_bytes())

@@ -79,7 +79,9 @@ def test_cache_is_written_in_place_by_the_graph(engines, fused_engine, waves):
     capacity = fused_engine.generator.last_run["capacity"]
     for index, view in enumerate(standard.cache.views(1, capacity)):
         ours = fused_engine.cache.read(index, 1, capacity)
-        np.testing.assert_allclose(ours[:, :, :used], view[:, :, :used], atol=1e-5)
+        # two graphs compute these keys / values (fused weights vs the traced decoder): fp32 rounding may differ
+        # by a few ulps of values up to ~6 (seen: 1.06e-5 on 1.68 on one CPU), hence the relative term
+        np.testing.assert_allclose(ours[:, :, :used], view[:, :, :used], rtol=1e-5, atol=1e-5)
     allocations = fused_engine.cache.allocations
     fused_engine.generate(prompt_fused, options)
     assert fused_engine.cache.allocations == allocations

@@ -268,6 +268,8 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     assert log["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "train_shifts": 10}
     checkpoint = load_checkpoint(str(out))
     assert checkpoint.spec.layout == "original"
+    # it learns single utterances: long audio must reach it a speech region per segment, within 5 s
+    assert (checkpoint.spec.segment_pauses, checkpoint.spec.max_audio_seconds) == ("split", 5.0)
     assert all(t.dtype == torch.bfloat16 for t in checkpoint.weights.values())
     assert (out / "model.safetensors").stat().st_size < 25 << 20
     exported = export(ExportSettings(model=str(out), out=tmp_path / "onnx"))
@@ -279,6 +281,7 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
     again = train(TrainSettings(corpus=root, out=tmp_path / "again", steps=2, init=out, warp=1.0, spec_augment=1.0,
                                 joined=4), progress=lambda _: None)
     assert (again / "vocab.json").read_bytes() == (out / "vocab.json").read_bytes()
+    assert load_checkpoint(str(again)).spec.segment_pauses == "split"
     log2 = json.loads((again / "training_log.json").read_text())
     assert log2["examples"] == {"train": 50, "train_random": 12, "train_accents": 12, "train_shifts": 10, "joined": 4}
     assert log2["finished"]["steps"] == 2 and log2["init"]["log"]["finished"]["steps"] == 3

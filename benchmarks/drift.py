@@ -35,10 +35,11 @@ DRIFT_EXPORTS = {
     "int4-wo": {**STATIC, "int8": {"mode": "weight-only", "weight_bits": 4}},
     "int4-wo-hqq": {**STATIC, "int8": {"mode": "weight-only", "weight_bits": 4, "weight_algorithm": "hqq"}},
     "int4-wo-gptq": {**STATIC, "int8": {"mode": "weight-only", "weight_bits": 4, "weight_algorithm": "gptq"}},
+    "int4-wo-awq": {**STATIC, "int8": {"mode": "weight-only", "weight_bits": 4, "weight_algorithm": "awq"}},
 }
 # the goals: |WER change| against the reference, in percentage points
 GOALS = {"fp16": 0.2, "int8": 0.5, "int8-per-channel": 0.5, "int8-sq": 0.5, "int8-wo": 0.1, "int4-wo": 0.5,
-         "int4-wo-hqq": 0.5, "int4-wo-gptq": 0.5}
+         "int4-wo-hqq": 0.5, "int4-wo-gptq": 0.5, "int4-wo-awq": 0.5}
 
 
 def drift_table(summary: list[dict], names: list[str]) -> str:

@@ -18,7 +18,7 @@ from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 def default_out(model: str, precision: str, attention: str = "standard", int8: Int8Settings | None = None) -> Path:
     """<model>-<kind>[-gqa]-onnx; kind: fp32, fp16, int8 (static), int8-sq (static, SmoothQuant), int8-wo /
-    int4-wo[-hqq|-gptq] (weight-only), so that
+    int4-wo[-hqq|-gptq|-awq] (weight-only), so that
     exports of one model in different forms never share a default directory."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
     kind = precision
@@ -63,8 +63,8 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
               help="INT8 static: SmoothQuant before calibration, migrating this much of the activations' range "
                    "into the weights (0.5 is the paper's default).")
 @click.option("--weight-algorithm", type=click.Choice(WEIGHT_ALGORITHMS), default=None,
-              help="INT8 weight-only: how the int weights are chosen: rtn (round to nearest; default), hqq or gptq "
-                   "(4-bit; gptq uses the calibration audio).")
+              help="INT8 weight-only: how the int weights are chosen: rtn (round to nearest; default), hqq, gptq "
+                   "or awq (4-bit; gptq and awq use the calibration audio).")
 @click.option("--int8-exclude", multiple=True,
               help="INT8: keep this group in float (repeatable; e.g. decoder.lm_head, encoder.conv). "
                    "Giving any replaces the default exclusions.")

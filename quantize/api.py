@@ -24,13 +24,18 @@ from .weight_only import quantize_weight_only_graph
 
 WEIGHT_RECORDS = {"rtn": "int{bits} blocks of {block}, symmetric, round to nearest",
                   "hqq": "int{bits} blocks of {block}, asymmetric, HQQ (half-quadratic scale/zero-point search)",
-                  "gptq": "int{bits} blocks of {block}, asymmetric, GPTQ on the calibration audio"}
+                  "gptq": "int{bits} blocks of {block}, asymmetric, GPTQ on the calibration audio",
+                  "awq": "int{bits} blocks of {block}, symmetric, round to nearest after AWQ-style activation-aware "
+                         "channel scales (calibration audio)"}
 MODES = ("static", "weight-only")
 WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
 # How weight-only quantization chooses the int weights: round to nearest (per block, symmetric), HQQ
-# (half-quadratic optimisation of scale and zero point, no data) or GPTQ (error-compensating rounding
-# on the calibration audio's activations); the last two are onnxruntime.quantization's, 4-bit only.
-WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq")
+# (half-quadratic optimisation of scale and zero point, no data), GPTQ (error-compensating rounding
+# on the calibration audio's activations; these two are onnxruntime.quantization's) or AWQ-style
+# (activation-aware channel scales searched on the calibration audio, then round to nearest: awq.py);
+# all but rtn are 4-bit only.
+WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq", "awq")
+CALIBRATED_ALGORITHMS = ("gptq", "awq")   # weight-only algorithms that read the calibration audio
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,11 @@ class Int8Settings:
             raise QasrError(f"unknown --weight-algorithm {self.weight_algorithm!r}; choose from {', '.join(WEIGHT_ALGORITHMS)}")
         if self.weight_algorithm != "rtn" and self.weight_bits != 4:
             raise QasrError(f"--weight-algorithm {self.weight_algorithm} is for 4-bit weights; add --weight-bits 4")
-        if self.weight_algorithm == "gptq":
+        if self.weight_algorithm in CALIBRATED_ALGORITHMS:
             return calibration_set(self.calibration, self.calibration_limit)
         if self.calibration is not None or self.calibration_limit is not None:
-            raise QasrError("--int8-mode weight-only needs no calibration data (only --weight-algorithm gptq does); "
+            raise QasrError("--int8-mode weight-only needs no calibration data (only --weight-algorithm gptq or awq "
+                            "does); "
                             "drop --calibration/--calibration-limit")
         if self.weights != "per-tensor":
             raise QasrError("--int8-weights applies to --int8-mode static; weight-only INT8 quantizes blocks of weights")
@@ -141,7 +147,7 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
         record.update({"weights": WEIGHT_RECORDS[settings.weight_algorithm].format(bits=settings.weight_bits,
                                                                                    block=settings.block_size),
                        "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
-        if settings.weight_algorithm == "gptq":
+        if settings.weight_algorithm in CALIBRATED_ALGORITHMS:
             from qasr.calibration.record import recorded_feeds
             from qasr.runtime.engine import Engine
 
@@ -157,6 +163,13 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
         progress(f"[{i}/{len(names.GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
         if settings.mode == "static":
             quantize_static_graph(src, dst, ranges[graph], skip, matmul_per_channel=settings.weights == "per-channel")
+        elif settings.weight_algorithm == "awq":
+            from .awq import awq_graph
+
+            scaled = scratch / f"{graph}.awq.onnx"
+            record.setdefault("awq", {})[graph] = awq_graph(src, scaled, feeds[graph], settings.block_size)
+            progress(f"awq: {graph}: {len(record['awq'][graph])} groups scaled")
+            quantize_weight_only_graph(scaled, dst, settings.weight_bits, settings.block_size, skip, algorithm="rtn")
         else:
             quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip,
                                        algorithm=settings.weight_algorithm, feeds=feeds.get(graph))

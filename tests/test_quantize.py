@@ -248,6 +248,69 @@ def test_gptq_on_the_trained_model_and_refused_where_onnxruntime_cannot_pack(che
     assert not (tmp_path / "tiny-gptq").exists()
 
 
+def test_awq_fake_quantization_is_what_matmulnbits_computes(tmp_path):
+    """The AWQ search scores scales with ONNX Runtime's own 4-bit rounding: x @ fake_quant_4bit(W) equals a
+    real MatMulNBits graph made by the quantizer from W (K not a whole number of blocks: padded)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qasr.quantize.awq import fake_quant_4bit
+    from qasr.quantize.weight_only import quantize_weight_only_graph
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((80, 24)).astype(np.float32)
+    x = rng.standard_normal((5, 80)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 80])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 24])],
+                              [numpy_helper.from_array(w, "W")])
+    src, dst = tmp_path / "m.onnx", tmp_path / "q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    quantize_weight_only_graph(src, dst, bits=4, block_size=32)
+    real = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(real, x @ fake_quant_4bit(w, 32), rtol=1e-5, atol=1e-4)
+    assert np.abs(x @ w - real).max() > 0.1          # and it is really rounded
+
+
+def test_awq_scales_change_no_float_result_and_lower_the_rounding_error(checkpoints, exports, references, tmp_path,
+                                                                        monkeypatch):
+    """AWQ-style 4-bit: the scaled fp32 decoder computes what the original does on real recorded feeds; the
+    export is symmetric 4-bit MatMulNBits with each group's alpha and error recorded (never above plain
+    round to nearest on the calibration activations), tracks the reference like rtn 4-bit, and the same
+    calibration audio gives the same bytes twice."""
+    import onnxruntime as ort
+
+    from qasr.calibration.record import recorded_feeds
+    from qasr.quantize.awq import awq_graph
+
+    data = calibration_set(None, MIN_UTTERANCES)
+    feeds = recorded_feeds(Engine(exports["original"]), data)["decoder"]
+    records = awq_graph(exports["original"] / "decoder.onnx", tmp_path / "decoder.onnx", feeds, 32)
+    assert records and any(r["alpha"] > 0 for r in records)
+    before = ort.InferenceSession(str(exports["original"] / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    for feed in feeds[:4]:
+        for a, b in zip(before.run(None, feed), after.run(None, feed)):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+    settings = Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="awq", calibration_limit=MIN_UTTERANCES)
+    monkeypatch.setenv("QASR_CACHE", str(tmp_path / "cache"))
+    outs = [export(ExportSettings(model=str(checkpoints["original"]), out=tmp_path / f"awq{i}", precision="int8",
+                                  int8=settings)) for i in range(2)]
+    model = onnx.load(str(outs[0] / "decoder.onnx"))
+    nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(len(n.input) < 4 or not n.input[3] for n in nbits)   # no zero points: symmetric
+    record = json.loads((outs[0] / "manifest.json").read_text())["export"]["quantization"]
+    assert "AWQ" in record["weights"] and record["calibration"]["utterances"] == MIN_UTTERANCES
+    assert record["awq"]["decoder"] == records
+    assert all(0 <= r["alpha"] <= 1 and r["error_vs_rtn"] <= 1 for g in record["awq"].values() for r in g)
+    for name in ("encoder.onnx.data", "decoder.onnx.data"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    waves = [synthetic_speech(1.7), synthetic_speech(4.2, seed=1)]
+    errors = graph_parity(references["original"], Engine(outs[0]), waves)
+    assert all(e.mean_abs / e.scale < 0.15 for e in errors), errors
+
+
 def test_fp16_export_runs_and_is_within_fp16_tolerance(quantized, references):
     engine = Engine(quantized["fp16"])
     assert engine.dtype == np.float16 and engine.feature_dtype == np.float16
@@ -338,8 +401,9 @@ def test_default_calibration_is_the_shipped_split_never_eval():
     (dict(precision="int8", int8=Int8Settings(smooth_alpha=1.5)), "alpha within 0..1"),
     (dict(precision="int8", int8=Int8Settings(weight_algorithm="gptq")), "--weight-algorithm applies to"),
     (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_algorithm="hqq")), "add --weight-bits 4"),
-    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="awq")),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="squeezellm")),
      "unknown --weight-algorithm"),
+    (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_algorithm="awq")), "add --weight-bits 4"),
     (dict(precision="int8", int8=Int8Settings(mode="weight-only", weight_bits=4, weight_algorithm="hqq",
                                               calibration="x")), "only --weight-algorithm gptq"),
     (dict(precision="bf16"), "unknown precision"),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from qasr.benchmarks.machine import cpu_description
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 
@@ -95,6 +96,7 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
     options = TranscribeOptions(language="English")
     report = [f"# WER drift per precision ({time.strftime('%Y-%m-%d')})", "",
               f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", "",
+              f"CPU: {cpu_description()} (static INT8 results depend on its integer kernels)", "",
               f"{INTERVAL}; the goals are judged on the measured change.", ""]
     for manifest, (utterances, problems) in sets.items():
         progress(f"{manifest}: {len(utterances)} utterances, reference and {len(exports)} exports")
@@ -108,7 +110,7 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
             groups[field] = breakdown(results, utterances, field)
             report += ["```", format_breakdown(groups[field], field, [r.name for r in results]), "```", ""]
         (out / f"drift-{manifest.stem}.json").write_text(json.dumps(
-            {"manifest": str(manifest), "model": str(checkpoint), "date": time.strftime("%Y-%m-%d"),
+            {"manifest": str(manifest), "model": str(checkpoint), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_description(),
              "exports": {n: str(p) for n, p in exports.items()}, "systems": summary, "breakdowns": groups,
              "skipped_lines": problems, "utterances": per_utt}, indent=1, ensure_ascii=False))
         click.echo(f"{manifest}:\n{table}")

@@ -21,6 +21,7 @@ import click
 
 from qasr.reference.wer import (NORMALISATION, breakdown, check_breakdown_fields, format_breakdown, format_table,
                                 run_engine, run_reference, score)
+from qasr.benchmarks.machine import cpu_description
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
@@ -99,6 +100,7 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
             "manifest": str(manifest), "normalisation": NORMALISATION, "date": time.strftime("%Y-%m-%d"),
             "reference_class": "transformers.Qwen3ASRForConditionalGeneration" if model else None,
             "versions": {"transformers": transformers.__version__, "python": platform.python_version()},
+            "cpu": cpu_description(),
             "decoding": asdict(decode), "skipped_lines": problems, "systems": summary, "breakdowns": breakdowns,
             "utterances": per_utt,
         }, indent=2, ensure_ascii=False))

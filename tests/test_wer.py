@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from qasr.benchmarks.machine import cpu_description
 from qasr.reference.wer import SystemResult, format_table, normalise, paired_interval, score, utterance_edits
 from qasr.runtime.speech_manifest import Utterance, read_manifest
 from qasr.runtime.synthetic_audio import synthetic_speech
@@ -94,6 +95,7 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
     assert export["identical_to_first"] == 100.0 and export["wer_change_pp"] == 0.0  # fp32 export = reference
     assert export["wer_change_interval_pp"] == [0.0, 0.0] and "95% interval" in result.stdout
     assert report["reference_class"].endswith("Qwen3ASRForConditionalGeneration")
+    assert report["cpu"] == cpu_description() and f"{os.cpu_count()} cores" in report["cpu"]
     assert len(report["utterances"]) == 3 and report["utterances"][0]["voice"] == "synthetic"
     assert plot.read_text().startswith("<svg") and "<path" not in plot.read_text()  # no change: no whisker
     assert "WER % by voice" in result.stdout and "WER % by words" in result.stdout
@@ -103,6 +105,20 @@ def test_benchmark_run_reference_against_export(checkpoints, exports, tmp_path):
         [os.path.join(os.path.dirname(sys.executable), "asr-wer"), "--manifest", str(manifest),
          "--engine", str(exports["original"]), "--by", "accent"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--by accent: no line" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cpu_description_names_the_model_and_the_instruction_sets_that_matter(tmp_path):
+    """Reports say which CPU ran them (static INT8 depends on its integer kernels): read from cpuinfo."""
+    import platform
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni\n\n"
+                   "processor\t: 1\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni\n")
+    assert cpu_description(x86) == f"AMD EPYC 9654, {platform.machine()}, {os.cpu_count()} cores, avx2 avx512f avx512_vnni"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n")
+    assert cpu_description(arm).endswith("cores, asimddp i8mm")
+    assert cpu_description(tmp_path / "absent").split(", ")[1] == platform.machine()
 
 
 def test_breakdown_groups_and_scores_each_group():

@@ -107,7 +107,13 @@ def load_manifest(directory: str | Path, verify_checksums: bool = True) -> Manif
             f"versions {readable}: export the model again with this version of asr-export"
         )
     _check_files(directory, data.get("files", {}), verify_checksums)
-    return Manifest(directory=directory, data=data)
+    manifest = Manifest(directory=directory, data=data)
+    from .vad import PAUSE_MODES
+
+    if manifest.segment_pauses not in PAUSE_MODES:
+        raise ExportDirError(f"{path}: segmentation.pauses must be one of {', '.join(PAUSE_MODES)}, "
+                             f"not {manifest.segment_pauses!r}")
+    return manifest
 
 
 def _check_files(directory: Path, files: dict[str, dict[str, Any]], verify_checksums: bool) -> None:

@@ -62,6 +62,10 @@ def test_exports_without_a_pause_rule_merge(exports, tmp_path):
     del data["segmentation"]["pauses"]
     (path / names.MANIFEST).write_text(json.dumps(data))
     assert Engine(path).manifest.segment_pauses == "merge"
+    data["segmentation"]["pauses"] = "join"
+    (path / names.MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ExportDirError, match="segmentation.pauses must be one of merge, split, not 'join'"):
+        Engine(path)
 
 
 def test_changed_or_missing_files_are_refused(exports, tmp_path):

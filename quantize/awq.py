@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .smooth import smooth_groups
+from .smooth import scale_groups, smooth_groups, tensor_session
 
 ALPHAS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 MAX_ROWS = 4096   # activation rows kept per tensor for the search (a seeded sample of all recorded rows)
@@ -45,17 +45,7 @@ def fake_quant_4bit(weight: np.ndarray, block_size: int) -> np.ndarray:
 def activation_rows(model_path: Path, tensors: list[str], feeds: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
     """Up to MAX_ROWS rows [R, channels] of each tensor over every feed (read as extra graph outputs), a
     seeded uniform sample when there are more."""
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(model_path))
-    present = {o.name for o in model.graph.output}
-    for name in tensors:
-        if name not in present:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = tensor_session(model_path, tensors)
     rows: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
     for feed in feeds:
         for name, value in zip(tensors, session.run(tensors, feed)):
@@ -90,33 +80,19 @@ def awq_graph(src: Path, dst: Path, feeds: list[dict], block_size: int) -> list[
     """Write `src` with AWQ-style scales to `dst` (external data beside it); returns one record per group:
     its activation, the alpha chosen and the output error relative to plain round to nearest."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(src))
     groups = smooth_groups(model.graph)
     records = []
     if groups:
         activations = activation_rows(src, [g.activation for g in groups], feeds)
-        initializers = {i.name: i for i in model.graph.initializer}
-        arrays = {}
 
-        def array(name):
-            if name not in arrays:
-                arrays[name] = numpy_helper.to_array(initializers[name]).copy()
-            return arrays[name]
-
-        for group in groups:
-            weight = np.concatenate([array(c).astype(np.float32) for c in group.consumers], axis=1)
-            alpha, s, error, baseline = search_scale(activations[group.activation], weight, block_size)
+        def choose(group, weights: np.ndarray) -> np.ndarray | None:
+            alpha, s, error, baseline = search_scale(activations[group.activation], weights, block_size)
             records.append({"activation": group.activation, "alpha": alpha,
                             "error_vs_rtn": round(error / baseline, 4) if baseline else 1.0})
-            if alpha == 0.0:
-                continue
-            for name in group.owner_inputs:
-                arrays[name] = (array(name) / s).astype(array(name).dtype)
-            for name in group.consumers:
-                arrays[name] = (array(name) * s[:, None]).astype(array(name).dtype)
-        for name, value in arrays.items():
-            initializers[name].CopyFrom(numpy_helper.from_array(value, name))
+            return s if alpha > 0.0 else None
+
+        scale_groups(model, groups, choose)
     onnx.save(model, str(dst), save_as_external_data=True, location=f"{dst.name}.data")
     return records

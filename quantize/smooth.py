@@ -86,8 +86,8 @@ def smooth_groups(graph) -> list[SmoothGroup]:
     return groups
 
 
-def channel_maxima(model_path: Path, tensors: list[str], feeds: list[dict]) -> dict[str, np.ndarray]:
-    """max |x_j| per channel (last axis) of each tensor over every feed, read as extra graph outputs."""
+def tensor_session(model_path: Path, tensors: list[str]):
+    """An unoptimised CPU session of the graph at `model_path` that also outputs `tensors`."""
     import onnx
     import onnxruntime as ort
 
@@ -98,7 +98,12 @@ def channel_maxima(model_path: Path, tensors: list[str], feeds: list[dict]) -> d
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def channel_maxima(model_path: Path, tensors: list[str], feeds: list[dict]) -> dict[str, np.ndarray]:
+    """max |x_j| per channel (last axis) of each tensor over every feed, read as extra graph outputs."""
+    session = tensor_session(model_path, tensors)
     maxima: dict[str, np.ndarray] = {}
     for feed in feeds:
         values = session.run(tensors, feed)
@@ -108,34 +113,47 @@ def channel_maxima(model_path: Path, tensors: list[str], feeds: list[dict]) -> d
     return maxima
 
 
+def scale_groups(model, groups: list[SmoothGroup], choose: Callable[[SmoothGroup, np.ndarray], np.ndarray | None]) -> None:
+    """For each group, s = choose(group, its consumers' weights side by side [K, N]) (None: left as it is):
+    the owners divided by s along their last axis, the consumers' rows multiplied by s; the float graph
+    computes the same function afterwards."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in model.graph.initializer}
+    arrays = {}
+
+    def array(name):
+        if name not in arrays:
+            arrays[name] = numpy_helper.to_array(initializers[name]).copy()
+        return arrays[name]
+
+    for group in groups:
+        s = choose(group, np.concatenate([array(c).astype(np.float32) for c in group.consumers], axis=1))
+        if s is None:
+            continue
+        for name in group.owner_inputs:
+            arrays[name] = (array(name) / s).astype(array(name).dtype)
+        for name in group.consumers:
+            arrays[name] = (array(name) * s[:, None]).astype(array(name).dtype)
+    for name, value in arrays.items():
+        initializers[name].CopyFrom(numpy_helper.from_array(value, name))
+
+
 def smooth_graph(src: Path, dst: Path, feeds: list[dict], alpha: float) -> int:
     """Write the smoothed graph of `src` to `dst` (external data beside it); returns the groups smoothed."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(src))
     groups = smooth_groups(model.graph)
     if groups:
         maxima = channel_maxima(src, [g.activation for g in groups], feeds)
-        initializers = {i.name: i for i in model.graph.initializer}
-        arrays = {}
 
-        def array(name):
-            if name not in arrays:
-                arrays[name] = numpy_helper.to_array(initializers[name]).copy()
-            return arrays[name]
-
-        for group in groups:
-            weights = np.concatenate([np.abs(array(c).astype(np.float32)) for c in group.consumers], axis=1)
-            w_max = np.maximum(weights.max(axis=1), 1e-5)
+        def choose(group: SmoothGroup, weights: np.ndarray) -> np.ndarray:
+            w_max = np.maximum(np.abs(weights).max(axis=1), 1e-5)
             x_max = np.maximum(maxima[group.activation], 1e-5)
-            s = np.clip(x_max ** alpha / w_max ** (1 - alpha), 1e-4, 1e4).astype(np.float32)
-            for name in group.owner_inputs:
-                arrays[name] = (array(name) / s).astype(array(name).dtype)
-            for name in group.consumers:
-                arrays[name] = (array(name) * s[:, None]).astype(array(name).dtype)
-        for name, value in arrays.items():
-            initializers[name].CopyFrom(numpy_helper.from_array(value, name))
+            return np.clip(x_max ** alpha / w_max ** (1 - alpha), 1e-4, 1e4).astype(np.float32)
+
+        scale_groups(model, groups, choose)
     onnx.save(model, str(dst), save_as_external_data=True, location=f"{dst.name}.data")
     return len(groups)
 

@@ -313,6 +313,36 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
         train(TrainSettings(corpus=root, out=tmp_path / "fourth", steps=1, init=out, more_corpora=(root,)))
 
 
+@needs_espeak
+def test_one_command_recipe_on_an_existing_corpus_and_what_it_will_not_overwrite(corpus, tmp_path):
+    """python -m qasr.training OUT --corpus C trains C into OUT/model (a checkpoint that declares its segment
+    rule); run again, it refuses in one line to replace OUT/model without --force, and with --force does;
+    the corpus command refuses to render a split the corpus already has."""
+    import subprocess
+    import sys
+
+    root = corpus[0]
+    command = [sys.executable, "-m", "qasr.training", str(tmp_path / "run"), "--corpus", str(root), "--steps", "2"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=600)
+
+    first = run(*command)
+    assert first.returncode == 0, first.stderr
+    assert load_checkpoint(str(tmp_path / "run" / "model")).spec.segment_pauses == "split"
+    log = json.loads((tmp_path / "run" / "model" / "training_log.json").read_text())
+    assert log["finished"]["steps"] == 2 and not (tmp_path / "run" / "corpus").exists()
+    again = run(*command)
+    assert again.returncode == 2 and "already holds files" in again.stderr and "--force" in again.stderr
+    assert "Traceback" not in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "run" / "model" / "training_log.json").read_text()) == log   # untouched
+    forced = run(*command, "--force")
+    assert forced.returncode == 0, forced.stderr
+    render = run(sys.executable, "-m", "qasr.training.corpus", str(root), "--only", "calibration", "--seed", "3",
+                 "--calibration", "6")
+    assert render.returncode == 2 and "already has the split(s) calibration; add --force" in render.stderr
+
+
 def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training():
     """The two held-out splits and the calibration split in qasr.assets equal the seed-0 plan (texts, voices,
     noise), share no sentence with the seed-0 training plan, no held-out variant or accent with its

@@ -1,11 +1,13 @@
 """One command: corpus and test model from a seed.
 
-    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N] [--install]
+    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N]
+        [--corpus CORPUS_DIR] [--force] [--install]
 
-Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus), trains the test model into
-OUT_DIR/model (qasr.training.train), from scratch or warm-started from --init; with --install, copies the
-model and the two held-out splits and the calibration split into the package's assets (qasr.assets),
-replacing the shipped ones.
+Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus; or reads an existing one given
+by --corpus), trains the test model into OUT_DIR/model (qasr.training.train), from scratch or warm-started
+from --init; with --install, copies the model and the two held-out splits and the calibration split into
+the package's assets (qasr.assets), replacing the shipped ones. What OUT_DIR already holds is replaced
+only with --force.
 """
 
 from __future__ import annotations
@@ -36,19 +38,24 @@ from .train import TrainSettings, train
               help="Share of training utterances given SpecAugment masks.")
 @click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
               help="Save the mean of the weights at the last N evaluations.")
+@click.option("--corpus", "corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Train on this existing corpus (made by qasr.training.corpus) instead of synthesizing one.")
+@click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, install):
+def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, corpus, force, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
-    manifests = build(out / "corpus", seed=seed, progress=progress)
-    progress(f"splits: {split_report(manifests)}")
-    model = train(TrainSettings(corpus=out / "corpus", out=out / "model", seed=seed, steps=steps, minutes=minutes,
+    if corpus is None:
+        corpus = out / "corpus"
+        manifests = build(corpus, seed=seed, progress=progress, force=force)
+        progress(f"splits: {split_report(manifests)}")
+    model = train(TrainSettings(corpus=corpus, out=out / "model", seed=seed, steps=steps, minutes=minutes,
                                 init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment,
                                 average=average),
-                  progress)
+                  progress, force)
     if install:
-        install_model(model, out / "corpus", progress)
+        install_model(model, corpus, progress)
 
 
 def install_model(model: Path, corpus: Path, progress=print) -> None:

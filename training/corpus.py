@@ -350,9 +350,12 @@ TRAIN_SPLITS = ("train", "train_random", "train_accents", "train_shifts")  # wha
 def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
           accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
           progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"],
-          train_accents: int = SIZES["train_accents"], train_shifts: int = SIZES["train_shifts"]
-          ) -> dict[str, Path]:
+          train_accents: int = SIZES["train_accents"], train_shifts: int = SIZES["train_shifts"],
+          force: bool = False) -> dict[str, Path]:
     splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents, train_shifts)
+    there = [name for name in splits if name in only and (out / f"{name}.jsonl").exists()]
+    if there and not force:
+        raise QasrError(f"{out} already has the split(s) {', '.join(there)}; add --force to render them again")
     if "train_random" in splits and "train_random" in only:
         install_voices(out, random_voices(RANDOM_VOICES, seed))
     for split, kind in ACCENT_SPLITS.items():
@@ -416,14 +419,15 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--only", multiple=True, type=click.Choice(SPLITS),
               help="Render only these splits (repeatable); the others keep what OUT has.")
+@click.option("--force", is_flag=True, help="Render splits OUT already has again, replacing them.")
 @handle_errors
 def main(out, seed, train_count, eval_count, accents, calibration, train_random, train_accents, train_shifts,
-         workers, only):
+         workers, only, force):
     """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/,
     train_accents/, train_shifts/ FLACs and JSONL manifests."""
     progress = Progress()
     manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress,
-                      only or SPLITS, train_random, train_accents, train_shifts)
+                      only or SPLITS, train_random, train_accents, train_shifts, force)
     progress(json.dumps(split_report(manifests)))
 
 

@@ -379,8 +379,17 @@ def _load_weights(model, init: Path) -> None:
     model.tie_weights()
 
 
-def train(settings: TrainSettings, progress=print) -> Path:
+def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
+    """Train into settings.out; a directory that already holds files is refused unless `force` (then emptied)."""
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
+
+    out = Path(settings.out)
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise QasrError(f"{out} already holds files (an earlier checkpoint?); add --force to replace them")
+        shutil.rmtree(out)
+    elif out.exists() and not out.is_dir():
+        raise QasrError(f"{out} is a file, not a directory for the checkpoint")
 
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise QasrError("--device cuda: this torch has no CUDA device")
@@ -559,10 +568,11 @@ def train(settings: TrainSettings, progress=print) -> Path:
                    "--corpus's held-out and calibration splits are left out.")
 @click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
               help="Save the mean of the weights at the last N evaluations (every --eval-every steps).")
+@click.option("--force", is_flag=True, help="Replace what OUT holds.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
          guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
-         joined, more_corpora, average):
+         joined, more_corpora, average, force):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
@@ -570,7 +580,7 @@ def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
                         ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined,
                         more_corpora=tuple(more_corpora), average=average),
-          Progress())
+          Progress(), force)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     Segments are at most `options.max_segment_seconds` (default: `model_max_seconds`, the model's own
     limit). With voice activity (`vad` on, or auto and the audio is longer than the limit) they are
     speech regions merged up to the limit and split at the longest pauses, or one segment per region
-    (`options.pauses`, default `model_pauses`: qasr.runtime.vad), and what is not speech is never decoded; with `vad` off long audio is cut at its quietest points.
+    (`options.pauses`, default `model_pauses`: qasr.runtime.vad), and what is not speech is never
+    decoded; with `vad` off long audio is cut at its quietest points.
     Bad input sets transcript.error; silence adds its empty segment; the segments left to decode come
     back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
     isolate the model.

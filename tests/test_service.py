@@ -272,7 +272,9 @@ def test_shutdown_answers_open_requests_with_json_503_and_exits_promptly(exports
     from qasr.runtime.stopping import DecodeOptions
 
     clip = _wav(tmp_path / "long.wav", 12.0, 9)
-    slow = DecodeOptions(max_new_tokens=400, min_new_tokens=400, repetition_max_period=0)   # ~0.5 s a request
+    # ~0.6 s a request on an AVX-512 CPU of 2026-11-25 (400 tokens were ~0.5 s on an older one and only ~0.12 s
+    # there, which let 12 of the 20 finish): long enough that most are still queued at the deadline anywhere
+    slow = DecodeOptions(max_new_tokens=2000, min_new_tokens=2000, repetition_max_period=0)
     live = LiveServer(ServiceSettings(engine_dir=exports["original"], max_batch=1, max_wait_ms=1,
                                       graceful_timeout_s=0.5, decode=slow))
     with live, ThreadPoolExecutor(20) as pool:

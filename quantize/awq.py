@@ -43,21 +43,23 @@ def fake_quant_4bit(weight: np.ndarray, block_size: int) -> np.ndarray:
 
 
 def activation_rows(model_path: Path, tensors: list[str], feeds: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
-    """Up to MAX_ROWS rows [R, channels] of each tensor over every feed (read as extra graph outputs), a
-    seeded uniform sample when there are more."""
+    """Up to MAX_ROWS rows [R, channels] of each tensor over every feed (read as extra graph outputs): a
+    seeded uniform sample when there are more, drawn as the feeds run (each row gets a random key, the
+    MAX_ROWS smallest keys stay), so memory stays at MAX_ROWS rows per tensor at any model size."""
     session = tensor_session(model_path, tensors)
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
+    rng = np.random.default_rng(seed)
+    kept: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for feed in feeds:
         for name, value in zip(tensors, session.run(tensors, feed)):
-            rows[name].append(value.astype(np.float32).reshape(-1, value.shape[-1]))
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, parts in rows.items():
-        stacked = np.concatenate(parts)
-        if len(stacked) > MAX_ROWS:
-            stacked = stacked[np.sort(rng.choice(len(stacked), MAX_ROWS, replace=False))]
-        out[name] = stacked
-    return out
+            rows = value.astype(np.float32).reshape(-1, value.shape[-1])
+            keys = rng.random(len(rows))
+            if name in kept:
+                rows, keys = np.concatenate([kept[name][0], rows]), np.concatenate([kept[name][1], keys])
+            if len(rows) > MAX_ROWS:
+                keep = np.sort(np.argpartition(keys, MAX_ROWS)[:MAX_ROWS])
+                rows, keys = rows[keep], keys[keep]
+            kept[name] = (rows, keys)
+    return {name: rows for name, (rows, _) in kept.items()}
 
 
 def search_scale(x: np.ndarray, weight: np.ndarray, block_size: int) -> tuple[float, np.ndarray, float, float]:
@@ -76,9 +78,10 @@ def search_scale(x: np.ndarray, weight: np.ndarray, block_size: int) -> tuple[fl
     return best[0], best[1], best[2], baseline
 
 
-def awq_graph(src: Path, dst: Path, feeds: list[dict], block_size: int) -> list[dict]:
+def awq_graph(src: Path, dst: Path, feeds: list[dict], block_size: int, progress=lambda _: None) -> list[dict]:
     """Write `src` with AWQ-style scales to `dst` (external data beside it); returns one record per group:
-    its activation, the alpha chosen and the output error relative to plain round to nearest."""
+    its activation, the alpha chosen and the output error relative to plain round to nearest (a progress
+    line per group: at the 0.6B shape the search is minutes per graph on a CPU)."""
     import onnx
 
     model = onnx.load(str(src))
@@ -91,6 +94,8 @@ def awq_graph(src: Path, dst: Path, feeds: list[dict], block_size: int) -> list[
             alpha, s, error, baseline = search_scale(activations[group.activation], weights, block_size)
             records.append({"activation": group.activation, "alpha": alpha,
                             "error_vs_rtn": round(error / baseline, 4) if baseline else 1.0})
+            progress(f"awq: {src.stem}: group {len(records)}/{len(groups)} ({group.activation}): alpha {alpha:g}, "
+                     f"error {records[-1]['error_vs_rtn']:.2f} of round to nearest")
             return s if alpha > 0.0 else None
 
         scale_groups(model, groups, choose)

@@ -212,6 +212,22 @@ def test_random_accents_need_their_base_files(tmp_path):
         install_accents(tmp_path / "out", tmp_path / "data", random_accents(3, 0), (), {})
 
 
+def test_larger_held_out_sets_use_no_sentence_a_training_seed_used():
+    """--unseen-by SEED: a new seed's held-out and calibration splits draw no sentence of SEED's training
+    splits (the shipped model's seeds 0 and 1), where the seed alone would (2-word sentences recur);
+    without it the seed's own plan is unchanged."""
+    from qasr.training.corpus import plan_splits, training_sentences
+
+    trained = training_sentences(0) | training_sentences(1)
+    sizes = dict(train=10, eval_count=600, accents=200, calibration=100, train_random=0, train_accents=0, train_shifts=0)
+    own, apart = plan_splits(7, **sizes), plan_splits(7, **sizes, unseen=trained)
+    held = ("eval", "eval_accents", "calibration")
+    assert any(u.text in trained for split in held for u in own[split])
+    assert not any(u.text in trained for split in held for u in apart[split])
+    assert [len(apart[split]) for split in held] == [600, 200, 100]
+    assert plan_splits(7, **sizes, unseen=frozenset()) == own
+
+
 def test_corpus_plan_covers_the_ranges():
     """The seed-0 training plan: every training accent x variant, rates 120-220, pitches 20-80, 2-16 word
     sentences and 20-30 s multi-sentence utterances, clean audio and all four noises, reverberation."""

@@ -302,15 +302,18 @@ SIZES = {"train": 20000, "eval": 140, "eval_accents": 90, "calibration": 48, "tr
 def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SIZES["eval"],
                 accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"],
                 train_random: int = SIZES["train_random"], train_accents: int = SIZES["train_accents"],
-                train_shifts: int = SIZES["train_shifts"]) -> dict[str, list[Utterance]]:
+                train_shifts: int = SIZES["train_shifts"], unseen: frozenset[str] = frozenset()
+                ) -> dict[str, list[Utterance]]:
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
-    and exactly what build() renders, so the shipped splits can be checked against the seed."""
+    and exactly what build() renders, so the shipped splits can be checked against the seed.
+    `unseen`: sentences the held-out and calibration splits must not use (other seeds' training
+    sentences: held_out_of); empty, the draws are the seed's own."""
     rng = random.Random(seed)
     words = vocabulary()
-    eval_texts = sentences(eval_count, words, rng, lengths=SHIPPED_LENGTHS)
-    accent_texts = sentences(accents, words, rng, exclude=set(eval_texts), lengths=SHIPPED_LENGTHS)
+    eval_texts = sentences(eval_count, words, rng, exclude=set(unseen), lengths=SHIPPED_LENGTHS)
+    accent_texts = sentences(accents, words, rng, exclude=set(eval_texts) | unseen, lengths=SHIPPED_LENGTHS)
     held = set(eval_texts) | set(accent_texts)
-    calib_texts = sentences(calibration, words, rng, exclude=held, lengths=SHIPPED_LENGTHS)
+    calib_texts = sentences(calibration, words, rng, exclude=held | unseen, lengths=SHIPPED_LENGTHS)
     held |= set(calib_texts)
     n_long = int(train * LONG_SHARE)
     train_texts = sentences(train - n_long, words, rng, exclude=held, lengths=TRAIN_LENGTHS)
@@ -333,6 +336,12 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
     return splits
 
 
+def training_sentences(seed: int) -> frozenset[str]:
+    """Every sentence of seed `seed`'s training splits at their default sizes (what --more-corpus reads):
+    a larger held-out set for a model trained on these seeds must not use them."""
+    return frozenset(u.text for name, split in plan_splits(seed).items() if name in TRAIN_SPLITS for u in split)
+
+
 def _extra_split(name: str, count: int, combos: list[tuple[str, str]], seed: int, words: list[str],
                  held: set[str]) -> list[Utterance]:
     """A training split added after corpus v2, on its own random stream (its name and the seed), so that
@@ -351,8 +360,9 @@ def build(out: Path, seed: int = 0, train: int = SIZES["train"], eval_count: int
           accents: int = SIZES["eval_accents"], calibration: int = SIZES["calibration"], workers: int = 2,
           progress=print, only: tuple[str, ...] = SPLITS, train_random: int = SIZES["train_random"],
           train_accents: int = SIZES["train_accents"], train_shifts: int = SIZES["train_shifts"],
-          force: bool = False) -> dict[str, Path]:
-    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents, train_shifts)
+          force: bool = False, unseen: frozenset[str] = frozenset()) -> dict[str, Path]:
+    splits = plan_splits(seed, train, eval_count, accents, calibration, train_random, train_accents, train_shifts,
+                         unseen)
     there = [name for name in splits if name in only and (out / f"{name}.jsonl").exists()]
     if there and not force:
         raise QasrError(f"{out} already has the split(s) {', '.join(there)}; add --force to render them again")
@@ -420,14 +430,18 @@ def split_report(manifests: dict[str, Path]) -> dict:
 @click.option("--only", multiple=True, type=click.Choice(SPLITS),
               help="Render only these splits (repeatable); the others keep what OUT has.")
 @click.option("--force", is_flag=True, help="Render splits OUT already has again, replacing them.")
+@click.option("--unseen-by", "unseen_by", multiple=True, type=int, metavar="SEED",
+              help="Held-out and calibration splits use no sentence of this seed's training splits (repeatable): "
+                   "a larger held-out set for a model trained on those seeds.")
 @handle_errors
 def main(out, seed, train_count, eval_count, accents, calibration, train_random, train_accents, train_shifts,
-         workers, only, force):
+         workers, only, force, unseen_by):
     """Synthesize the corpus into OUT: train/, eval/, eval_accents/, calibration/, train_random/,
     train_accents/, train_shifts/ FLACs and JSONL manifests."""
     progress = Progress()
+    unseen = frozenset().union(*(training_sentences(s) for s in unseen_by))
     manifests = build(out, seed, train_count, eval_count, accents, calibration, workers, progress,
-                      only or SPLITS, train_random, train_accents, train_shifts, force)
+                      only or SPLITS, train_random, train_accents, train_shifts, force, unseen)
     progress(json.dumps(split_report(manifests)))
 
 

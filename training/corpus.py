@@ -307,7 +307,7 @@ def plan_splits(seed: int = 0, train: int = SIZES["train"], eval_count: int = SI
     """Every utterance of every split (text, voice, rate, pitch, noise, seed), without any audio: cheap,
     and exactly what build() renders, so the shipped splits can be checked against the seed.
     `unseen`: sentences the held-out and calibration splits must not use (other seeds' training
-    sentences: held_out_of); empty, the draws are the seed's own."""
+    sentences: training_sentences); empty, the draws are the seed's own."""
     rng = random.Random(seed)
     words = vocabulary()
     eval_texts = sentences(eval_count, words, rng, exclude=set(unseen), lengths=SHIPPED_LENGTHS)

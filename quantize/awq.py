@@ -22,6 +22,8 @@ import numpy as np
 from .smooth import scale_groups, smooth_groups, tensor_session
 
 ALPHAS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+SCALE_RANGE = (1e-2, 1e2)   # s is clipped here: a dead channel (mean |x| ~ 0) must not send a weight row or a
+                            # gamma past fp16's range (weight-only with the fused decoder keeps fp16 graphs)
 MAX_ROWS = 4096   # activation rows kept per tensor for the search (a seeded sample of all recorded rows)
 
 
@@ -62,14 +64,19 @@ def activation_rows(model_path: Path, tensors: list[str], feeds: list[dict], see
     return {name: rows for name, (rows, _) in kept.items()}
 
 
+def channel_scales(mean: np.ndarray, alpha: float) -> np.ndarray:
+    """s = mean|x|^alpha, normalised so that max(s) * min(s) = 1, clipped to SCALE_RANGE."""
+    s = np.maximum(mean, 1e-8) ** alpha
+    return np.clip(s / np.sqrt(s.max() * s.min()), *SCALE_RANGE).astype(np.float32)
+
+
 def search_scale(x: np.ndarray, weight: np.ndarray, block_size: int) -> tuple[float, np.ndarray, float, float]:
     """(alpha, s, error at alpha, error at alpha 0) for activations x [R, K] and weights [K, N]."""
-    mean = np.maximum(np.abs(x).mean(axis=0), 1e-8)
+    mean = np.abs(x).mean(axis=0)
     best = None
     baseline = None
     for alpha in ALPHAS:
-        s = mean ** alpha
-        s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
+        s = channel_scales(mean, alpha)
         error = float(np.square(x @ (fake_quant_4bit(weight * s[:, None], block_size) / s[:, None] - weight)).sum())
         if alpha == 0.0:
             baseline = error

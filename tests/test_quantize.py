@@ -272,6 +272,27 @@ def test_awq_fake_quantization_is_what_matmulnbits_computes(tmp_path):
     assert np.abs(x @ w - real).max() > 0.1          # and it is really rounded
 
 
+def test_awq_search_never_loses_to_round_to_nearest_and_keeps_scales_in_range():
+    """On activations with one dominant and one dead channel: the chosen alpha's error is at most alpha 0's
+    (plain round to nearest), the dominant channel gets the largest scale, and no scale leaves SCALE_RANGE
+    (a dead channel must not push a weight row or a gamma past fp16's range)."""
+    from qasr.quantize.awq import SCALE_RANGE, channel_scales, search_scale
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 64)).astype(np.float32)
+    x[:, 3] *= 40.0
+    x[:, 7] = 0.0
+    w = rng.standard_normal((64, 48)).astype(np.float32)
+    alpha, scales, error, baseline = search_scale(x, w, 32)
+    assert alpha > 0 and error < baseline
+    assert int(np.argmax(scales)) == 3
+    assert SCALE_RANGE[0] <= scales.min() and scales.max() <= SCALE_RANGE[1]
+    mean = np.abs(x).mean(axis=0)            # alpha 1: unclipped, the dead channel would span ~1e10
+    extreme = channel_scales(mean, 1.0)
+    assert extreme.min() == np.float32(SCALE_RANGE[0]) and extreme.max() == np.float32(SCALE_RANGE[1])
+    assert np.allclose(channel_scales(mean, 0.0), 1.0)
+
+
 def test_awq_scales_change_no_float_result_and_lower_the_rounding_error(checkpoints, exports, references, tmp_path,
                                                                         monkeypatch):
     """AWQ-style 4-bit: the scaled fp32 decoder computes what the original does on real recorded feeds; the

@@ -94,9 +94,10 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
             click.echo(f"skipped: {problem}", err=True)
     exports = {name: export_for(checkpoint, checkpoint.name, name, work, progress, DRIFT_EXPORTS) for name in names}
     options = TranscribeOptions(language="English")
+    cpu = cpu_description()
     report = [f"# WER drift per precision ({time.strftime('%Y-%m-%d')})", "",
               f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", "",
-              f"CPU: {cpu_description()} (static INT8 results depend on its integer kernels)", "",
+              f"CPU: {cpu} (static INT8 results depend on its integer kernels)", "",
               f"{INTERVAL}; the goals are judged on the measured change.", ""]
     for manifest, (utterances, problems) in sets.items():
         progress(f"{manifest}: {len(utterances)} utterances, reference and {len(exports)} exports")
@@ -110,7 +111,7 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
             groups[field] = breakdown(results, utterances, field)
             report += ["```", format_breakdown(groups[field], field, [r.name for r in results]), "```", ""]
         (out / f"drift-{manifest.stem}.json").write_text(json.dumps(
-            {"manifest": str(manifest), "model": str(checkpoint), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_description(),
+            {"manifest": str(manifest), "model": str(checkpoint), "date": time.strftime("%Y-%m-%d"), "cpu": cpu,
              "exports": {n: str(p) for n, p in exports.items()}, "systems": summary, "breakdowns": groups,
              "skipped_lines": problems, "utterances": per_utt}, indent=1, ensure_ascii=False))
         click.echo(f"{manifest}:\n{table}")

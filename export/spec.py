@@ -16,6 +16,7 @@ from typing import Any
 from qasr.runtime.audio_tokens import audio_token_count as _audio_token_count
 from qasr.runtime.audio_tokens import conv_output_length
 from qasr.runtime.errors import CheckpointError
+from qasr.runtime.vad import check_pauses
 
 ORIGINAL = "original"
 HF = "hf"
@@ -201,17 +202,9 @@ def read_spec(checkpoint: Path) -> ModelSpec:
         pad_token_id=None if pad is None else int(pad),
         support_languages=tuple(config.get("support_languages", ())),
         max_audio_seconds=float(config.get("qasr_max_audio_seconds", 1200.0)),
-        segment_pauses=_segment_pauses(config, where),
+        segment_pauses=check_pauses(config.get("qasr_segment_pauses", "merge"), f"{where}: qasr_segment_pauses",
+                                    CheckpointError),
     )
-
-
-def _segment_pauses(config: dict[str, Any], where: str) -> str:
-    from qasr.runtime.vad import PAUSE_MODES
-
-    value = config.get("qasr_segment_pauses", "merge")
-    if value not in PAUSE_MODES:
-        raise CheckpointError(f"{where}: qasr_segment_pauses must be one of {', '.join(PAUSE_MODES)}, not {value!r}")
-    return value
 
 
 def read_features(checkpoint: Path, spec: ModelSpec):

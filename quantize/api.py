@@ -168,7 +168,8 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
 
             scaled = scratch / f"{graph}.awq.onnx"
             record.setdefault("awq", {})[graph] = awq_graph(src, scaled, feeds[graph], settings.block_size, progress)
-            progress(f"awq: {graph}: {len(record['awq'][graph])} groups scaled")
+            progress(f"awq: {graph}: {sum(r['alpha'] > 0 for r in record['awq'][graph])} of "
+                     f"{len(record['awq'][graph])} groups scaled")
             quantize_weight_only_graph(scaled, dst, settings.weight_bits, settings.block_size, skip, algorithm="rtn")
         else:
             quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip,

@@ -108,11 +108,9 @@ def load_manifest(directory: str | Path, verify_checksums: bool = True) -> Manif
         )
     _check_files(directory, data.get("files", {}), verify_checksums)
     manifest = Manifest(directory=directory, data=data)
-    from .vad import PAUSE_MODES
+    from .vad import check_pauses
 
-    if manifest.segment_pauses not in PAUSE_MODES:
-        raise ExportDirError(f"{path}: segmentation.pauses must be one of {', '.join(PAUSE_MODES)}, "
-                             f"not {manifest.segment_pauses!r}")
+    check_pauses(manifest.segment_pauses, f"{path}: segmentation.pauses", ExportDirError)
     return manifest
 
 

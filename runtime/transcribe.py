@@ -91,12 +91,9 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     if options.vad not in VAD_MODES:
         raise QasrError(f"vad must be one of {', '.join(VAD_MODES)}, not {options.vad!r}")
     if options.vad == "on" or (options.vad == "auto" and transcript.duration > limit):
-        from .vad import PAUSE_MODES, VadSettings, vad_segments
+        from .vad import check_pauses, vad_segments
 
-        pauses = options.pauses or model_pauses
-        if pauses not in PAUSE_MODES:
-            raise QasrError(f"pauses must be one of {', '.join(PAUSE_MODES)}, not {pauses!r}")
-        pieces = vad_segments(samples, limit, VadSettings(), pauses)
+        pieces = vad_segments(samples, limit, pauses=check_pauses(options.pauses or model_pauses, error=QasrError))
         if not pieces:
             transcript.segments.append(Segment(0.0, transcript.duration, "", None, "no speech", 0))
     else:

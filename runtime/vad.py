@@ -34,6 +34,13 @@ BLOCK_SECONDS = 60.0
 PAUSE_MODES = ("merge", "split")
 
 
+def check_pauses(value, name: str = "pauses", error: type[Exception] = ValueError) -> str:
+    """`value` if it is a pause rule, else `error` with one line naming where it came from (`name`)."""
+    if value not in PAUSE_MODES:
+        raise error(f"{name} must be one of {', '.join(PAUSE_MODES)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class VadSettings:
     threshold: float = 0.5        # speech probability that starts a region
@@ -107,8 +114,7 @@ def segments_from_regions(regions: list[tuple[int, int]], samples: np.ndarray, m
                           pauses: str = "merge") -> list[tuple[int, int]]:
     """Segments of <= max_seconds: merge: the run of regions split at its longest pause until each piece
     fits; split: each region alone (a region over the limit cut at its quietest points in both)."""
-    if pauses not in PAUSE_MODES:
-        raise ValueError(f"pauses must be one of {PAUSE_MODES}, not {pauses!r}")
+    check_pauses(pauses)
     limit = int(max_seconds * RATE)
     out: list[tuple[int, int]] = []
 

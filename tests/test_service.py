@@ -279,7 +279,10 @@ def test_shutdown_answers_open_requests_with_json_503_and_exits_promptly(exports
                                       graceful_timeout_s=0.5, decode=slow))
     with live, ThreadPoolExecutor(20) as pool:
         pending = [pool.submit(_post_file, live.url, clip) for _ in range(20)]
-        time.sleep(1.0)   # all are in: a couple decoding, the rest queued
+        batcher, arrival = live.service.batcher, time.monotonic() + 30
+        while sum(batcher.batch_sizes) + batcher.queue.qsize() < 20 and time.monotonic() < arrival:
+            time.sleep(0.02)   # until all are in: a couple decoding, the rest queued
+        assert sum(batcher.batch_sizes) + batcher.queue.qsize() == 20
         started = time.monotonic()
         live.stop_async()
         responses = [p.result() for p in pending]

@@ -27,17 +27,21 @@ RATE = 16000
 LIMITS = (4.0, 5.0, 6.0, 8.0, 16.0, 30.0)
 
 
-def joined_recording(paths: list[Path], pause: float, pause_max: float | None = None, seed: int = 0) -> np.ndarray:
+def joined_recording(paths: list[Path], pause: float, pause_max: float | None = None, seed: int = 0
+                     ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The utterances one after another, each followed by `pause` seconds of digital silence (or a pause
-    drawn uniformly from [pause, pause_max])."""
+    drawn uniformly from [pause, pause_max]); and each utterance's (start, end) in samples."""
     from qasr.runtime.audio import load_audio
 
     rng = np.random.default_rng(seed)
-    parts = []
+    parts, bounds, at = [], [], 0
     for path in paths:
         seconds = pause if pause_max is None else rng.uniform(pause, pause_max)
-        parts += [load_audio(path, RATE), np.zeros(int(seconds * RATE), np.float32)]
-    return np.concatenate(parts)
+        audio, silence = load_audio(path, RATE), np.zeros(int(seconds * RATE), np.float32)
+        bounds.append((at, at + len(audio)))
+        parts += [audio, silence]
+        at += len(audio) + len(silence)
+    return np.concatenate(parts), bounds
 
 
 def measure(engine_dir: str, manifest: Path, count: int, pause: float, limits: tuple[float, ...],
@@ -55,7 +59,7 @@ def measure(engine_dir: str, manifest: Path, count: int, pause: float, limits: t
         progress(f"skipped: {problem}")
     utterances = utterances[skip:]
     paths = [u.audio for u in utterances]
-    joined = joined_recording(paths, pause, pause_max, seed)
+    joined, _ = joined_recording(paths, pause, pause_max, seed)
     reference = normalise(" ".join(u.text for u in utterances))
     transcriber = Transcriber(Engine(engine_dir))
     out = []

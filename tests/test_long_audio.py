@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from qasr.assets import EVAL_MANIFEST, SPEECH
+from qasr.benchmarks.segment_limit import joined_recording
 from qasr.reference.wer import normalise
-from qasr.runtime.audio import load_audio
 from qasr.runtime.transcribe import TranscribeOptions, Transcriber
 from qasr.runtime.vad import RATE, SileroVad, segments_from_regions, speech_regions, vad_segments
 
@@ -25,13 +25,9 @@ PAUSE = 0.6
 def joined():
     """25 held-out utterances joined with 0.6 s pauses (~66 s): samples, texts, true (start, end) in samples."""
     rows = [json.loads(line) for line in EVAL_MANIFEST.read_text().splitlines()[:25]]
-    parts, bounds, at = [], [], 0
-    for row in rows:
-        audio = load_audio(SPEECH / row["audio"], RATE)
-        bounds.append((at, at + len(audio)))
-        parts += [audio, np.zeros(int(PAUSE * RATE), dtype=np.float32)]
-        at += len(audio) + int(PAUSE * RATE)
-    return np.concatenate(parts), [r["text"] for r in rows], [SPEECH / r["audio"] for r in rows], bounds
+    paths = [SPEECH / r["audio"] for r in rows]
+    samples, bounds = joined_recording(paths, PAUSE)
+    return samples, [r["text"] for r in rows], paths, bounds
 
 
 @pytest.fixture(scope="module")

@@ -325,8 +325,35 @@ def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_p
                                 "train_shifts@more": 10}
     assert any("1 sentences of the held-out splits left out" in line for line in said)
     assert log3["averaged"] == [2, 3] and log3["evals"][-1]["averaged"]
+    # a corpus without held-out splits trains and saves, saying there is nothing to evaluate on
+    told = []
+    alone = train(TrainSettings(corpus=more, out=tmp_path / "alone", steps=1, init=out), progress=told.append)
+    assert (alone / "model.safetensors").is_file() and any("no held-out split" in line for line in told)
     with pytest.raises(QasrError, match="another directory"):  # the same corpus twice would be read twice
         train(TrainSettings(corpus=root, out=tmp_path / "fourth", steps=1, init=out, more_corpora=(root,)))
+
+
+@needs_espeak
+def test_bf16_training_runs_where_the_cpu_computes_bf16_and_is_refused_where_it_does_not(corpus, tmp_path,
+                                                                                        monkeypatch):
+    """--bf16: forward passes under bf16 autocast, fp32 weights and optimizer, the same bf16 checkpoint; on a
+    CPU without native bf16 (no AVX512-BF16 or AMX) a one-line refusal, since emulated bf16 would be slower."""
+    from qasr.runtime.errors import QasrError
+    from qasr.training.train import TrainSettings, check_bf16, train
+
+    root, _ = corpus
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        out = train(TrainSettings(corpus=root, out=tmp_path / "bf16", steps=3, encoder_minutes=1e-4, bf16=True),
+                    progress=lambda _: None)
+        log = json.loads((out / "training_log.json").read_text())
+        assert log["settings"]["bf16"] == "True" and log["finished"]["steps"] == 3
+        weights = load_checkpoint(str(out)).weights.values()
+        assert all(t.dtype == torch.bfloat16 and bool(torch.isfinite(t).all()) for t in weights)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    with pytest.raises(QasrError, match="--bf16: this CPU has no native bf16"):
+        check_bf16("cpu")
+    with pytest.raises(QasrError, match="--bf16"):
+        train(TrainSettings(corpus=root, out=tmp_path / "refused", steps=1, bf16=True), progress=lambda _: None)
 
 
 @needs_espeak

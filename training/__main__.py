@@ -40,10 +40,12 @@ from .train import TrainSettings, train
               help="Save the mean of the weights at the last N evaluations.")
 @click.option("--corpus", "corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Train on this existing corpus (made by qasr.training.corpus) instead of synthesizing one.")
+@click.option("--bf16", is_flag=True, help="Forward passes under bf16 autocast (only where the device computes "
+              "bf16 natively).")
 @click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, corpus, force, install):
+def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, corpus, bf16, force, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     if corpus is None:
@@ -52,7 +54,7 @@ def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, av
         progress(f"splits: {split_report(manifests)}")
     model = train(TrainSettings(corpus=corpus, out=out / "model", seed=seed, steps=steps, minutes=minutes,
                                 init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment,
-                                average=average),
+                                average=average, bf16=bf16),
                   progress, force)
     if install:
         install_model(model, corpus, progress)

@@ -80,9 +80,8 @@ def table(runs: list[dict]) -> str:
              "|---|---|---|---|---|"]
     for run in runs:
         for r in run["evals"]:
-            accents = f"{100 * r['accents_wer']:.1f}" if "accents_wer" in r else "-"
-            lines.append(f"| {run['name']} | {r['step']} | {run['offset'] + r['minutes']:.1f} | {100 * r['wer']:.1f} "
-                         f"| {accents} |")
+            wer, accents = (f"{100 * r[k]:.1f}" if k in r else "-" for k in ("wer", "accents_wer"))
+            lines.append(f"| {run['name']} | {r['step']} | {run['offset'] + r['minutes']:.1f} | {wer} | {accents} |")
     return "\n".join(lines)
 
 

@@ -78,6 +78,9 @@ class TrainSettings:
     joined: int = 0               # examples of 1-3 utterances joined as long-recording segments (joined_examples)
     more_corpora: tuple[Path, ...] = ()  # further corpora (other seeds) whose training splits are read too
     average: int = 1              # the checkpoint is the mean of the weights at the last `average` evaluations
+    bf16: bool = False            # forward passes under bf16 autocast (weights and optimizer stay fp32), only where
+                                  # the device computes bf16 natively (check_bf16); slower for the 5.7M test model
+                                  # on a 2-core AMX CPU (docs/decisions.md)
 
 
 @dataclass
@@ -379,6 +382,16 @@ def _load_weights(model, init: Path) -> None:
     model.tie_weights()
 
 
+def check_bf16(device: str) -> None:
+    """--bf16 runs only where the device computes bf16 natively (on a CPU: AVX512-BF16 or AMX, which oneDNN
+    reports); elsewhere bf16 is emulated and training would be slower, not faster: refused in one line."""
+    native = (torch.cuda.is_bf16_supported() if device == "cuda"
+              else torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not native:
+        raise QasrError(f"--bf16: this {device.upper()} has no native bf16 arithmetic (on a CPU: AVX512-BF16 or AMX); "
+                        "train without --bf16")
+
+
 def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     """Train into settings.out; a directory that already holds files is refused unless `force` (then emptied)."""
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
@@ -393,6 +406,8 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
 
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise QasrError("--device cuda: this torch has no CUDA device")
+    if settings.bf16:
+        check_bf16(settings.device)
     names = [c.name for c in settings.more_corpora]
     if len(set(names)) < len(names) or settings.corpus.resolve() in {c.resolve() for c in settings.more_corpora}:
         raise QasrError("--more-corpus: each further corpus must be another directory, with a name of its own "
@@ -466,6 +481,9 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         if snapshot and settings.average > 1:
             snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in shapes})
             del snapshots[:-settings.average]
+        if "wer" not in result:  # a corpus without an `eval` split (e.g. one made with --only train_accents)
+            progress(f"step {step}: no held-out split in {settings.corpus} to evaluate on")
+            return
         accents = f", unseen accents {100 * result['accents_wer']:.1f}%" if "accents_wer" in result else ""
         progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
                  f"{accents} e.g. {result['example']!r}")
@@ -484,20 +502,21 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
         inputs = {k: v.to(settings.device) for k, v in _collate(batch, pad_id, spec.audio.chunk_frames).items()}
-        if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
-            model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
-            lm_loss = torch.full((), float("nan"), device=settings.device)
-        else:
-            out = model(**inputs, output_attentions=bool(settings.guided_weight))
-            lm_loss = out.loss
-        ctc_loss = ctc.loss(batch)
-        loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
-        guided = torch.zeros((), device=settings.device)
-        if settings.guided_weight and not encoder_only:
-            guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
-            loss = loss + settings.guided_weight * guided
-        if settings.token_ctc_weight:
-            loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
+        with torch.autocast(settings.device, dtype=torch.bfloat16, enabled=settings.bf16):
+            if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
+                model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
+                lm_loss = torch.full((), float("nan"), device=settings.device)
+            else:
+                out = model(**inputs, output_attentions=bool(settings.guided_weight))
+                lm_loss = out.loss
+            ctc_loss = ctc.loss(batch)
+            loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
+            guided = torch.zeros((), device=settings.device)
+            if settings.guided_weight and not encoder_only:
+                guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
+                loss = loss + settings.guided_weight * guided
+            if settings.token_ctc_weight:
+                loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
@@ -568,18 +587,20 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
                    "--corpus's held-out and calibration splits are left out.")
 @click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
               help="Save the mean of the weights at the last N evaluations (every --eval-every steps).")
+@click.option("--bf16", is_flag=True, help="Forward passes under bf16 autocast (fp32 weights and optimizer); only "
+              "where the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")
 @click.option("--force", is_flag=True, help="Replace what OUT holds.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
          guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
-         joined, more_corpora, average, force):
+         joined, more_corpora, average, bf16, force):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
                         ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined,
-                        more_corpora=tuple(more_corpora), average=average),
+                        more_corpora=tuple(more_corpora), average=average, bf16=bf16),
           Progress(), force)
 
 

@@ -6,7 +6,9 @@ Each report is asr-wer's `--json-out` (per-utterance transcripts included). By d
 is compared (the PyTorch reference when the report was made with `--model`): two checkpoints, for example a
 fine-tune and its base, or two trainings of the test model. Nothing is transcribed again: the WER of each, the
 change, its paired 95% bootstrap interval over utterances (as asr-wer's), the share of identical transcripts
-and how many utterances got better or worse. Both reports must cover the same utterances with the same texts.
+and how many utterances got better or worse. Both reports must cover the same utterances with the same texts;
+utterances are matched by their audio path relative to the report's manifest, so a speech set rebuilt in
+another folder compares with reports made before.
 """
 
 from __future__ import annotations
@@ -21,13 +23,25 @@ from qasr.runtime.cli_support import handle_errors
 from qasr.runtime.errors import QasrError
 
 
+def _key(audio: str, manifest: str | None) -> str:
+    """An utterance's audio path relative to its report's manifest folder where it lies under it: the same
+    speech set rebuilt in another folder (same seed, same files) is still the same set."""
+    if manifest:
+        try:
+            return Path(audio).relative_to(Path(manifest).parent).as_posix()
+        except ValueError:
+            pass
+    return audio
+
+
 def _transcripts(path: Path, system: str | None) -> tuple[str, dict[str, tuple[str, str]]]:
     """(system name, {audio: (text, transcript)}) for the utterances that system transcribed."""
     try:
         report = json.loads(path.read_text())
         names = [s["system"] for s in report["systems"]]
         name = system if system is not None else names[0] if names else None
-        rows = {r["audio"]: (r["text"], r[name]) for r in report["utterances"] if r.get(name) is not None}
+        rows = {_key(r["audio"], report.get("manifest")): (r["text"], r[name])
+                for r in report["utterances"] if r.get(name) is not None}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise QasrError(f"{path}: not an asr-wer --json-out report ({type(e).__name__}: {e})") from None
     if not names:

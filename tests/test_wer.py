@@ -208,3 +208,25 @@ def test_compare_refuses_reports_of_other_sets(tmp_path):
         run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", *map(str, args)],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_compare_matches_a_speech_set_rebuilt_in_another_folder(tmp_path):
+    """The same set made again elsewhere (audio paths differ, relative paths and texts do not) compares;
+    files outside the manifest's folder are still matched by their whole path."""
+    texts = {"x.flac": "one two three", "y.flac": "four five"}
+    def report(path, folder, transcripts):
+        path.write_text(json.dumps({"manifest": f"{folder}/set.jsonl", "systems": [{"system": "reference"}],
+                                    "utterances": [{"audio": f"{folder}/{k}", "text": texts[k], "reference": v}
+                                                   for k, v in transcripts.items()]}))
+        return path
+    a = report(tmp_path / "a.json", "/old/seed7", {"x.flac": "one two three", "y.flac": "four"})
+    b = report(tmp_path / "b.json", "/new/seed7", {"x.flac": "one two", "y.flac": "four five"})
+    run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", str(a), str(b)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "over 2 utterances" in run.stdout, run.stderr
+    moved = json.loads(b.read_text())
+    moved["manifest"] = "/elsewhere/set.jsonl"      # audio no longer under the manifest's folder: whole paths
+    b.write_text(json.dumps(moved))
+    run = subprocess.run([sys.executable, "-m", "qasr.benchmarks.compare", str(a), str(b)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "cover different utterances" in run.stderr

@@ -105,9 +105,9 @@ def test_joined_recording_is_segmented_at_its_pauses(joined, joined_run, transcr
 
 def test_joined_recording_is_transcribed_like_its_utterances(joined_run):
     """The long-audio issue's bar: WER of the long recording within 3 pp of the per-utterance WER, default options.
-    Shipped v6, a segment per speech region (its config's qasr_segment_pauses): 8.7% vs 6.0%, 13 word errors of
-    149 against 9 (merged up to its 5 s limit: 21.5%). A narrow pass: 14 errors would miss, and 115 other `eval`
-    utterances joined the same way give 8.0% vs 4.4% (benchmarks/RESULTS.md, "Pauses")."""
+    Shipped v10, a segment per speech region (its config's qasr_segment_pauses): 8.7% vs 8.1%, 13 word errors of
+    149 against 12 (v6: 8.7% vs 6.0%; v9, not shipped: 12.1%); 115 other `eval` utterances joined the same way
+    give 6.9% vs 4.2% (benchmarks/RESULTS.md, "Test model v10")."""
     per_utterance, joined_wer, _ = joined_run
     assert joined_wer <= per_utterance + 0.03
 

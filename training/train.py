@@ -481,12 +481,14 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         if snapshot and settings.average > 1:
             snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in shapes})
             del snapshots[:-settings.average]
-        if "wer" not in result:  # a corpus without an `eval` split (e.g. one made with --only train_accents)
+        if not result:  # a corpus without held-out splits (e.g. one made with --only train_accents)
             progress(f"step {step}: no held-out split in {settings.corpus} to evaluate on")
             return
-        accents = f", unseen accents {100 * result['accents_wer']:.1f}%" if "accents_wer" in result else ""
-        progress(f"step {step}: held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"
-                 f"{accents} e.g. {result['example']!r}")
+        said = ([f"held-out WER {100 * result['wer']:.1f}% (CTC head {100 * result['ctc_wer']:.1f}%)"]
+                if "wer" in result else [])
+        said += [f"unseen accents {100 * result['accents_wer']:.1f}%"] if "accents_wer" in result else []
+        example = result.get("example", result.get("accents_example"))
+        progress(f"step {step}: {', '.join(said)} e.g. {example!r}")
 
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
         if augment:

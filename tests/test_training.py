@@ -522,3 +522,40 @@ def test_joined_examples_are_training_utterances_in_order_within_the_limit(corpu
         assert e.features.shape[1] <= 500 + 70 or len(parts) == 1   # 5 s, plus up to 0.7 s of padding
         assert tokenizer.decode(e.target).endswith(e.text + "<|im_end|>")
     assert {1, 2} <= set(counts) <= {1, 2, 3}   # three rarely fit in 5 s with this corpus's long sentences
+
+
+def test_easy_utterances_are_short_single_sentences_without_reverberation_or_babble():
+    from qasr.training.train import EASY_MAX_WORDS, is_easy
+
+    row = {"text": "one two three", "noise": None, "snr_db": None, "reverb": False, "sentences": []}
+    assert is_easy(row)
+    assert is_easy({**row, "noise": "pink", "snr_db": 20.0})
+    assert not is_easy({**row, "noise": "pink", "snr_db": 10.0})
+    assert not is_easy({**row, "noise": "babble", "snr_db": 19.0})
+    assert not is_easy({**row, "reverb": True})
+    assert not is_easy({**row, "sentences": [2, 1]})
+    assert not is_easy({**row, "text": " ".join(["word"] * (EASY_MAX_WORDS + 1))})
+
+
+@needs_espeak
+def test_easy_phase_trains_on_the_corpus_easy_utterances_first(corpus, tmp_path):
+    from qasr.runtime.errors import QasrError
+    from qasr.training.train import TrainSettings, is_easy, train
+
+    root, manifests = corpus
+    easy = sum(is_easy(json.loads(line)) for name in ("train", "train_random", "train_accents", "train_shifts")
+               for line in manifests[name].read_text().splitlines())
+    assert 0 < easy < 84
+    out = train(TrainSettings(corpus=root, out=tmp_path / "model", steps=3, encoder_minutes=0, easy_minutes=60,
+                              warp=1.0, eval_every=100), progress=lambda _: None)
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["easy_phase"] == {"examples": easy, "minutes": 60, "steps": 3}
+    # a corpus without easy utterances is refused in one line, not trained on everything instead
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    (hard / "train").symlink_to(root / "train")
+    rows = [json.loads(line) for line in manifests["train"].read_text().splitlines()]
+    (hard / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if not is_easy(r)))
+    with pytest.raises(QasrError, match="no easy utterance"):
+        train(TrainSettings(corpus=hard, out=tmp_path / "none", steps=1, encoder_minutes=0, easy_minutes=1),
+              progress=lambda _: None)

@@ -505,14 +505,20 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         progress(f"step {step}: {', '.join(said)} e.g. {example!r}")
 
     easy_until = start + settings.easy_minutes * 60
-    easy_stream = batch_stream([e for e in examples if e.easy] or examples, settings.batch_frames, rng,
-                               settings.curriculum) if settings.easy_minutes else None
+    easy = [e for e in examples if e.easy]
+    if settings.easy_minutes and not easy:
+        raise QasrError(f"--easy-minutes: no easy utterance in the training splits of {settings.corpus} "
+                        f"(one sentence of <= {EASY_MAX_WORDS} words, no reverberation, clean or noise at "
+                        f">= {EASY_MIN_SNR_DB:g} dB, no babble)")
+    easy_stream = batch_stream(easy, settings.batch_frames, rng, settings.curriculum) if settings.easy_minutes else None
     if easy_stream:
-        progress(f"easy phase: {sum(e.easy for e in examples)} of {len(examples)} training utterances "
+        log["easy_phase"] = {"examples": sum(e.easy for e in examples), "minutes": settings.easy_minutes, "steps": 0}
+        progress(f"easy phase: {log['easy_phase']['examples']} of {len(examples)} training utterances "
                  f"for {settings.easy_minutes:g} min, no augmentation")
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
         if easy_stream and time.monotonic() < easy_until:
             batch = next(easy_stream)  # the full stream's batch is skipped, not kept for later
+            log["easy_phase"]["steps"] += 1
         elif augment:
             batch = [dataclasses.replace(e, features=augment(e.features.astype(np.float32), augment_rng))
                      for e in batch]

@@ -531,6 +531,7 @@ def test_easy_utterances_are_short_single_sentences_without_reverberation_or_bab
     assert is_easy(row)
     assert is_easy({**row, "noise": "pink", "snr_db": 20.0})
     assert not is_easy({**row, "noise": "pink", "snr_db": 10.0})
+    assert not is_easy({**row, "noise": "white", "snr_db": 0.0})  # 0 dB is loud noise, not a missing value
     assert not is_easy({**row, "noise": "babble", "snr_db": 19.0})
     assert not is_easy({**row, "reverb": True})
     assert not is_easy({**row, "sentences": [2, 1]})

@@ -101,7 +101,8 @@ def is_easy(row: dict) -> bool:
     no reverberation, and clean or under coloured noise at EASY_MIN_SNR_DB or more (no babble of other voices).
     14,316 of corpus v5's 44,000 training utterances."""
     return (not row.get("sentences") and not row.get("reverb") and len(row["text"].split()) <= EASY_MAX_WORDS
-            and (row.get("noise") is None or (row["noise"] != "babble" and (row.get("snr_db") or 99) >= EASY_MIN_SNR_DB)))
+            and (row.get("noise") is None
+                 or (row["noise"] != "babble" and row.get("snr_db") is not None and row["snr_db"] >= EASY_MIN_SNR_DB)))
 
 
 def _rows(corpus: Path, split: str) -> list[dict]:
@@ -110,13 +111,13 @@ def _rows(corpus: Path, split: str) -> list[dict]:
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.is_file() else []
 
 
-def _example(features: np.ndarray, text: str, tokenizer, spec, language: str) -> Example:
+def _example(features: np.ndarray, text: str, tokenizer, spec, language: str, easy: bool = False) -> Example:
     """One training example: the official prompt with an audio token per 80 ms, and the assistant turn."""
     prompt = tokenizer.encode(prompt_text("<|audio_pad|>", audio_token_count(features.shape[1], spec.audio)),
                               add_special_tokens=False)
     target = tokenizer.encode(LANGUAGE_PREFIX.format(language=language) + text + "<|im_end|>",
                               add_special_tokens=False)
-    return Example(features.astype(np.float16), prompt, target, text)
+    return Example(features.astype(np.float16), prompt, target, text, easy)
 
 
 HELD_OUT_SPLITS = ("eval", "eval_accents", "calibration")
@@ -137,8 +138,7 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
     examples = []
     for i, row in enumerate(rows, 1):
         features = mel(load_audio(corpus / row["audio"], 16000))
-        examples.append(dataclasses.replace(_example(features, row["text"], tokenizer, spec, settings.language),
-                                            easy=is_easy(row)))
+        examples.append(_example(features, row["text"], tokenizer, spec, settings.language, is_easy(row)))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{label} features: {i}/{len(rows)}")
     return examples
@@ -512,7 +512,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
                         f">= {EASY_MIN_SNR_DB:g} dB, no babble)")
     easy_stream = batch_stream(easy, settings.batch_frames, rng, settings.curriculum) if settings.easy_minutes else None
     if easy_stream:
-        log["easy_phase"] = {"examples": sum(e.easy for e in examples), "minutes": settings.easy_minutes, "steps": 0}
+        log["easy_phase"] = {"examples": len(easy), "minutes": settings.easy_minutes, "steps": 0}
         progress(f"easy phase: {log['easy_phase']['examples']} of {len(examples)} training utterances "
                  f"for {settings.easy_minutes:g} min, no augmentation")
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
@@ -606,8 +606,8 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
 @click.option("--easy-minutes", type=click.FloatRange(0), default=TrainSettings.easy_minutes, show_default=True,
-              help="First train this long on easy utterances only (one sentence of <= 10 words, no reverberation, "
-                   "clean or coloured noise at >= 15 dB), without augmentation.")
+              help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} words, no "
+                   f"reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), without augmentation.")
 @click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
               help="Share of training utterances frequency-warped (vocal tract length, x0.85-1.5).")
 @click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,

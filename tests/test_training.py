@@ -375,12 +375,23 @@ def test_one_command_recipe_on_an_existing_corpus_and_what_it_will_not_overwrite
     assert load_checkpoint(str(tmp_path / "run" / "model")).spec.segment_pauses == "split"
     log = json.loads((tmp_path / "run" / "model" / "training_log.json").read_text())
     assert log["finished"]["steps"] == 2 and not (tmp_path / "run" / "corpus").exists()
+    # its defaults are the measured CPU recipe: stage 1, the easy phase, augmentation, averaging
+    recipe = {"minutes": "85.0", "encoder_minutes": "15.0", "easy_minutes": "30.0", "eval_every": "500",
+              "warp": "0.5", "spec_augment": "0.5", "average": "5"}
+    assert {k: log["settings"][k] for k in recipe} == recipe and log["easy_phase"]["steps"] == 2
     again = run(*command)
     assert again.returncode == 2 and "already holds files" in again.stderr and "--force" in again.stderr
     assert "Traceback" not in again.stderr and len(again.stderr.strip().splitlines()) == 1
     assert json.loads((tmp_path / "run" / "model" / "training_log.json").read_text()) == log   # untouched
-    forced = run(*command, "--force")
+    forced = run(*command, "--force", "--encoder-minutes", "0", "--easy-minutes", "0", "--eval-every", "1")
     assert forced.returncode == 0, forced.stderr
+    log = json.loads((tmp_path / "run" / "model" / "training_log.json").read_text())
+    assert "easy_phase" not in log and [e["step"] for e in log["evals"] if not e.get("averaged")] == [1, 2]
+    warm = run(sys.executable, "-m", "qasr.training", str(tmp_path / "warm"), "--corpus", str(root), "--steps", "1",
+               "--init", str(tmp_path / "run" / "model"))
+    assert warm.returncode == 0, warm.stderr
+    log = json.loads((tmp_path / "warm" / "model" / "training_log.json").read_text())
+    assert log["settings"]["easy_minutes"] == "0.0" and "easy_phase" not in log  # a warm start: no easy phase
     render = run(sys.executable, "-m", "qasr.training.corpus", str(root), "--only", "calibration", "--seed", "3",
                  "--calibration", "6")
     assert render.returncode == 2 and "already has the split(s) calibration; add --force" in render.stderr

@@ -1,6 +1,7 @@
 """One command: corpus and test model from a seed.
 
     python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N]
+        [--encoder-minutes M] [--easy-minutes M] [--eval-every N] [--warp S] [--spec-augment S]
         [--corpus CORPUS_DIR] [--force] [--install]
 
 Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus; or reads an existing one given
@@ -8,6 +9,10 @@ by --corpus), trains the test model into OUT_DIR/model (qasr.training.train), fr
 from --init; with --install, copies the model and the two held-out splits and the calibration split into
 the package's assets (qasr.assets), replacing the shipped ones. What OUT_DIR already holds is replaced
 only with --force.
+
+Its defaults are the measured CPU recipe from scratch (RECIPE; docs/test-model.md): 15 minutes of the audio
+tower alone and 15 of the whole model on the easy utterances, then the whole corpus with augmentation, the
+mean of the last 5 evaluations. With --init there is no stage 1 and, unless asked, no easy phase.
 """
 
 from __future__ import annotations
@@ -20,23 +25,30 @@ import click
 from qasr.runtime.cli_support import Progress, handle_errors
 
 from .corpus import build, split_report
-from .train import TrainSettings, train
+from .train import TrainSettings, easy_minutes_option, encoder_minutes_option, eval_every_option, train
+
+# the CPU recipe from scratch as measured (benchmarks/RESULTS.md, "The CPU recipe from scratch, third run")
+RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_every": 500, "warp": 0.5,
+          "spec_augment": 0.5, "average": 5}
 
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.01), default=RECIPE["minutes"], show_default=True)
 @click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Warm start from this checkpoint (same sizes and tokenizer).")
+@encoder_minutes_option(RECIPE["encoder_minutes"])
+@easy_minutes_option(None, f" [default: {RECIPE['easy_minutes']:g}; 0 with --init]")
+@eval_every_option(RECIPE["eval_every"])
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
 @click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True)
-@click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
+@click.option("--warp", type=click.FloatRange(0, 1), default=RECIPE["warp"], show_default=True,
               help="Share of training utterances frequency-warped.")
-@click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
+@click.option("--spec-augment", type=click.FloatRange(0, 1), default=RECIPE["spec_augment"], show_default=True,
               help="Share of training utterances given SpecAugment masks.")
-@click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
+@click.option("--average", type=click.IntRange(1), default=RECIPE["average"], show_default=True,
               help="Save the mean of the weights at the last N evaluations.")
 @click.option("--corpus", "corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Train on this existing corpus (made by qasr.training.corpus) instead of synthesizing one.")
@@ -45,16 +57,20 @@ from .train import TrainSettings, train
 @click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
 @handle_errors
-def main(out, seed, steps, minutes, init, lr, ctc_weight, warp, spec_augment, average, corpus, bf16, force, install):
+def main(out, seed, steps, minutes, init, encoder_minutes, easy_minutes, eval_every, lr, ctc_weight, warp, spec_augment,
+         average, corpus, bf16, force, install):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     if corpus is None:
         corpus = out / "corpus"
         manifests = build(corpus, seed=seed, progress=progress, force=force)
         progress(f"splits: {split_report(manifests)}")
+    if easy_minutes is None:  # a warm start continues a model that already reads the audio
+        easy_minutes = 0.0 if init else RECIPE["easy_minutes"]
     model = train(TrainSettings(corpus=corpus, out=out / "model", seed=seed, steps=steps, minutes=minutes,
-                                init=init, lr=lr, ctc_weight=ctc_weight, warp=warp, spec_augment=spec_augment,
-                                average=average, bf16=bf16),
+                                init=init, encoder_minutes=encoder_minutes, easy_minutes=easy_minutes,
+                                eval_every=eval_every, lr=lr, ctc_weight=ctc_weight, warp=warp,
+                                spec_augment=spec_augment, average=average, bf16=bf16),
                   progress, force)
     if install:
         install_model(model, corpus, progress)

@@ -580,6 +580,24 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     return settings.out
 
 
+# the recipe's phases, shared with the one-command form (qasr.training's __main__), which has its own defaults
+def eval_every_option(default=TrainSettings.eval_every):
+    return click.option("--eval-every", type=click.IntRange(1), default=default, show_default=True,
+                        help="Steps between held-out checks (the learning curves).")
+
+
+def encoder_minutes_option(default=TrainSettings.encoder_minutes):
+    return click.option("--encoder-minutes", type=click.FloatRange(0), default=default, show_default=True,
+                        help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")
+
+
+def easy_minutes_option(default=TrainSettings.easy_minutes, help_more=""):
+    return click.option("--easy-minutes", type=click.FloatRange(0), default=default, show_default=True,
+                        help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} "
+                             f"words, no reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), "
+                             f"without augmentation.{help_more}")
+
+
 @click.command()
 @click.option("--corpus", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
@@ -587,13 +605,12 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
 @click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True,
               help="Wall-time cap; the run stops there even if the steps are not done.")
-@click.option("--eval-every", type=click.IntRange(1), default=TrainSettings.eval_every, show_default=True)
+@eval_every_option()
 @click.option("--token-ctc-weight", type=click.FloatRange(0), default=TrainSettings.token_ctc_weight, show_default=True,
               help="Token CTC through the tied embeddings.")
 @click.option("--guided-weight", type=click.FloatRange(0), default=TrainSettings.guided_weight, show_default=True,
               help="Weight of the guided-attention loss on two decoder heads (0: off).")
-@click.option("--encoder-minutes", type=click.FloatRange(0), default=TrainSettings.encoder_minutes, show_default=True,
-              help="Stage 1: train the audio tower alone on the CTC loss for this long.")
+@encoder_minutes_option()
 @click.option("--conv-channels", type=click.IntRange(8), default=TrainSettings.conv_channels, show_default=True)
 @click.option("--batch-frames", type=click.IntRange(500), default=TrainSettings.batch_frames, show_default=True)
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
@@ -605,9 +622,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
 @click.option("--eval-count", type=click.IntRange(1), default=TrainSettings.eval_count, show_default=True)
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
-@click.option("--easy-minutes", type=click.FloatRange(0), default=TrainSettings.easy_minutes, show_default=True,
-              help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} words, no "
-                   f"reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), without augmentation.")
+@easy_minutes_option()
 @click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
               help="Share of training utterances frequency-warped (vocal tract length, x0.85-1.5).")
 @click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,

@@ -40,7 +40,7 @@ RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_
 @click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Warm start from this checkpoint (same sizes and tokenizer).")
 @encoder_minutes_option(RECIPE["encoder_minutes"])
-@easy_minutes_option(None, f" [default: {RECIPE['easy_minutes']:g}; 0 with --init]")
+@easy_minutes_option(None, show_default=f"{RECIPE['easy_minutes']:g}; 0 with --init")  # resolved in main
 @eval_every_option(RECIPE["eval_every"])
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
 @click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True)

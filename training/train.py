@@ -591,11 +591,11 @@ def encoder_minutes_option(default=TrainSettings.encoder_minutes):
                         help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")
 
 
-def easy_minutes_option(default=TrainSettings.easy_minutes, help_more=""):
-    return click.option("--easy-minutes", type=click.FloatRange(0), default=default, show_default=True,
+def easy_minutes_option(default=TrainSettings.easy_minutes, show_default: bool | str = True):
+    return click.option("--easy-minutes", type=click.FloatRange(0), default=default, show_default=show_default,
                         help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} "
                              f"words, no reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), "
-                             f"without augmentation.{help_more}")
+                             f"without augmentation.")
 
 
 @click.command()

@@ -1,54 +1,123 @@
 #!/usr/bin/env bash
-# Test model training on the GPU machine (issue #15), run through the `device` tool from the repository
-# root. UNVERIFIED: written against the machine as ../shared/GPU.md describes it (torch with CUDA,
-# transformers 5.17, no network, no espeak-ng, no soundfile/jiwer); no GPU was lent when it was written.
+# Test model training on the GPU machine (issue #15), run through the `device` tool from the repository root.
+# The machine has torch with CUDA but no network, no espeak-ng and no soundfile: they travel in .devcarry.
 #
-# Here, once:  mkdir -p .devcarry && (cd .devcarry && apt-get download espeak-ng espeak-ng-data \
-#                  libespeak-ng1 libpcaudio0 libsonic0)                       # 4.8 MB of Debian packages
-#              python3 -m pip download -d .devcarry --only-binary=:all: --python-version 3.12 \
-#                  --platform manylinux2014_x86_64 soundfile cffi pycparser jiwer rapidfuzz
-# Device, call 1 (carry [".devcarry"]; ~2 min of corpus on 16 cores, then training):
-#              bash scripts/gpu_train.sh corpus-and-train --minutes 7 --init assets/test-model \
-#                  --lr 8e-4 --ctc-weight 0.5 --warp 0.5 --spec-augment 0.5   (the v4 and v5 recipes' flags)
-# Device, next calls while the machine is warm (each continues from the last checkpoint, warm start):
-#              bash scripts/gpu_train.sh train --minutes 8 --lr 8e-4 --ctc-weight 0.5 --warp 0.5 --spec-augment 0.5
-# The checkpoint, its training_log.json and the logs come back in $OUT/model; install it here with
-#              cp -r <files_at>/model/* assets/test-model/   (and the splits: python -m qasr.training.corpus)
+# Here, once:   bash scripts/gpu_train.sh prepare        # .devcarry: espeak-ng's Debian packages, a libpcaudio
+#                                                          # without sound devices (scripts/pcaudio_stub.c),
+#                                                          # soundfile/cffi/pycparser wheels for Python 3.12; ~6 MB
+# Device, one call (carry [".devcarry"]), everything within SECONDS of wall time:
+#               bash scripts/gpu_train.sh run SECONDS [--corpus-seed S] [--corpus-args "..."] -- FLAGS [-- FLAGS ...]
+#   1. the corpus of seed S (default 0) on all cores (python -m qasr.training.corpus --workers $(nproc));
+#   2. one training run on the GPU per FLAGS group, all at once (a 5.7M-parameter model leaves the GPU
+#      mostly idle): python -m qasr.training.train --device cuda FLAGS, --corpus being the shipped held-out
+#      splits (assets/speech) and --more-corpus the new corpus, so that no sentence of the shipped eval /
+#      eval_accents / calibration splits is trained on whatever the seed; --minutes is what SECONDS leaves
+#      after the corpus, less RESERVE seconds (features, final evaluation, copying), and a flag value @F
+#      is F times those minutes (--encoder-minutes @0.176: the CPU recipe's 15 of 85 minutes);
+#   3. into $OUT: model-K.tar (checkpoint K and its training_log.json), train-K.log, corpus.log, machine.txt.
+# Back here:    tar xf <files_at>/model-1.tar -C MODEL_DIR, then score it (asr-wer) like any checkpoint.
 set -euo pipefail
 WORK=/tmp/qasr-train
-mkdir -p "$WORK"
-setup() {
+OUT=${OUT:-/tmp/qasr-train-out}
+PY=${PY:-python3}
+RESERVE=${RESERVE:-100}
+
+prepare() {  # here, on the development machine (Debian 12, x86-64)
+  mkdir -p .devcarry && rm -f .devcarry/*
+  (cd .devcarry && apt-get download espeak-ng espeak-ng-data libespeak-ng1 libsonic0)
+  gcc -shared -fPIC -O2 -Wl,-soname,libpcaudio.so.0 -o .devcarry/libpcaudio.so.0 scripts/pcaudio_stub.c
+  python3 -m pip download -q -d .devcarry --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      soundfile cffi pycparser
+  grep -qx "/.devcarry/" .git/info/exclude 2>/dev/null || echo "/.devcarry/" >> .git/info/exclude
+  du -sh .devcarry
+}
+
+setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checkout importable as qasr.*
+  mkdir -p "$WORK" "$OUT"
   if [ ! -x "$WORK/espeak/usr/bin/espeak-ng" ]; then
     for deb in .devcarry/*.deb; do dpkg -x "$deb" "$WORK/espeak"; done
+    cp .devcarry/libpcaudio.so.0 "$WORK/espeak/usr/lib/x86_64-linux-gnu/"
   fi
-  [ -f "$WORK/site/soundfile.py" ] || python3 -m pip install -q --no-index --no-deps --target "$WORK/site" .devcarry/*.whl
-  rm -rf "$WORK/qasr" && python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$WORK/qasr" . >/dev/null
+  if ! $PY -c "import soundfile" 2>/dev/null && [ ! -f "$WORK/site/soundfile.py" ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .devcarry/*.whl
+  fi
+  # the package layout of pyproject.toml (qasr.<dir> = <dir>) as links: no build step, no setuptools needed
+  rm -rf "$WORK/src" && mkdir -p "$WORK/src/qasr"
+  for dir in export runtime quantize calibration benchmarks training assets reference; do
+    ln -s "$PWD/$dir" "$WORK/src/qasr/$dir"
+  done
   export PATH="$WORK/espeak/usr/bin:$PATH"
   export LD_LIBRARY_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-  export ESPEAK_DATA_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu/espeak-ng-data"
-  export PYTHONPATH="$WORK/site:$WORK/qasr" PYTHONUNBUFFERED=1
-  espeak-ng --version
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  export ESPEAK_DATA_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu"
+  export PYTHONPATH="$WORK/site:$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+  {
+    date -u +%FT%TZ; echo "cores: $(nproc)"; espeak-ng --version
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
+    $PY -c "import sys, torch, transformers, numpy, soundfile; print(sys.version.split()[0], 'torch', torch.__version__,
+'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'numpy', numpy.__version__,
+'soundfile', soundfile.__version__)"
+  } 2>&1 | tee "$OUT/machine.txt"
 }
-train() {
-  local init=()
-  if [ -f "$WORK/model/model.safetensors" ]; then
-    rm -rf "$WORK/previous" && mv "$WORK/model" "$WORK/previous" && init=(--init "$WORK/previous")
-  fi
-  python3 -m qasr.training.train --corpus "$WORK/corpus" --out "$WORK/model" --device cuda \
-      --eval-every 500 "${init[@]}" "$@" 2>&1 | tee "$WORK/train-$(date +%H%M%S).log"
-  mkdir -p "${OUT:-/tmp/out}/model" && cp "$WORK"/model/* "$WORK"/train-*.log "${OUT:-/tmp/out}/model/"
+
+run() {
+  local budget=$1; shift
+  local start=$SECONDS seed=0 corpus_args="" device=${DEVICE:-cuda}
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    case "$1" in
+      --corpus-seed) seed=$2; shift 2 ;;
+      --corpus-args) corpus_args=$2; shift 2 ;;
+      *) echo "gpu_train.sh run: unknown option $1 (train flags go after --)"; exit 2 ;;
+    esac
+  done
+  [ "${1:-}" = "--" ] && shift
+  setup
+  # shellcheck disable=SC2086
+  $PY -m qasr.training.corpus "$WORK/corpus" --seed "$seed" --workers "$(nproc)" $corpus_args 2>&1 \
+      | tee "$OUT/corpus.log"
+  rm -rf "$WORK/heldout" && mkdir -p "$WORK/heldout"
+  for split in eval eval_accents calibration; do
+    ln -s "$PWD/assets/speech/$split" "$WORK/heldout/$split" && cp "assets/speech/$split.jsonl" "$WORK/heldout/"
+  done
+  local left=$(( budget - (SECONDS - start) ))
+  local minutes
+  minutes=$(awk -v s="$left" -v r="$RESERVE" 'BEGIN { m = (s - r) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')
+  echo "corpus done after $((SECONDS - start)) s; training for $minutes min" | tee -a "$OUT/corpus.log"
+  # the FLAGS groups, one training run each, started together
+  local groups=() group="" arg
+  for arg in "$@"; do
+    if [ "$arg" = "--" ]; then groups+=("$group"); group=""; continue; fi
+    case "$arg" in
+      @*) arg=$(awk -v f="${arg#@}" -v m="$minutes" 'BEGIN { printf "%.3f", f * m }') ;;
+    esac
+    group+="${group:+ }$arg"
+  done
+  groups+=("$group")
+  local k=0 pids=() rc=0
+  for group in "${groups[@]}"; do
+    k=$((k + 1))
+    rm -rf "$WORK/model-$k"
+    echo "run $k: $group" | tee "$OUT/train-$k.log"
+    # shellcheck disable=SC2086
+    # at the limit timeout sends SIGTERM: the trainer finishes its step, evaluates, saves; KILL 25 s later
+    ( timeout -k 25 $(( left > 60 ? left - 40 : 20 )) $PY -m qasr.training.train --corpus "$WORK/heldout" \
+        --more-corpus "$WORK/corpus" --out "$WORK/model-$k" --device "$device" --minutes "$minutes" $group \
+        >> "$OUT/train-$k.log" 2>&1 ) &
+    pids+=($!)
+  done
+  for k in "${!pids[@]}"; do
+    local n=$((k + 1)) status=0
+    wait "${pids[$k]}" || status=$?
+    [ "$status" = 0 ] || rc=$status
+    [ -f "$WORK/model-$n/model.safetensors" ] && tar cf "$OUT/model-$n.tar" -C "$WORK/model-$n" .
+    echo "run $n: exit status $status after $((SECONDS - start)) s in all" >> "$OUT/train-$n.log"
+    tail -4 "$OUT/train-$n.log"
+  done
+  return "$rc"
 }
+
 case "${1:-}" in
-  corpus-and-train)
-    shift; setup
-    [ -f "$WORK/corpus/train.jsonl" ] || python3 -m qasr.training.corpus "$WORK/corpus" --workers 16
-    train "$@"
-    ;;
-  train)
-    shift; setup; train "$@"
-    ;;
-  *)
-    sed -n '2,17p' "$0"; exit 2
-    ;;
+  prepare) prepare ;;
+  run) shift; [ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }; run "$@" ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

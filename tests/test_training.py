@@ -571,3 +571,62 @@ def test_easy_phase_trains_on_the_corpus_easy_utterances_first(corpus, tmp_path)
     with pytest.raises(QasrError, match="no easy utterance"):
         train(TrainSettings(corpus=hard, out=tmp_path / "none", steps=1, encoder_minutes=0, easy_minutes=1),
               progress=lambda _: None)
+
+
+def test_features_in_worker_processes_are_the_features_in_order():
+    """--workers computes the features in spawned processes: the same arrays, in the manifest's order."""
+    import numpy as np
+
+    from qasr.assets import SPEECH
+    from qasr.training.train import _features
+
+    paths = sorted((SPEECH / "eval").glob("*.flac"))[:70]
+    serial, parallel = list(_features(paths, 1)), list(_features(paths, 2))
+    assert len(parallel) == len(serial) == 70
+    assert all(a.dtype == np.float16 and np.array_equal(a, b) for a, b in zip(serial, parallel))
+    assert len({a.shape[1] for a in parallel}) > 10   # different utterances, not one repeated
+
+
+@needs_espeak
+def test_training_on_the_shipped_held_out_splits_and_another_seeds_corpus(corpus, tmp_path):
+    """What scripts/gpu_train.sh runs: --corpus holds only held-out splits (the shipped ones), the training
+    utterances come from --more-corpus (a corpus of another seed), and a sentence of the held-out splits is
+    trained on neither alone nor in joined segments."""
+    from transformers import AutoTokenizer
+
+    from qasr.assets import SPEECH, TEST_MODEL
+    from qasr.export.spec import read_spec
+    from qasr.training.train import TrainSettings, joined_examples, train
+
+    root, manifests = corpus
+    rows = [json.loads(l) for l in manifests["train"].read_text().splitlines()]
+    single = [r for r in rows if not r["sentences"]]
+    held_row = single[0]
+    held_out = tmp_path / "heldout"
+    for split in ("eval", "eval_accents", "calibration"):
+        (held_out / split).mkdir(parents=True)
+        lines = (SPEECH / f"{split}.jsonl").read_text().splitlines()[:6]
+        for line in lines:
+            shutil.copy(SPEECH / json.loads(line)["audio"], held_out / json.loads(line)["audio"])
+        if split == "eval":   # one of the other corpus's training sentences is held out here
+            shutil.copy(root / held_row["audio"], held_out / "eval" / "from-training.flac")
+            lines.append(json.dumps({**held_row, "audio": "eval/from-training.flac"}))
+        (held_out / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    settings = TrainSettings(corpus=held_out, out=tmp_path / "model", steps=2, init=TEST_MODEL, joined=6,
+                             more_corpora=(root,), eval_count=3, workers=2)
+    log = json.loads((train(settings, progress=lambda _: None) / "training_log.json").read_text())
+    same_text = sum(r["text"] == held_row["text"] for r in rows)
+    assert log["examples"][f"train@{root.name}"] == len(rows) - same_text
+    assert log["examples"]["joined"] == 6 and log["finished"]["steps"] == 2
+    assert [e["step"] for e in log["evals"]] == [2]
+
+    tokenizer = AutoTokenizer.from_pretrained(str(TEST_MODEL))
+    joined = joined_examples(settings, 40, tokenizer, read_spec(TEST_MODEL), lambda _: None)
+    trained = {r["text"] for r in single} - {held_row["text"]}
+    for e in joined:
+        assert held_row["text"] not in e.text
+        assert any(e.text.startswith(t) for t in trained)
+    # without any training split anywhere, a clear refusal
+    with pytest.raises(Exception, match="no training utterance"):
+        train(TrainSettings(corpus=held_out, out=tmp_path / "none", steps=1, init=TEST_MODEL),
+              progress=lambda _: None)

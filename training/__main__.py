@@ -2,7 +2,7 @@
 
     python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N]
         [--encoder-minutes M] [--easy-minutes M] [--eval-every N] [--warp S] [--spec-augment S]
-        [--corpus CORPUS_DIR] [--force] [--install]
+        [--corpus CORPUS_DIR] [--workers N] [--force] [--install]
 
 Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus; or reads an existing one given
 by --corpus), trains the test model into OUT_DIR/model (qasr.training.train), from scratch or warm-started
@@ -25,7 +25,8 @@ import click
 from qasr.runtime.cli_support import Progress, handle_errors
 
 from .corpus import build, split_report
-from .train import TrainSettings, easy_minutes_option, encoder_minutes_option, eval_every_option, train
+from .train import (TrainSettings, easy_minutes_option, encoder_minutes_option, eval_every_option, train,
+                    workers_option)
 
 # the CPU recipe from scratch as measured (benchmarks/RESULTS.md, "The CPU recipe from scratch, third run")
 RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_every": 500, "warp": 0.5,
@@ -56,21 +57,22 @@ RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_
               "bf16 natively).")
 @click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
+@workers_option()
 @handle_errors
 def main(out, seed, steps, minutes, init, encoder_minutes, easy_minutes, eval_every, lr, ctc_weight, warp, spec_augment,
-         average, corpus, bf16, force, install):
+         average, corpus, bf16, force, install, workers):
     """Regenerate the corpus and the small trained Qwen3-ASR test model into OUT."""
     progress = Progress()
     if corpus is None:
         corpus = out / "corpus"
-        manifests = build(corpus, seed=seed, progress=progress, force=force)
+        manifests = build(corpus, seed=seed, workers=workers, progress=progress, force=force)
         progress(f"splits: {split_report(manifests)}")
     if easy_minutes is None:  # a warm start continues a model that already reads the audio
         easy_minutes = 0.0 if init else RECIPE["easy_minutes"]
     model = train(TrainSettings(corpus=corpus, out=out / "model", seed=seed, steps=steps, minutes=minutes,
                                 init=init, encoder_minutes=encoder_minutes, easy_minutes=easy_minutes,
                                 eval_every=eval_every, lr=lr, ctc_weight=ctc_weight, warp=warp,
-                                spec_augment=spec_augment, average=average, bf16=bf16),
+                                spec_augment=spec_augment, average=average, bf16=bf16, workers=workers),
                   progress, force)
     if install:
         install_model(model, corpus, progress)

@@ -14,8 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import multiprocessing
+import os
 import random
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +85,7 @@ class TrainSettings:
     bf16: bool = False            # forward passes under bf16 autocast (weights and optimizer stay fp32), only where
                                   # the device computes bf16 natively (check_bf16); slower for the 5.7M test model
                                   # on a 2-core AMX CPU (docs/decisions.md)
+    workers: int = 1              # processes computing the features before training (16 on the GPU machine)
 
 
 @dataclass
@@ -134,14 +138,34 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
     if len(kept) < len(rows):
         progress(f"{label}: {len(rows) - len(kept)} sentences of the held-out splits left out")
     rows = kept
-    mel = LogMel(FeatureSettings())
     examples = []
-    for i, row in enumerate(rows, 1):
-        features = mel(load_audio(corpus / row["audio"], 16000))
+    for i, features in enumerate(_features([corpus / row["audio"] for row in rows], settings.workers), 1):
+        row = rows[i - 1]
         examples.append(_example(features, row["text"], tokenizer, spec, settings.language, is_easy(row)))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{label} features: {i}/{len(rows)}")
     return examples
+
+
+_MEL: LogMel | None = None
+
+
+def _features_of(path: Path) -> np.ndarray:
+    """The log-mel features of one audio file, as float16 (what an Example keeps)."""
+    global _MEL
+    _MEL = _MEL or LogMel(FeatureSettings())
+    return _MEL(load_audio(path, 16000)).astype(np.float16)
+
+
+def _features(paths: list[Path], workers: int):
+    """The features of `paths`, in order: in this process, or in `workers` spawned ones (the same numbers:
+    each file's features depend on that file alone). Spawned, not forked: the trainer holds torch's threads
+    and, on the GPU machine, a CUDA context, which a forked child must not inherit."""
+    if workers <= 1 or len(paths) < 64:
+        yield from map(_features_of, paths)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_features_of, paths, chunksize=32)
 
 
 def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progress, seed: int = 0) -> list[Example]:
@@ -151,7 +175,13 @@ def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progre
     their texts in order. v3 wrote only the first of two utterances in one segment and added words on the
     silence after one: its training audio had neither."""
     rng = np.random.default_rng(seed)
-    rows = [r for r in _rows(settings.corpus, "train") if not r.get("sentences")]
+    rows = [{**r, "audio": settings.corpus / r["audio"]} for r in _rows(settings.corpus, "train")]
+    held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
+    for extra in settings.more_corpora:  # other seeds' `train` splits too, without --corpus's held-out sentences
+        rows += [{**r, "audio": extra / r["audio"]} for r in _rows(extra, "train") if r["text"] not in held]
+    rows = [r for r in rows if not r.get("sentences")]
+    if not rows:
+        raise QasrError(f"--joined: no `train` split in {settings.corpus} or the further corpora to join utterances of")
     mel, rate, limit = LogMel(FeatureSettings()), 16000, settings.max_audio_seconds
     quiet = lambda seconds: (rng.standard_normal(int(seconds * rate)) * 0.002).astype(np.float32)  # noqa: E731
     examples = []
@@ -159,7 +189,7 @@ def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progre
         parts, texts, total = [quiet(rng.uniform(0, 0.2))], [], 0.0
         for _ in range(int(rng.choice([1, 2, 3], p=[0.3, 0.5, 0.2]))):
             row = rows[int(rng.integers(len(rows)))]
-            audio = load_audio(settings.corpus / row["audio"], rate)
+            audio = load_audio(row["audio"], rate)
             gap = quiet(rng.uniform(0.3, 1.0)) if texts else np.zeros(0, np.float32)
             if texts and total + (len(gap) + len(audio)) / rate > limit - 0.5:
                 break
@@ -428,6 +458,8 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
                         f"(given {', '.join(names)} beside --corpus {settings.corpus})")
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
+    if settings.workers < 1:
+        raise QasrError(f"--workers must be at least 1 (given {settings.workers})")
     texts = [row["text"] for corpus in (settings.corpus, *settings.more_corpora) for split in TRAIN_SPLITS
              for row in _rows(corpus, split)]
     audio_size = {**SMALL_AUDIO, "downsample_hidden_size": settings.conv_channels}
@@ -450,8 +482,6 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     progress(f"model: {params / 1e6:.2f}M parameters")
     pad_id = spec.pad_id
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
-    model.to(settings.device)
-    ctc.to(settings.device)
     per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
     # from further corpora (other seeds), no sentence of this corpus's held-out and calibration splits
     held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
@@ -462,10 +492,15 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     if settings.joined:
         per_split["joined"] = joined_examples(settings, settings.joined, tokenizer, spec, progress, settings.seed)
     examples = [e for examples_ in per_split.values() for e in examples_]
+    if not examples:
+        raise QasrError(f"no training utterance in {settings.corpus}"
+                        + (" or the further corpora" if settings.more_corpora else ""))
     augment, augment_rng = Augmentation(warp_share=settings.warp, mask_share=settings.spec_augment), \
         random.Random(settings.seed + 1)
     held_out = {"wer": _examples(settings, "eval", tokenizer, spec, progress, settings.eval_count),
                 "accents_wer": _examples(settings, "eval_accents", tokenizer, spec, progress, settings.eval_count)}
+    model.to(settings.device)
+    ctc.to(settings.device)
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc.parameters()), lr=settings.lr,
                                   weight_decay=0.01, betas=(0.9, 0.98))
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
@@ -515,6 +550,10 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         log["easy_phase"] = {"examples": len(easy), "minutes": settings.easy_minutes, "steps": 0}
         progress(f"easy phase: {log['easy_phase']['examples']} of {len(examples)} training utterances "
                  f"for {settings.easy_minutes:g} min, no augmentation")
+    # SIGTERM (`timeout`, a job scheduler) ends the run as the wall-time cap does: the step in progress is
+    # finished, then the last evaluation, the average and the checkpoint are written as usual
+    stop = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
         if easy_stream and time.monotonic() < easy_until:
             batch = next(easy_stream)  # the full stream's batch is skipped, not kept for later
@@ -551,18 +590,25 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
         optimizer.step()
-        losses.append((float(lm_loss.detach()), float(ctc_loss.detach()), float(guided.detach())))
+        # kept on the device and read every 25 steps: reading each step's loss would wait for the GPU every step
+        losses.append(torch.stack([lm_loss.detach().float(), ctc_loss.detach().float(), guided.detach().float()]))
         step += 1
         if step % 25 == 0:
-            lm, c, g = np.nanmean(losses[-25:], axis=0) if not encoder_only else (float("nan"), *np.mean(losses[-25:], axis=0)[1:])
+            recent = torch.stack(losses[-25:]).cpu().numpy()
+            del losses[:-25]
+            lm, c, g = np.nanmean(recent, axis=0) if not encoder_only else (float("nan"), *np.mean(recent, axis=0)[1:])
             minutes = (time.monotonic() - start) / 60
             log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
                                  "ctc_loss": round(float(c), 4), "guided_loss": round(float(g), 4)})
             progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f}, guided {g:.3f} ({minutes:.1f} min)")
         if step % settings.eval_every == 0:
             evaluate()
-        if step >= settings.steps or time.monotonic() >= deadline:
+        if step >= settings.steps or time.monotonic() >= deadline or stop:
+            if stop:
+                progress(f"step {step}: stopped (SIGTERM); saving what was trained")
+                log["stopped"] = {"step": step, "by": "SIGTERM"}
             break
+    signal.signal(signal.SIGTERM, previous_handler)
     if not log["evals"] or log["evals"][-1]["step"] != step:
         evaluate()
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in shapes}
@@ -596,6 +642,11 @@ def easy_minutes_option(default=TrainSettings.easy_minutes, show_default: bool |
                         help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} "
                              f"words, no reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), "
                              f"without augmentation.")
+
+
+def workers_option():
+    return click.option("--workers", type=click.IntRange(1), default=min(os.cpu_count() or 1, 16), show_default="cores, "
+                        "at most 16", help="Processes computing the features before training.")
 
 
 @click.command()
@@ -637,18 +688,20 @@ def easy_minutes_option(default=TrainSettings.easy_minutes, show_default: bool |
               help="Save the mean of the weights at the last N evaluations (every --eval-every steps).")
 @click.option("--bf16", is_flag=True, help="Forward passes under bf16 autocast (fp32 weights and optimizer); only "
               "where the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")
+@workers_option()
 @click.option("--force", is_flag=True, help="Replace what OUT holds.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
          guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
-         joined, more_corpora, average, bf16, easy_minutes, force):
+         joined, more_corpora, average, bf16, easy_minutes, workers, force):
     """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,
                         conv_channels=conv_channels, init=init, eval_count=eval_count,
                         ctc_weight=ctc_weight, device=device, warp=warp, spec_augment=spec_augment, joined=joined,
-                        more_corpora=tuple(more_corpora), average=average, bf16=bf16, easy_minutes=easy_minutes),
+                        more_corpora=tuple(more_corpora), average=average, bf16=bf16, easy_minutes=easy_minutes,
+                        workers=workers),
           Progress(), force)
 
 

@@ -4,7 +4,8 @@
 #
 # Here, once:   bash scripts/gpu_train.sh prepare        # .devcarry: espeak-ng's Debian packages, a libpcaudio
 #                                                          # without sound devices (scripts/pcaudio_stub.c),
-#                                                          # soundfile/cffi/pycparser wheels for Python 3.12; ~6 MB
+#                                                          # soundfile/cffi/pycparser/jiwer/rapidfuzz wheels
+#                                                          # for Python 3.12; ~10 MB
 # Device, one call (carry [".devcarry"]), everything within SECONDS of wall time:
 #               bash scripts/gpu_train.sh run SECONDS [--corpus-seed S] [--corpus-args "..."] -- FLAGS [-- FLAGS ...]
 #   1. the corpus of seed S (default 0) on all cores (python -m qasr.training.corpus --workers $(nproc));
@@ -14,7 +15,9 @@
 #      eval_accents / calibration splits is trained on whatever the seed; --minutes is what SECONDS leaves
 #      after the corpus, less RESERVE seconds (features, final evaluation, copying), and a flag value @F
 #      is F times those minutes (--encoder-minutes @0.176: the CPU recipe's 15 of 85 minutes);
-#   3. into $OUT: model-K.tar (checkpoint K and its training_log.json), train-K.log, corpus.log, machine.txt.
+#   3. into $OUT: model-K.tar (checkpoint K and its training_log.json), train-K.log, corpus.log, machine.txt,
+#      preflight.log (a 2-step run on the shipped calibration split, first: a broken setup fails in seconds).
+# A second call on the still-warm machine (it goes back ~30 s after a call) reuses the corpus.
 # Back here:    tar xf <files_at>/model-1.tar -C MODEL_DIR, then score it (asr-wer) like any checkpoint.
 set -euo pipefail
 WORK=/tmp/qasr-train
@@ -28,7 +31,7 @@ prepare() {  # here, on the development machine (Debian 12, x86-64)
   gcc -shared -fPIC -O2 -Wl,-soname,libpcaudio.so.0 -o .devcarry/libpcaudio.so.0 scripts/pcaudio_stub.c
   python3 -m pip download -q -d .devcarry --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-      soundfile cffi pycparser
+      soundfile cffi pycparser jiwer rapidfuzz
   grep -qx "/.devcarry/" .git/info/exclude 2>/dev/null || echo "/.devcarry/" >> .git/info/exclude
   du -sh .devcarry
 }
@@ -60,6 +63,21 @@ setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checko
   } 2>&1 | tee "$OUT/machine.txt"
 }
 
+preflight() {  # a 2-step warm start on the shipped calibration split (~20 s): a missing package or a broken
+  # path fails here, before minutes of corpus and features are spent (2026-12-04's first call lost its
+  # two runs to a missing jiwer at the first evaluation, after 6 minutes)
+  rm -rf "$WORK/smoke" "$WORK/smoke-heldout" "$WORK/smoke-model" && mkdir -p "$WORK/smoke" "$WORK/smoke-heldout"
+  ln -s "$PWD/assets/speech/calibration" "$WORK/smoke/calibration"
+  cp assets/speech/calibration.jsonl "$WORK/smoke/train.jsonl"   # trained on here, so not held out here
+  for split in eval eval_accents; do
+    ln -s "$PWD/assets/speech/$split" "$WORK/smoke-heldout/$split" && cp "assets/speech/$split.jsonl" "$WORK/smoke-heldout/"
+  done
+  $PY -m qasr.training.train --corpus "$WORK/smoke-heldout" --more-corpus "$WORK/smoke" --out "$WORK/smoke-model" \
+      --device "$1" --init assets/test-model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
+      > "$OUT/preflight.log" 2>&1 || { tail -5 "$OUT/preflight.log"; echo "preflight failed"; exit 3; }
+  echo "preflight: $(tail -1 "$OUT/preflight.log")"
+}
+
 run() {
   local budget=$1; shift
   local start=$SECONDS seed=0 corpus_args="" device=${DEVICE:-cuda}
@@ -72,13 +90,18 @@ run() {
   done
   [ "${1:-}" = "--" ] && shift
   setup
-  # shellcheck disable=SC2086
-  $PY -m qasr.training.corpus "$WORK/corpus" --seed "$seed" --workers "$(nproc)" $corpus_args 2>&1 \
-      | tee "$OUT/corpus.log"
   rm -rf "$WORK/heldout" && mkdir -p "$WORK/heldout"
   for split in eval eval_accents calibration; do
     ln -s "$PWD/assets/speech/$split" "$WORK/heldout/$split" && cp "assets/speech/$split.jsonl" "$WORK/heldout/"
   done
+  preflight "$device"
+  # shellcheck disable=SC2086
+  if [ -f "$WORK/corpus/train.jsonl" ]; then  # a warm machine's corpus from the call before
+    echo "reusing $WORK/corpus" | tee "$OUT/corpus.log"
+  else
+    $PY -m qasr.training.corpus "$WORK/corpus" --seed "$seed" --workers "$(getconf _NPROCESSORS_ONLN)" $corpus_args \
+        2>&1 | tee "$OUT/corpus.log"
+  fi
   local left=$(( budget - (SECONDS - start) ))
   local minutes
   minutes=$(awk -v s="$left" -v r="$RESERVE" 'BEGIN { m = (s - r) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')

@@ -578,11 +578,14 @@ def test_features_in_worker_processes_are_the_features_in_order():
     import numpy as np
 
     from qasr.assets import SPEECH
-    from qasr.training.train import _features
+    from qasr.training.train import FeaturePool
 
     paths = sorted((SPEECH / "eval").glob("*.flac"))[:70]
-    serial, parallel = list(_features(paths, 1)), list(_features(paths, 2))
-    assert len(parallel) == len(serial) == 70
+    serial = list(FeaturePool(1).map(paths))
+    with FeaturePool(2) as pool:   # one pool for several lists, as for the splits
+        parallel, again = list(pool.map(paths)), list(pool.map(paths[::-1]))
+    assert len(parallel) == len(serial) == 70 and again[0] is not parallel[-1]
+    assert all(np.array_equal(a, b) for a, b in zip(again, parallel[::-1]))
     assert all(a.dtype == np.float16 and np.array_equal(a, b) for a, b in zip(serial, parallel))
     assert len({a.shape[1] for a in parallel}) > 10   # different utterances, not one repeated
 

@@ -128,7 +128,8 @@ HELD_OUT_SPLITS = ("eval", "eval_accents", "calibration")
 
 
 def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None,
-              corpus: Path | None = None, exclude: frozenset[str] = frozenset()) -> list[Example]:
+              corpus: Path | None = None, exclude: frozenset[str] = frozenset(),
+              features: FeaturePool | None = None) -> list[Example]:
     """The examples of one split of `corpus` (settings.corpus by default), leaving out rows whose sentence
     is in `exclude` (said in progress)."""
     label = split if corpus is None else f"{split}@{corpus.name}"
@@ -139,9 +140,9 @@ def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, li
         progress(f"{label}: {len(rows) - len(kept)} sentences of the held-out splits left out")
     rows = kept
     examples = []
-    for i, features in enumerate(_features([corpus / row["audio"] for row in rows], settings.workers), 1):
-        row = rows[i - 1]
-        examples.append(_example(features, row["text"], tokenizer, spec, settings.language, is_easy(row)))
+    paths = [corpus / row["audio"] for row in rows]
+    for i, (row, feats) in enumerate(zip(rows, (features or FeaturePool(1)).map(paths)), 1):
+        examples.append(_example(feats, row["text"], tokenizer, spec, settings.language, is_easy(row)))
         if i % 2000 == 0 or i == len(rows):
             progress(f"{label} features: {i}/{len(rows)}")
     return examples
@@ -157,15 +158,40 @@ def _features_of(path: Path) -> np.ndarray:
     return _MEL(load_audio(path, 16000)).astype(np.float16)
 
 
-def _features(paths: list[Path], workers: int):
-    """The features of `paths`, in order: in this process, or in `workers` spawned ones (the same numbers:
-    each file's features depend on that file alone). Spawned, not forked: the trainer holds torch's threads
-    and, on the GPU machine, a CUDA context, which a forked child must not inherit."""
-    if workers <= 1 or len(paths) < 64:
-        yield from map(_features_of, paths)
-        return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_features_of, paths, chunksize=32)
+# one thread each for the numerical libraries of the worker processes: 16 workers each running 16 BLAS threads
+# made the features 20x slower on the GPU machine's 16 cores (2026-12-04), slower than one process
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+class FeaturePool:
+    """The features of lists of audio files, in order: in this process, or in `workers` spawned processes
+    started once and used for every split (the same numbers: each file's features depend on that file alone).
+    Spawned, not forked: the trainer holds torch's threads, which a forked child must not inherit."""
+
+    def __init__(self, workers: int):
+        self.workers, self._pool = workers, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def map(self, paths: list[Path]):
+        if self.workers <= 1 or len(paths) < 64:
+            yield from map(_features_of, paths)
+            return
+        if self._pool is None:
+            saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+            os.environ.update(_ONE_THREAD)   # read by the children as they start, here
+            try:
+                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            finally:
+                for name, value in saved.items():
+                    os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+        yield from self._pool.imap(_features_of, paths, chunksize=32)
 
 
 def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progress, seed: int = 0) -> list[Example]:
@@ -438,6 +464,7 @@ def check_bf16(device: str) -> None:
 
 def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     """Train into settings.out; a directory that already holds files is refused unless `force` (then emptied)."""
+    import jiwer  # noqa: F401  (the held-out checks need it: fail now, not after minutes of features)
     from transformers import AutoTokenizer, Qwen3ASRForConditionalGeneration
 
     out = Path(settings.out)
@@ -482,13 +509,15 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     progress(f"model: {params / 1e6:.2f}M parameters")
     pad_id = spec.pad_id
     ctc = AudioCtc(model, spec.text.hidden_size, spec.audio)
-    per_split = {split: _examples(settings, split, tokenizer, spec, progress) for split in TRAIN_SPLITS}
-    # from further corpora (other seeds), no sentence of this corpus's held-out and calibration splits
-    held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
-    for extra in settings.more_corpora:
-        per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress, corpus=extra,
-                                                             exclude=held)
-                          for split in TRAIN_SPLITS if (extra / f"{split}.jsonl").is_file()})
+    with FeaturePool(settings.workers) as pool:
+        per_split = {split: _examples(settings, split, tokenizer, spec, progress, features=pool)
+                     for split in TRAIN_SPLITS}
+        # from further corpora (other seeds), no sentence of this corpus's held-out and calibration splits
+        held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
+        for extra in settings.more_corpora:
+            per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress,
+                                                                 corpus=extra, exclude=held, features=pool)
+                              for split in TRAIN_SPLITS if (extra / f"{split}.jsonl").is_file()})
     if settings.joined:
         per_split["joined"] = joined_examples(settings, settings.joined, tokenizer, spec, progress, settings.seed)
     examples = [e for examples_ in per_split.values() for e in examples_]

@@ -20,7 +20,7 @@
 # A second call on the still-warm machine (it goes back ~30 s after a call) reuses the corpus.
 # Back here:    tar xf <files_at>/model-1.tar -C MODEL_DIR, then score it (asr-wer) like any checkpoint.
 set -euo pipefail
-WORK=/tmp/qasr-train
+WORK=${WORK:-/tmp/qasr-train}
 OUT=${OUT:-/tmp/qasr-train-out}
 PY=${PY:-python3}
 RESERVE=${RESERVE:-100}
@@ -38,9 +38,14 @@ prepare() {  # here, on the development machine (Debian 12, x86-64)
 
 setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checkout importable as qasr.*
   mkdir -p "$WORK" "$OUT"
-  if [ ! -x "$WORK/espeak/usr/bin/espeak-ng" ]; then
-    for deb in .devcarry/*.deb; do dpkg -x "$deb" "$WORK/espeak"; done
-    cp .devcarry/libpcaudio.so.0 "$WORK/espeak/usr/lib/x86_64-linux-gnu/"
+  if [ -n "$(ls .devcarry/*.deb 2>/dev/null)" ]; then   # else the espeak-ng on PATH (tests, a workstation)
+    if [ ! -x "$WORK/espeak/usr/bin/espeak-ng" ]; then
+      for deb in .devcarry/*.deb; do dpkg -x "$deb" "$WORK/espeak"; done
+      cp .devcarry/libpcaudio.so.0 "$WORK/espeak/usr/lib/x86_64-linux-gnu/"
+    fi
+    export PATH="$WORK/espeak/usr/bin:$PATH"
+    export LD_LIBRARY_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+    export ESPEAK_DATA_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu"
   fi
   if ! $PY -c "import soundfile" 2>/dev/null && [ ! -f "$WORK/site/soundfile.py" ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .devcarry/*.whl
@@ -50,9 +55,6 @@ setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checko
   for dir in export runtime quantize calibration benchmarks training assets reference; do
     ln -s "$PWD/$dir" "$WORK/src/qasr/$dir"
   done
-  export PATH="$WORK/espeak/usr/bin:$PATH"
-  export LD_LIBRARY_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-  export ESPEAK_DATA_PATH="$WORK/espeak/usr/lib/x86_64-linux-gnu"
   export PYTHONPATH="$WORK/site:$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   {
     date -u +%FT%TZ; echo "cores: $(nproc)"; espeak-ng --version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -633,3 +634,50 @@ def test_training_on_the_shipped_held_out_splits_and_another_seeds_corpus(corpus
     with pytest.raises(Exception, match="no training utterance"):
         train(TrainSettings(corpus=held_out, out=tmp_path / "none", steps=1, init=TEST_MODEL),
               progress=lambda _: None)
+
+
+@needs_espeak
+def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
+    """scripts/gpu_train.sh as the device call runs it, here on the CPU and on a tiny corpus: the preflight,
+    the corpus, two runs at once (an @share flag resolved against the minutes left), tarred checkpoints and
+    logs in OUT; then a second call reuses the corpus, as on a warm machine."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from qasr.assets import TEST_MODEL
+
+    repo = Path(__file__).resolve().parents[1]
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "OUT": str(out), "WORK": str(work), "RESERVE": "30"}
+    tiny = ("--train 40 --eval 2 --accents 2 --calibration 2 --random-voices 6 --random-accents 6 "
+            "--vowel-shifts 6")
+    command = ["bash", "scripts/gpu_train.sh", "run", "200", "--corpus-seed", "5", "--corpus-args", tiny, "--",
+               "--init", str(TEST_MODEL), "--steps", "3", "--eval-every", "3", "--eval-count", "2", "--joined", "4",
+               "--", "--steps", "2", "--encoder-minutes", "@0.5", "--eval-count", "2", "--workers", "1"]
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "saved" in (out / "preflight.log").read_text().splitlines()[-1]
+    assert (work / "corpus" / "train.jsonl").is_file()
+    second_flags = (out / "train-2.log").read_text().splitlines()[0]
+    share = float(second_flags.split("--encoder-minutes ")[1].split()[0])
+    assert 0 < share < 1.7   # half of the minutes left, not the literal "@0.5"
+    for k, steps in ((1, 3), (2, 2)):
+        with tarfile.open(out / f"model-{k}.tar") as tar:
+            names = {Path(n).name for n in tar.getnames()}
+            assert {"model.safetensors", "config.json", "vocab.json"} <= names
+            log = json.loads(tar.extractfile("./training_log.json").read())
+        assert log["finished"]["steps"] == steps and log["evals"]
+        # --corpus is the shipped held-out splits: the new corpus's rows are trained on, less their sentences
+        shipped = {json.loads(l)["text"] for s in ("eval", "eval_accents", "calibration")
+                   for l in (repo / "assets" / "speech" / f"{s}.jsonl").read_text().splitlines()}
+        rows = [json.loads(l) for l in (work / "corpus" / "train.jsonl").read_text().splitlines()]
+        assert log["examples"]["train@corpus"] == sum(r["text"] not in shipped for r in rows) > 0
+        assert Path(log["settings"]["corpus"]).name == "heldout"
+
+    again = subprocess.run(["bash", "scripts/gpu_train.sh", "run", "120", "--corpus-seed", "5", "--",
+                            "--init", str(TEST_MODEL), "--steps", "1", "--eval-count", "2"],
+                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "reusing" in (out / "corpus.log").read_text()

@@ -681,3 +681,28 @@ def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
                            cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "reusing" in (out / "corpus.log").read_text()
+
+
+@needs_espeak
+def test_sigterm_ends_training_with_a_checkpoint(corpus, tmp_path):
+    """`timeout` and job schedulers send SIGTERM: the run finishes its step and saves as at its time cap."""
+    import signal
+    import subprocess
+    import sys
+
+    from qasr.assets import TEST_MODEL
+
+    root, _ = corpus
+    run = subprocess.Popen([sys.executable, "-m", "qasr.training.train", "--corpus", str(root), "--out",
+                            str(tmp_path / "model"), "--init", str(TEST_MODEL), "--minutes", "10", "--eval-every",
+                            "1000", "--eval-count", "2", "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in run.stdout:   # the first progress line of training proper: the handler is in place
+        if "step 25:" in line:
+            run.send_signal(signal.SIGTERM)
+            break
+    rest = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, rest
+    log = json.loads((tmp_path / "model" / "training_log.json").read_text())
+    assert log["stopped"]["by"] == "SIGTERM" and 25 <= log["finished"]["steps"] < 200
+    assert (tmp_path / "model" / "model.safetensors").is_file() and "stopped (SIGTERM)" in rest

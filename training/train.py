@@ -11,6 +11,7 @@ that loads Qwen/Qwen3-ASR-0.6B loads it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -19,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,6 +464,20 @@ def check_bf16(device: str) -> None:
                         "train without --bf16")
 
 
+@contextlib.contextmanager
+def _sigterm_stops(stop: list[bool]):
+    """While the block runs, SIGTERM appends to `stop` instead of ending the process (main thread only:
+    Python takes signals there); the previous handler comes back however the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     """Train into settings.out; a directory that already holds files is refused unless `force` (then emptied)."""
     import jiwer  # noqa: F401  (the held-out checks need it: fail now, not after minutes of features)
@@ -581,63 +597,63 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
                  f"for {settings.easy_minutes:g} min, no augmentation")
     # SIGTERM (`timeout`, a job scheduler) ends the run as the wall-time cap does: the step in progress is
     # finished, then the last evaluation, the average and the checkpoint are written as usual
-    stop = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
-        if easy_stream and time.monotonic() < easy_until:
-            batch = next(easy_stream)  # the full stream's batch is skipped, not kept for later
-            log["easy_phase"]["steps"] += 1
-        elif augment:
-            batch = [dataclasses.replace(e, features=augment(e.features.astype(np.float32), augment_rng))
-                     for e in batch]
-        encoder_only = time.monotonic() - start < encoder_minutes * 60
-        if not encoder_only and stage2 is None:
-            stage2 = step
-            progress(f"step {step}: stage 2, the whole model")
-        warm = min(1.0, (step + 1 - (stage2 or 0)) / settings.warmup)
-        # cosine decay over the steps, or over the wall-time cap if that comes first (slow machines)
-        done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-        inputs = {k: v.to(settings.device) for k, v in _collate(batch, pad_id, spec.audio.chunk_frames).items()}
-        with torch.autocast(settings.device, dtype=torch.bfloat16, enabled=settings.bf16):
-            if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
-                model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
-                lm_loss = torch.full((), float("nan"), device=settings.device)
-            else:
-                out = model(**inputs, output_attentions=bool(settings.guided_weight))
-                lm_loss = out.loss
-            ctc_loss = ctc.loss(batch)
-            loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
-            guided = torch.zeros((), device=settings.device)
-            if settings.guided_weight and not encoder_only:
-                guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
-                loss = loss + settings.guided_weight * guided
-            if settings.token_ctc_weight:
-                loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
-        optimizer.step()
-        # kept on the device and read every 25 steps: reading each step's loss would wait for the GPU every step
-        losses.append(torch.stack([lm_loss.detach().float(), ctc_loss.detach().float(), guided.detach().float()]))
-        step += 1
-        if step % 25 == 0:
-            recent = torch.stack(losses[-25:]).cpu().numpy()
-            del losses[:-25]
-            lm, c, g = np.nanmean(recent, axis=0) if not encoder_only else (float("nan"), *np.mean(recent, axis=0)[1:])
-            minutes = (time.monotonic() - start) / 60
-            log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
-                                 "ctc_loss": round(float(c), 4), "guided_loss": round(float(g), 4)})
-            progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f}, guided {g:.3f} ({minutes:.1f} min)")
-        if step % settings.eval_every == 0:
-            evaluate()
-        if step >= settings.steps or time.monotonic() >= deadline or stop:
-            if stop:
-                progress(f"step {step}: stopped (SIGTERM); saving what was trained")
-                log["stopped"] = {"step": step, "by": "SIGTERM"}
-            break
-    signal.signal(signal.SIGTERM, previous_handler)
+    stop: list[bool] = []
+    with _sigterm_stops(stop):
+        for batch in batch_stream(examples, settings.batch_frames, rng, settings.curriculum):
+            if easy_stream and time.monotonic() < easy_until:
+                batch = next(easy_stream)  # the full stream's batch is skipped, not kept for later
+                log["easy_phase"]["steps"] += 1
+            elif augment:
+                batch = [dataclasses.replace(e, features=augment(e.features.astype(np.float32), augment_rng))
+                         for e in batch]
+            encoder_only = time.monotonic() - start < encoder_minutes * 60
+            if not encoder_only and stage2 is None:
+                stage2 = step
+                progress(f"step {step}: stage 2, the whole model")
+            warm = min(1.0, (step + 1 - (stage2 or 0)) / settings.warmup)
+            # cosine decay over the steps, or over the wall-time cap if that comes first (slow machines)
+            done = min(1.0, max(step / settings.steps, (time.monotonic() - start) / (deadline - start)))
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+            inputs = {k: v.to(settings.device) for k, v in _collate(batch, pad_id, spec.audio.chunk_frames).items()}
+            with torch.autocast(settings.device, dtype=torch.bfloat16, enabled=settings.bf16):
+                if encoder_only:  # the projector's forward hook captures the embeddings for the CTC head
+                    model.model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
+                    lm_loss = torch.full((), float("nan"), device=settings.device)
+                else:
+                    out = model(**inputs, output_attentions=bool(settings.guided_weight))
+                    lm_loss = out.loss
+                ctc_loss = ctc.loss(batch)
+                loss = ctc_loss if encoder_only else lm_loss + settings.ctc_weight * ctc_loss
+                guided = torch.zeros((), device=settings.device)
+                if settings.guided_weight and not encoder_only:
+                    guided = guided_attention_loss(out.attentions, inputs, spec.audio_token_id, prefix_len)
+                    loss = loss + settings.guided_weight * guided
+                if settings.token_ctc_weight:
+                    loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
+            optimizer.step()
+            # kept on the device and read every 25 steps: reading each step's loss would wait for the GPU every step
+            losses.append(torch.stack([lm_loss.detach().float(), ctc_loss.detach().float(), guided.detach().float()]))
+            step += 1
+            if step % 25 == 0:
+                recent = torch.stack(losses[-25:]).cpu().numpy()
+                del losses[:-25]
+                lm, c, g = (np.nanmean(recent, axis=0) if not encoder_only
+                            else (float("nan"), *np.mean(recent, axis=0)[1:]))
+                minutes = (time.monotonic() - start) / 60
+                log["steps"].append({"step": step, "minutes": round(minutes, 2), "lm_loss": round(float(lm), 4),
+                                     "ctc_loss": round(float(c), 4), "guided_loss": round(float(g), 4)})
+                progress(f"step {step}: decoder loss {lm:.3f}, CTC loss {c:.3f}, guided {g:.3f} ({minutes:.1f} min)")
+            if step % settings.eval_every == 0:
+                evaluate()
+            if step >= settings.steps or time.monotonic() >= deadline or stop:
+                if stop:
+                    progress(f"step {step}: stopped (SIGTERM); saving what was trained")
+                    log["stopped"] = {"step": step, "by": "SIGTERM"}
+                break
     if not log["evals"] or log["evals"][-1]["step"] != step:
         evaluate()
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in shapes}

@@ -8,7 +8,7 @@
 #                                                          # for Python 3.12; ~10 MB
 # Device, one call (carry [".devcarry"]), everything within SECONDS of wall time:
 #               bash scripts/gpu_train.sh run SECONDS [--corpus-seed S] [--corpus-args "..."] -- FLAGS [-- FLAGS ...]
-#   1. the corpus of seed S (default 0) on all cores (python -m qasr.training.corpus --workers $(nproc));
+#   1. a 2-step preflight run, then the corpus of seed S (default 0) on all cores (qasr.training.corpus);
 #   2. one training run on the GPU per FLAGS group, all at once (a 5.7M-parameter model leaves the GPU
 #      mostly idle): python -m qasr.training.train --device cuda FLAGS, --corpus being the shipped held-out
 #      splits (assets/speech) and --more-corpus the new corpus, so that no sentence of the shipped eval /
@@ -143,6 +143,6 @@ run() {
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) shift; [ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }; run "$@" ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  run) shift; [ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }; run "$@" ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

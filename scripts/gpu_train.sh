@@ -57,7 +57,7 @@ setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checko
   done
   export PYTHONPATH="$WORK/site:$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   {
-    date -u +%FT%TZ; echo "cores: $(nproc)"; espeak-ng --version
+    date -u +%FT%TZ; echo "cores: $(getconf _NPROCESSORS_ONLN)"; espeak-ng --version
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
     $PY -c "import sys, torch, transformers, numpy, soundfile; print(sys.version.split()[0], 'torch', torch.__version__,
 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'numpy', numpy.__version__,
@@ -65,15 +65,21 @@ setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checko
   } 2>&1 | tee "$OUT/machine.txt"
 }
 
+shipped_splits() {  # DIR SPLIT...: the shipped splits' audio (links) and manifests, as a corpus directory DIR
+  local dir=$1 split; shift
+  rm -rf "$dir" && mkdir -p "$dir"
+  for split in "$@"; do
+    ln -s "$PWD/assets/speech/$split" "$dir/$split" && cp "assets/speech/$split.jsonl" "$dir/"
+  done
+}
+
 preflight() {  # a 2-step warm start on the shipped calibration split (~20 s): a missing package or a broken
   # path fails here, before minutes of corpus and features are spent (2026-12-04's first call lost its
   # two runs to a missing jiwer at the first evaluation, after 6 minutes)
-  rm -rf "$WORK/smoke" "$WORK/smoke-heldout" "$WORK/smoke-model" && mkdir -p "$WORK/smoke" "$WORK/smoke-heldout"
-  ln -s "$PWD/assets/speech/calibration" "$WORK/smoke/calibration"
-  cp assets/speech/calibration.jsonl "$WORK/smoke/train.jsonl"   # trained on here, so not held out here
-  for split in eval eval_accents; do
-    ln -s "$PWD/assets/speech/$split" "$WORK/smoke-heldout/$split" && cp "assets/speech/$split.jsonl" "$WORK/smoke-heldout/"
-  done
+  rm -rf "$WORK/smoke-model"
+  shipped_splits "$WORK/smoke-heldout" eval eval_accents
+  shipped_splits "$WORK/smoke" calibration
+  mv "$WORK/smoke/calibration.jsonl" "$WORK/smoke/train.jsonl"   # trained on here, so not held out here
   $PY -m qasr.training.train --corpus "$WORK/smoke-heldout" --more-corpus "$WORK/smoke" --out "$WORK/smoke-model" \
       --device "$1" --init assets/test-model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
       > "$OUT/preflight.log" 2>&1 || { tail -5 "$OUT/preflight.log"; echo "preflight failed"; exit 3; }
@@ -92,15 +98,12 @@ run() {
   done
   [ "${1:-}" = "--" ] && shift
   setup
-  rm -rf "$WORK/heldout" && mkdir -p "$WORK/heldout"
-  for split in eval eval_accents calibration; do
-    ln -s "$PWD/assets/speech/$split" "$WORK/heldout/$split" && cp "assets/speech/$split.jsonl" "$WORK/heldout/"
-  done
+  shipped_splits "$WORK/heldout" eval eval_accents calibration
   preflight "$device"
-  # shellcheck disable=SC2086
   if [ -f "$WORK/corpus/train.jsonl" ]; then  # a warm machine's corpus from the call before
     echo "reusing $WORK/corpus" | tee "$OUT/corpus.log"
   else
+    # shellcheck disable=SC2086
     $PY -m qasr.training.corpus "$WORK/corpus" --seed "$seed" --workers "$(getconf _NPROCESSORS_ONLN)" $corpus_args \
         2>&1 | tee "$OUT/corpus.log"
   fi
@@ -123,8 +126,8 @@ run() {
     k=$((k + 1))
     rm -rf "$WORK/model-$k"
     echo "run $k: $group" | tee "$OUT/train-$k.log"
-    # shellcheck disable=SC2086
     # at the limit timeout sends SIGTERM: the trainer finishes its step, evaluates, saves; KILL 25 s later
+    # shellcheck disable=SC2086
     ( timeout -k 25 $(( left > 60 ? left - 40 : 20 )) $PY -m qasr.training.train --corpus "$WORK/heldout" \
         --more-corpus "$WORK/corpus" --out "$WORK/model-$k" --device "$device" --minutes "$minutes" $group \
         >> "$OUT/train-$k.log" 2>&1 ) &

@@ -663,16 +663,16 @@ def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
     second_flags = (out / "train-2.log").read_text().splitlines()[0]
     share = float(second_flags.split("--encoder-minutes ")[1].split()[0])
     assert 0 < share < 1.7   # half of the minutes left, not the literal "@0.5"
+    # --corpus is the shipped held-out splits: the new corpus's rows are trained on, less their sentences
+    shipped = {json.loads(l)["text"] for s in ("eval", "eval_accents", "calibration")
+               for l in (repo / "assets" / "speech" / f"{s}.jsonl").read_text().splitlines()}
+    rows = [json.loads(l) for l in (work / "corpus" / "train.jsonl").read_text().splitlines()]
     for k, steps in ((1, 3), (2, 2)):
         with tarfile.open(out / f"model-{k}.tar") as tar:
             names = {Path(n).name for n in tar.getnames()}
             assert {"model.safetensors", "config.json", "vocab.json"} <= names
             log = json.loads(tar.extractfile("./training_log.json").read())
         assert log["finished"]["steps"] == steps and log["evals"]
-        # --corpus is the shipped held-out splits: the new corpus's rows are trained on, less their sentences
-        shipped = {json.loads(l)["text"] for s in ("eval", "eval_accents", "calibration")
-                   for l in (repo / "assets" / "speech" / f"{s}.jsonl").read_text().splitlines()}
-        rows = [json.loads(l) for l in (work / "corpus" / "train.jsonl").read_text().splitlines()]
         assert log["examples"]["train@corpus"] == sum(r["text"] not in shipped for r in rows) > 0
         assert Path(log["settings"]["corpus"]).name == "heldout"
 

@@ -129,6 +129,11 @@ def _example(features: np.ndarray, text: str, tokenizer, spec, language: str, ea
 HELD_OUT_SPLITS = ("eval", "eval_accents", "calibration")
 
 
+def held_out_texts(corpus: Path) -> frozenset[str]:
+    """The sentences of `corpus`'s held-out and calibration splits: never trained on from a further corpus."""
+    return frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(corpus, name))
+
+
 def _examples(settings: TrainSettings, split: str, tokenizer, spec, progress, limit: int | None = None,
               corpus: Path | None = None, exclude: frozenset[str] = frozenset(),
               features: FeaturePool | None = None) -> list[Example]:
@@ -192,7 +197,10 @@ class FeaturePool:
                 self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
             finally:
                 for name, value in saved.items():
-                    os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+                    if value is None:
+                        del os.environ[name]
+                    else:
+                        os.environ[name] = value
         yield from self._pool.imap(_features_of, paths, chunksize=32)
 
 
@@ -204,7 +212,7 @@ def joined_examples(settings: TrainSettings, count: int, tokenizer, spec, progre
     silence after one: its training audio had neither."""
     rng = np.random.default_rng(seed)
     rows = [{**r, "audio": settings.corpus / r["audio"]} for r in _rows(settings.corpus, "train")]
-    held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
+    held = held_out_texts(settings.corpus)
     for extra in settings.more_corpora:  # other seeds' `train` splits too, without --corpus's held-out sentences
         rows += [{**r, "audio": extra / r["audio"]} for r in _rows(extra, "train") if r["text"] not in held]
     rows = [r for r in rows if not r.get("sentences")]
@@ -529,7 +537,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
         per_split = {split: _examples(settings, split, tokenizer, spec, progress, features=pool)
                      for split in TRAIN_SPLITS}
         # from further corpora (other seeds), no sentence of this corpus's held-out and calibration splits
-        held = frozenset(r["text"] for name in HELD_OUT_SPLITS for r in _rows(settings.corpus, name))
+        held = held_out_texts(settings.corpus)
         for extra in settings.more_corpora:
             per_split.update({f"{split}@{extra.name}": _examples(settings, split, tokenizer, spec, progress,
                                                                  corpus=extra, exclude=held, features=pool)

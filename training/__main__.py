@@ -25,8 +25,7 @@ import click
 from qasr.runtime.cli_support import Progress, handle_errors
 
 from .corpus import build, split_report
-from .train import (TrainSettings, easy_minutes_option, encoder_minutes_option, eval_every_option, train,
-                    workers_option)
+from .train import TrainSettings, shared_option, train
 
 # the CPU recipe from scratch as measured (benchmarks/RESULTS.md, "The CPU recipe from scratch, third run")
 RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_every": 500, "warp": 0.5,
@@ -35,29 +34,24 @@ RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 30.0, "eval_
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01), default=RECIPE["minutes"], show_default=True)
-@click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Warm start from this checkpoint (same sizes and tokenizer).")
-@encoder_minutes_option(RECIPE["encoder_minutes"])
-@easy_minutes_option(None, show_default=f"{RECIPE['easy_minutes']:g}; 0 with --init")  # resolved in main
-@eval_every_option(RECIPE["eval_every"])
-@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
-@click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True)
-@click.option("--warp", type=click.FloatRange(0, 1), default=RECIPE["warp"], show_default=True,
-              help="Share of training utterances frequency-warped.")
-@click.option("--spec-augment", type=click.FloatRange(0, 1), default=RECIPE["spec_augment"], show_default=True,
-              help="Share of training utterances given SpecAugment masks.")
-@click.option("--average", type=click.IntRange(1), default=RECIPE["average"], show_default=True,
-              help="Save the mean of the weights at the last N evaluations.")
+@shared_option("seed")
+@shared_option("steps")
+@shared_option("minutes", default=RECIPE["minutes"])
+@shared_option("init")
+@shared_option("encoder_minutes", default=RECIPE["encoder_minutes"])
+@shared_option("easy_minutes", default=None, show_default=f"{RECIPE['easy_minutes']:g}; 0 with --init")  # resolved in main
+@shared_option("eval_every", default=RECIPE["eval_every"])
+@shared_option("lr")
+@shared_option("ctc_weight")
+@shared_option("warp", default=RECIPE["warp"])
+@shared_option("spec_augment", default=RECIPE["spec_augment"])
+@shared_option("average", default=RECIPE["average"])
 @click.option("--corpus", "corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Train on this existing corpus (made by qasr.training.corpus) instead of synthesizing one.")
-@click.option("--bf16", is_flag=True, help="Forward passes under bf16 autocast (only where the device computes "
-              "bf16 natively).")
+@shared_option("bf16")
 @click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")
-@workers_option()
+@shared_option("workers")
 @handle_errors
 def main(out, seed, steps, minutes, init, encoder_minutes, easy_minutes, eval_every, lr, ctc_weight, warp, spec_augment,
          average, corpus, bf16, force, install, workers):

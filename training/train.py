@@ -681,69 +681,85 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     return settings.out
 
 
-# the recipe's phases, shared with the one-command form (qasr.training's __main__), which has its own defaults
-def eval_every_option(default=TrainSettings.eval_every):
-    return click.option("--eval-every", type=click.IntRange(1), default=default, show_default=True,
-                        help="Steps between held-out checks (the learning curves).")
+# the options both training commands take (this one and the one-command form, qasr.training's __main__,
+# which gives some of them the recipe's defaults): spelled once, here
+def _shared_options() -> dict[str, tuple[tuple[str, ...], dict]]:
+    path = click.Path(exists=True, file_okay=False, path_type=Path)
+    return {
+        "seed": (("--seed",), dict(type=int, default=0)),
+        "steps": (("--steps",), dict(type=click.IntRange(1), default=TrainSettings.steps)),
+        "minutes": (("--minutes",), dict(type=click.FloatRange(0.01), default=TrainSettings.minutes,
+                                         help="Wall-time cap; the run stops there even if the steps are not done.")),
+        "init": (("--init",), dict(type=path, default=None, show_default=False,
+                                   help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")),
+        "encoder_minutes": (("--encoder-minutes",), dict(
+            type=click.FloatRange(0), default=TrainSettings.encoder_minutes,
+            help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")),
+        "easy_minutes": (("--easy-minutes",), dict(
+            type=click.FloatRange(0), default=TrainSettings.easy_minutes,
+            help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} words, no "
+                 f"reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), without augmentation.")),
+        "eval_every": (("--eval-every",), dict(type=click.IntRange(1), default=TrainSettings.eval_every,
+                                               help="Steps between held-out checks (the learning curves).")),
+        "lr": (("--lr",), dict(type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr)),
+        "ctc_weight": (("--ctc-weight",), dict(type=click.FloatRange(0), default=TrainSettings.ctc_weight,
+                                               help="Weight of the training-only character CTC loss.")),
+        "warp": (("--warp",), dict(type=click.FloatRange(0, 1), default=TrainSettings.warp,
+                                   help="Share of training utterances frequency-warped (vocal tract length, "
+                                        "x0.85-1.5).")),
+        "spec_augment": (("--spec-augment",), dict(type=click.FloatRange(0, 1), default=TrainSettings.spec_augment,
+                                                   help="Share of training utterances given SpecAugment masks.")),
+        "average": (("--average",), dict(type=click.IntRange(1), default=TrainSettings.average,
+                                         help="Save the mean of the weights at the last N evaluations (every "
+                                              "--eval-every steps).")),
+        "bf16": (("--bf16",), dict(is_flag=True, show_default=False,
+                                   help="Forward passes under bf16 autocast (fp32 weights and optimizer); only where "
+                                        "the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")),
+        "workers": (("--workers",), dict(type=click.IntRange(1), default=min(os.cpu_count() or 1, 16),
+                                         show_default="cores, at most 16",
+                                         help="Processes computing the features before training.")),
+    }
 
 
-def encoder_minutes_option(default=TrainSettings.encoder_minutes):
-    return click.option("--encoder-minutes", type=click.FloatRange(0), default=default, show_default=True,
-                        help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")
-
-
-def easy_minutes_option(default=TrainSettings.easy_minutes, show_default: bool | str = True):
-    return click.option("--easy-minutes", type=click.FloatRange(0), default=default, show_default=show_default,
-                        help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} "
-                             f"words, no reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), "
-                             f"without augmentation.")
-
-
-def workers_option():
-    return click.option("--workers", type=click.IntRange(1), default=min(os.cpu_count() or 1, 16), show_default="cores, "
-                        "at most 16", help="Processes computing the features before training.")
+def shared_option(name: str, **override):
+    """The click option `name` of _shared_options, with `override` (another default, say) applied."""
+    decls, settings = _shared_options()[name]
+    return click.option(*decls, **{"show_default": True, **settings, **override})
 
 
 @click.command()
 @click.option("--corpus", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=TrainSettings.steps, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01), default=TrainSettings.minutes, show_default=True,
-              help="Wall-time cap; the run stops there even if the steps are not done.")
-@eval_every_option()
+@shared_option("seed")
+@shared_option("steps")
+@shared_option("minutes")
+@shared_option("eval_every")
 @click.option("--token-ctc-weight", type=click.FloatRange(0), default=TrainSettings.token_ctc_weight, show_default=True,
               help="Token CTC through the tied embeddings.")
 @click.option("--guided-weight", type=click.FloatRange(0), default=TrainSettings.guided_weight, show_default=True,
               help="Weight of the guided-attention loss on two decoder heads (0: off).")
-@encoder_minutes_option()
+@shared_option("encoder_minutes")
 @click.option("--conv-channels", type=click.IntRange(8), default=TrainSettings.conv_channels, show_default=True)
 @click.option("--batch-frames", type=click.IntRange(500), default=TrainSettings.batch_frames, show_default=True)
-@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr, show_default=True)
-@click.option("--ctc-weight", type=click.FloatRange(0), default=TrainSettings.ctc_weight, show_default=True,
-              help="Weight of the training-only character CTC loss.")
-@click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")
+@shared_option("lr")
+@shared_option("ctc_weight")
+@shared_option("init")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--eval-count", type=click.IntRange(1), default=TrainSettings.eval_count, show_default=True)
 @click.option("--curriculum", type=click.IntRange(0), default=TrainSettings.curriculum, show_default=True,
               help="Steps over which the longest allowed sentence grows to the longest in the corpus.")
-@easy_minutes_option()
-@click.option("--warp", type=click.FloatRange(0, 1), default=TrainSettings.warp, show_default=True,
-              help="Share of training utterances frequency-warped (vocal tract length, x0.85-1.5).")
-@click.option("--spec-augment", type=click.FloatRange(0, 1), default=TrainSettings.spec_augment, show_default=True,
-              help="Share of training utterances given SpecAugment masks.")
+@shared_option("easy_minutes")
+@shared_option("warp")
+@shared_option("spec_augment")
 @click.option("--joined", type=click.IntRange(0), default=TrainSettings.joined, show_default=True,
               help="Add this many segments of 1-3 training utterances joined by pauses (as long recordings are cut).")
 @click.option("--more-corpus", "more_corpora", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also train on this corpus's training splits (another seed; repeatable). Sentences of "
                    "--corpus's held-out and calibration splits are left out.")
-@click.option("--average", type=click.IntRange(1), default=TrainSettings.average, show_default=True,
-              help="Save the mean of the weights at the last N evaluations (every --eval-every steps).")
-@click.option("--bf16", is_flag=True, help="Forward passes under bf16 autocast (fp32 weights and optimizer); only "
-              "where the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")
-@workers_option()
+@shared_option("average")
+@shared_option("bf16")
+@shared_option("workers")
 @click.option("--force", is_flag=True, help="Replace what OUT holds.")
 @handle_errors
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,

@@ -377,7 +377,7 @@ def test_one_command_recipe_on_an_existing_corpus_and_what_it_will_not_overwrite
     log = json.loads((tmp_path / "run" / "model" / "training_log.json").read_text())
     assert log["finished"]["steps"] == 2 and not (tmp_path / "run" / "corpus").exists()
     # its defaults are the measured CPU recipe: stage 1, the easy phase, augmentation, averaging
-    recipe = {"minutes": "85.0", "encoder_minutes": "15.0", "easy_minutes": "30.0", "eval_every": "500",
+    recipe = {"minutes": "85.0", "encoder_minutes": "15.0", "easy_minutes": "25.0", "eval_every": "500",
               "warp": "0.5", "spec_augment": "0.5", "average": "5"}
     assert {k: log["settings"][k] for k in recipe} == recipe and log["easy_phase"]["steps"] == 2
     again = run(*command)

@@ -556,8 +556,8 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     ctc.to(settings.device)
     # fused: one kernel for every tensor (CPU and CUDA), the same update to rounding; the per-tensor loop
     # took 21-27 ms of a 0.42 s step on 2 cores, fused 5.5 ms (docs/decisions.md, "fourth run")
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc.parameters()), lr=settings.lr,
-                                  weight_decay=0.01, betas=(0.9, 0.98), fused=True)
+    trained = list(model.parameters()) + list(ctc.parameters())
+    optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=0.01, betas=(0.9, 0.98), fused=True)
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},
                                              "examples": {k: len(v) for k, v in per_split.items()},
                                              "steps": [], "evals": []}
@@ -643,7 +643,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
                     loss = loss + settings.token_ctc_weight * token_ctc_loss(model, ctc, batch, tokenizer, spec, pad_id)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc.parameters()), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimizer.step()
             # kept on the device and read every 25 steps: reading each step's loss would wait for the GPU every step
             losses.append(torch.stack([lm_loss.detach().float(), ctc_loss.detach().float(), guided.detach().float()]))
@@ -683,47 +683,46 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
 
 # the options both training commands take (this one and the one-command form, qasr.training's __main__,
 # which gives some of them the recipe's defaults): spelled once, here
-def _shared_options() -> dict[str, tuple[tuple[str, ...], dict]]:
-    path = click.Path(exists=True, file_okay=False, path_type=Path)
-    return {
-        "seed": (("--seed",), dict(type=int, default=0)),
-        "steps": (("--steps",), dict(type=click.IntRange(1), default=TrainSettings.steps)),
-        "minutes": (("--minutes",), dict(type=click.FloatRange(0.01), default=TrainSettings.minutes,
-                                         help="Wall-time cap; the run stops there even if the steps are not done.")),
-        "init": (("--init",), dict(type=path, default=None, show_default=False,
-                                   help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")),
-        "encoder_minutes": (("--encoder-minutes",), dict(
-            type=click.FloatRange(0), default=TrainSettings.encoder_minutes,
-            help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")),
-        "easy_minutes": (("--easy-minutes",), dict(
-            type=click.FloatRange(0), default=TrainSettings.easy_minutes,
-            help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} words, no "
-                 f"reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), without augmentation.")),
-        "eval_every": (("--eval-every",), dict(type=click.IntRange(1), default=TrainSettings.eval_every,
-                                               help="Steps between held-out checks (the learning curves).")),
-        "lr": (("--lr",), dict(type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr)),
-        "ctc_weight": (("--ctc-weight",), dict(type=click.FloatRange(0), default=TrainSettings.ctc_weight,
-                                               help="Weight of the training-only character CTC loss.")),
-        "warp": (("--warp",), dict(type=click.FloatRange(0, 1), default=TrainSettings.warp,
-                                   help="Share of training utterances frequency-warped (vocal tract length, "
-                                        "x0.85-1.5).")),
-        "spec_augment": (("--spec-augment",), dict(type=click.FloatRange(0, 1), default=TrainSettings.spec_augment,
-                                                   help="Share of training utterances given SpecAugment masks.")),
-        "average": (("--average",), dict(type=click.IntRange(1), default=TrainSettings.average,
-                                         help="Save the mean of the weights at the last N evaluations (every "
-                                              "--eval-every steps).")),
-        "bf16": (("--bf16",), dict(is_flag=True, show_default=False,
-                                   help="Forward passes under bf16 autocast (fp32 weights and optimizer); only where "
-                                        "the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")),
-        "workers": (("--workers",), dict(type=click.IntRange(1), default=min(os.cpu_count() or 1, 16),
-                                         show_default="cores, at most 16",
-                                         help="Processes computing the features before training.")),
-    }
+SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "seed": (("--seed",), dict(type=int, default=0)),
+    "steps": (("--steps",), dict(type=click.IntRange(1), default=TrainSettings.steps)),
+    "minutes": (("--minutes",), dict(type=click.FloatRange(0.01), default=TrainSettings.minutes,
+                                     help="Wall-time cap; the run stops there even if the steps are not done.")),
+    "init": (("--init",), dict(type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                               show_default=False,
+                               help="Warm start from this checkpoint (same sizes and tokenizer); skips stage 1.")),
+    "encoder_minutes": (("--encoder-minutes",), dict(
+        type=click.FloatRange(0), default=TrainSettings.encoder_minutes,
+        help="Stage 1: train the audio tower alone on the CTC loss for this long (not with --init).")),
+    "easy_minutes": (("--easy-minutes",), dict(
+        type=click.FloatRange(0), default=TrainSettings.easy_minutes,
+        help=f"First train this long on easy utterances only (one sentence of <= {EASY_MAX_WORDS} words, no "
+             f"reverberation, clean or coloured noise at >= {EASY_MIN_SNR_DB:g} dB), without augmentation.")),
+    "eval_every": (("--eval-every",), dict(type=click.IntRange(1), default=TrainSettings.eval_every,
+                                           help="Steps between held-out checks (the learning curves).")),
+    "lr": (("--lr",), dict(type=click.FloatRange(1e-6, 1.0), default=TrainSettings.lr)),
+    "ctc_weight": (("--ctc-weight",), dict(type=click.FloatRange(0), default=TrainSettings.ctc_weight,
+                                           help="Weight of the training-only character CTC loss.")),
+    "warp": (("--warp",), dict(type=click.FloatRange(0, 1), default=TrainSettings.warp,
+                               help="Share of training utterances frequency-warped (vocal tract length, "
+                                    "x0.85-1.5).")),
+    "spec_augment": (("--spec-augment",), dict(type=click.FloatRange(0, 1), default=TrainSettings.spec_augment,
+                                               help="Share of training utterances given SpecAugment masks.")),
+    "average": (("--average",), dict(type=click.IntRange(1), default=TrainSettings.average,
+                                     help="Save the mean of the weights at the last N evaluations (every "
+                                          "--eval-every steps).")),
+    "bf16": (("--bf16",), dict(is_flag=True, show_default=False,
+                               help="Forward passes under bf16 autocast (fp32 weights and optimizer); only where "
+                                    "the device computes bf16 natively (AVX512-BF16 or AMX CPUs, recent GPUs).")),
+    "workers": (("--workers",), dict(type=click.IntRange(1), default=min(os.cpu_count() or 1, 16),
+                                     show_default="cores, at most 16",
+                                     help="Processes computing the features before training.")),
+}
 
 
 def shared_option(name: str, **override):
-    """The click option `name` of _shared_options, with `override` (another default, say) applied."""
-    decls, settings = _shared_options()[name]
+    """The click option `name` of SHARED_OPTIONS, with `override` (another default, say) applied."""
+    decls, settings = SHARED_OPTIONS[name]
     return click.option(*decls, **{"show_default": True, **settings, **override})
 
 

@@ -1,7 +1,7 @@
 """WER drift of every precision against the PyTorch reference, on one or more speech sets, in one command.
 
     python -m qasr.benchmarks.drift OUT [--model CHECKPOINT] [--manifest eval.jsonl ...] [--export int8 ...]
-        [--work DIR] [--by variant] [--limit N]
+        [--keep-float int8:encoder.conv,decoder.layer0 ...] [--work DIR] [--by variant] [--limit N]
 
 For each named export (DRIFT_EXPORTS: fp32, fp16, static INT8 and its per-channel and SmoothQuant
 forms, weight-only 8-bit, 4-bit by round-to-nearest, HQQ and GPTQ), the export is made once under
@@ -9,7 +9,9 @@ forms, weight-only 8-bit, 4-bit by round-to-nearest, HQQ and GPTQ), the export i
 one run (the WER benchmark's code: same normalisation, same decoding) and the change in WER (with its
 95% paired-bootstrap interval) and the share of identical transcripts are compared with the project's
 drift goals. Defaults: the shipped test model and its two held-out splits (unseen variants, unseen
-accents). Writes OUT/drift.md and OUT/drift-<manifest>.json and prints the tables.
+accents). `--keep-float NAME:GROUPS` adds a mixed-precision form of export NAME: the same settings with
+these groups (qasr.quantize.groups; chosen with `python -m qasr.benchmarks.sensitivity --choose`) kept
+float besides the mode's defaults, named NAME-float-GROUP-..., judged by NAME's goal. Writes OUT/drift.md and OUT/drift-<manifest>.json and prints the tables.
 """
 
 from __future__ import annotations
@@ -43,6 +45,25 @@ GOALS = {"fp16": 0.2, "int8": 0.5, "int8-per-channel": 0.5, "int8-sq": 0.5, "int
          "int4-wo-hqq": 0.5, "int4-wo-gptq": 0.5, "int4-wo-awq": 0.5}
 
 
+def mixed_exports(specs: tuple[str, ...]) -> dict[str, dict]:
+    """{name: export fields} for each --keep-float NAME:GROUP,GROUP (checked here; the groups by the export)."""
+    from qasr.quantize.api import Int8Settings
+
+    table = {}
+    for spec in specs:
+        base, _, groups = spec.partition(":")
+        chosen = tuple(g for g in groups.split(",") if g)
+        if DRIFT_EXPORTS.get(base, {}).get("precision") != "int8" or not chosen:
+            raise QasrError(f"--keep-float {spec!r}: give NAME:GROUP[,GROUP...] with NAME one of "
+                            f"{', '.join(n for n, f in DRIFT_EXPORTS.items() if f['precision'] == 'int8')}")
+        int8 = DRIFT_EXPORTS[base].get("int8", {})
+        defaults = Int8Settings(**int8).excluded()
+        name = "-".join([base, "float", *chosen])
+        table[name] = {**DRIFT_EXPORTS[base], "int8": {**int8, "exclude": defaults + chosen}}
+        GOALS[name] = GOALS[base]
+    return table
+
+
 def drift_table(summary: list[dict], names: list[str]) -> str:
     from qasr.reference.wer import format_interval
 
@@ -64,12 +85,14 @@ def drift_table(summary: list[dict], names: list[str]) -> str:
               help="JSONL speech set; repeatable [default: the shipped held-out splits].")
 @click.option("--export", "export_names", multiple=True, type=click.Choice(list(DRIFT_EXPORTS)),
               help="Repeatable [default: all].")
+@click.option("--keep-float", "keep_float", multiple=True, metavar="NAME:GROUP,GROUP",
+              help="Also a mixed-precision form of export NAME with these groups float; repeatable.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where exports are written and reused [default: OUT/exports].")
 @click.option("--by", "by_fields", multiple=True, metavar="FIELD", help="Also WER per group of this field.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N utterances of each manifest.")
 @handle_errors
-def main(out, model, manifests, export_names, work, by_fields, limit):
+def main(out, model, manifests, export_names, keep_float, work, by_fields, limit):
     """Export every precision once, then measure each one's WER drift on each speech set."""
     from qasr.assets import ACCENTS_MANIFEST, EVAL_MANIFEST, TEST_MODEL
     from qasr.reference.wer import (INTERVAL, breakdown, check_breakdown_fields, format_breakdown, run_engine,
@@ -84,7 +107,8 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
     if not (checkpoint / "config.json").is_file():
         raise QasrError(f"{checkpoint}: not a checkpoint directory (no config.json)")
     manifests = manifests or (EVAL_MANIFEST, ACCENTS_MANIFEST)
-    names = list(export_names or DRIFT_EXPORTS)
+    mixed = mixed_exports(keep_float)
+    names = list(export_names or DRIFT_EXPORTS) + list(mixed)
     work = work or out / "exports"
     out.mkdir(parents=True, exist_ok=True)
     sets = {Path(m): read_manifest(Path(m), limit) for m in manifests}  # checked before any export
@@ -92,7 +116,8 @@ def main(out, model, manifests, export_names, work, by_fields, limit):
         check_breakdown_fields(by_fields, utterances, manifest)
         for problem in problems:
             click.echo(f"skipped: {problem}", err=True)
-    exports = {name: export_for(checkpoint, checkpoint.name, name, work, progress, DRIFT_EXPORTS) for name in names}
+    exports = {name: export_for(checkpoint, checkpoint.name, name, work, progress, {**DRIFT_EXPORTS, **mixed})
+               for name in names}
     options = TranscribeOptions(language="English")
     cpu = cpu_description()
     report = [f"# WER drift per precision ({time.strftime('%Y-%m-%d')})", "",

@@ -475,3 +475,31 @@ def test_calibration_is_deterministic_across_processes(method, exports, tmp_path
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1] and all(runs[0][g] for g in runs[0])
+
+
+def test_sensitivity_choice_keeps_the_defaults_and_each_group_earns_its_place(shipped_export, tmp_path, monkeypatch):
+    """The greedy choice of float groups (python -m qasr.benchmarks.sensitivity --choose) on the trained test
+    model: every group float reproduces fp32 exactly, the defaults stay float, each chosen group lowers the
+    disagreement with the fp32 transcripts, and the printed flags are what asr-export takes."""
+    from click.testing import CliRunner
+
+    from qasr.assets import ACCENTS_MANIFEST
+    from qasr.benchmarks import sensitivity
+    from qasr.quantize.defaults import DEFAULT_EXCLUDE
+    from qasr.quantize.groups import possible_groups
+
+    monkeypatch.setenv("QASR_CACHE", str(tmp_path / "cache"))
+    sweep = sensitivity.Sweep(shipped_export, ACCENTS_MANIFEST, 12, CALIB, lambda _: None)
+    assert sweep.measure("all float", tuple(sweep.groups))["disagreement"] == 0
+    steps, chosen = sweep.choose(max_float=2, min_gain=0.0)
+    assert chosen[:2] == DEFAULT_EXCLUDE["static"] and len(chosen) - 2 == len(steps) - 1
+    assert steps[0]["disagreement"] > 0, "the defaults must move some word on these 12 utterances"
+    assert all(a["disagreement"] > b["disagreement"] for a, b in zip(steps, steps[1:]))
+    assert all(abs(r["wer_change_pp"] - (r["wer"] - r["fp32_wer"])) < 1e-9 for r in steps)
+
+    result = CliRunner().invoke(sensitivity.main, ["--engine", str(shipped_export), "--limit", "4", "--rows",
+                                                   "leave-out", "--mode", "weight-only"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| ") and " float |" in line]
+    assert sorted(r.split(" | ")[0][2:-len(" float")] for r in rows) == sorted(sweep.groups), result.output
+    assert set(sweep.groups) <= possible_groups(4, 4)

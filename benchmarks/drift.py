@@ -11,7 +11,8 @@ one run (the WER benchmark's code: same normalisation, same decoding) and the ch
 drift goals. Defaults: the shipped test model and its two held-out splits (unseen variants, unseen
 accents). `--keep-float NAME:GROUPS` adds a mixed-precision form of export NAME: the same settings with
 these groups (qasr.quantize.groups; chosen with `python -m qasr.benchmarks.sensitivity --choose`) kept
-float besides the mode's defaults, named NAME-float-GROUP-..., judged by NAME's goal. Writes OUT/drift.md and OUT/drift-<manifest>.json and prints the tables.
+float besides the mode's defaults, named NAME-float-GROUP-..., judged by NAME's goal. Writes OUT/drift.md and OUT/drift-<manifest>.json (<folder>-<manifest> where two sets share a
+file name) and prints the tables.
 """
 
 from __future__ import annotations
@@ -124,18 +125,20 @@ def main(out, model, manifests, export_names, keep_float, work, by_fields, limit
               f"Model: `{checkpoint}`; command: `python -m qasr.benchmarks.drift {' '.join(sys.argv[1:])}`", "",
               f"CPU: {cpu} (static INT8 results depend on its integer kernels)", "",
               f"{INTERVAL}; the goals are judged on the measured change.", ""]
+    stems = [m.stem for m in sets]
     for manifest, (utterances, problems) in sets.items():
+        label = manifest.stem if stems.count(manifest.stem) == 1 else f"{manifest.parent.name}-{manifest.stem}"
         progress(f"{manifest}: {len(utterances)} utterances, reference and {len(exports)} exports")
         results = [run_reference(str(checkpoint), utterances, options, progress)]
         results += [run_engine(str(path), utterances, options, progress) for path in exports.values()]
         summary, per_utt = score(results, utterances)
         table = drift_table(summary, names)
-        report += [f"## {manifest.name} ({summary[0]['utterances']} utterances)", "", table, ""]
+        report += [f"## {label} ({manifest}; {summary[0]['utterances']} utterances)", "", table, ""]
         groups = {}
         for field in by_fields:
             groups[field] = breakdown(results, utterances, field)
             report += ["```", format_breakdown(groups[field], field, [r.name for r in results]), "```", ""]
-        (out / f"drift-{manifest.stem}.json").write_text(json.dumps(
+        (out / f"drift-{label}.json").write_text(json.dumps(
             {"manifest": str(manifest), "model": str(checkpoint), "date": time.strftime("%Y-%m-%d"), "cpu": cpu,
              "exports": {n: str(p) for n, p in exports.items()}, "systems": summary, "breakdowns": groups,
              "skipped_lines": problems, "utterances": per_utt}, indent=1, ensure_ascii=False))

@@ -52,7 +52,9 @@ class Sweep:
         self.options = TranscribeOptions(language="English")
         self.base = run_engine(str(fp32_dir), self.utterances, self.options, lambda _: None)
         self.data = settings.check()
-        self.groups = all_groups(fp32_dir)
+        # weight-only quantizes MatMul weights only: the attention products (two activations) hold none
+        self.groups = [g for g in all_groups(fp32_dir)
+                       if not (settings.mode == "weight-only" and g.endswith(".attention"))]
         self._tmp = tempfile.TemporaryDirectory(prefix="qasr-sweep-")
         self.count = 0
 

@@ -171,6 +171,41 @@ def test_drift_goals_are_judged_on_the_absolute_change():
     assert table[5].endswith("| **no** |")         # static INT8 +0.6 beyond 0.5
 
 
+def test_drift_tool_mixed_precision_export_and_sets_that_share_a_file_name(tmp_path):
+    """python -m qasr.benchmarks.drift end to end on the trained test model: --keep-float makes a real export
+    with those groups float (recorded in its manifest) judged by its base's goal, and two speech sets named
+    eval.jsonl in two folders get a report each; a bad --keep-float is one line and a non-zero exit."""
+    from click.testing import CliRunner
+
+    from qasr.assets import EVAL_MANIFEST
+    from qasr.benchmarks import drift
+
+    lines = EVAL_MANIFEST.read_text().splitlines()
+    for folder, rows in (("a", lines[:2]), ("b", lines[2:4])):
+        (tmp_path / folder).mkdir()
+        entries = [json.loads(r) for r in rows]
+        for e in entries:
+            e["audio"] = str(EVAL_MANIFEST.parent / e["audio"])
+        (tmp_path / folder / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    out = tmp_path / "out"
+    args = [str(out), "--export", "int8-wo", "--keep-float", "int8-wo:decoder.layer0,decoder.lm_head",
+            "--manifest", str(tmp_path / "a" / "eval.jsonl"), "--manifest", str(tmp_path / "b" / "eval.jsonl")]
+    result = CliRunner().invoke(drift.main, args)
+    assert result.exit_code == 0, result.output
+    name = "int8-wo-float-decoder.layer0-decoder.lm_head"
+    manifest = json.loads((out / "exports" / f"test-model-{name}" / "manifest.json").read_text())
+    assert manifest["export"]["quantization"]["excluded_groups"] == ["decoder.layer0", "decoder.lm_head"]
+    reports = {p.name: json.loads(p.read_text()) for p in out.glob("drift-*.json")}
+    assert sorted(reports) == ["drift-a-eval.json", "drift-b-eval.json"]
+    assert [len(r["utterances"]) for r in reports.values()] == [2, 2]
+    assert [r["system"] for r in reports["drift-a-eval.json"]["systems"]][1:] == [
+        str(out / "exports" / "test-model-int8-wo"), str(out / "exports" / f"test-model-{name}")]
+    assert f"| {name} |" in result.output and "| <= 0.1 |" in result.output
+
+    bad = CliRunner().invoke(drift.main, [str(out), "--keep-float", "fp16:encoder.conv"])
+    assert bad.exit_code != 0 and bad.output.count("\n") == 1 and "NAME:GROUP" in bad.output
+
+
 def _report(path: Path, transcripts: dict[str, str], texts: dict[str, str], system: str = "reference") -> Path:
     path.write_text(json.dumps({"systems": [{"system": system}],
                                 "utterances": [{"audio": k, "text": texts[k], system: v} for k, v in transcripts.items()]}))

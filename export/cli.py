@@ -10,7 +10,7 @@ import click
 from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
 
 from qasr.calibration.stats import METHODS
-from qasr.quantize.api import MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
+from qasr.quantize.api import BLOCK_SIZES, MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
 
 from .api import ATTENTIONS, BACKENDS, PRECISIONS, ExportSettings, export
 from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
@@ -59,6 +59,9 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
                    "per output channel (finer; for TensorRT).")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default=None,
               help="INT8 weight-only: 8 (default) or 4-bit weights.")
+@click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default=None,
+              help=f"INT8 weight-only: weights sharing one scale, along the input dimension [default: "
+                   f"{Int8Settings.block_size}]; smaller is closer to float and larger on disk.")
 @click.option("--smoothquant", "smooth_alpha", type=click.FloatRange(0.0, 1.0), default=None, metavar="ALPHA",
               help="INT8 static: SmoothQuant before calibration, migrating this much of the activations' range "
                    "into the weights (0.5 is the paper's default).")
@@ -71,12 +74,13 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
 def main(model, out, precision, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
-         int8_weights, weight_bits, int8_exclude, smooth_alpha, weight_algorithm, quiet):
+         int8_weights, weight_bits, weight_block_size, int8_exclude, smooth_alpha, weight_algorithm, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
     given = {k: v for k, v in {"mode": int8_mode, "calibration": calibration, "calibration_limit": calibration_limit,
                                "method": calibration_method, "weights": int8_weights,
                                "weight_bits": int(weight_bits) if weight_bits else None,
+                               "block_size": int(weight_block_size) if weight_block_size else None,
                                "exclude": tuple(int8_exclude) or None, "smooth_alpha": smooth_alpha,
                                "weight_algorithm": weight_algorithm}.items() if v is not None}
     int8 = Int8Settings(**given) if given or precision == "int8" else None

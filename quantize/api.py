@@ -36,6 +36,7 @@ WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
 # all but rtn are 4-bit only.
 WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq", "awq")
 CALIBRATED_ALGORITHMS = ("gptq", "awq")   # weight-only algorithms that read the calibration audio
+BLOCK_SIZES = (16, 32, 64, 128, 256)      # weight-only: weights per scale; MatMulNBits takes powers of two >= 16
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,16 @@ class Int8Settings:
                 raise QasrError("--weight-bits applies to --int8-mode weight-only; static INT8 uses 8-bit weights")
             if self.weight_algorithm != "rtn":
                 raise QasrError("--weight-algorithm applies to --int8-mode weight-only")
+            if self.block_size != Int8Settings.block_size:
+                raise QasrError("--weight-block-size applies to --int8-mode weight-only; static INT8 scales whole "
+                                "tensors or channels")
             if self.smooth_alpha is not None and not 0.0 <= self.smooth_alpha <= 1.0:
                 raise QasrError(f"--smoothquant takes an alpha within 0..1, not {self.smooth_alpha}")
             return calibration_set(self.calibration, self.calibration_limit)
         if self.smooth_alpha is not None:
             raise QasrError("--smoothquant applies to --int8-mode static (weight-only keeps activations in float)")
+        if self.block_size not in BLOCK_SIZES:
+            raise QasrError(f"--weight-block-size must be one of {', '.join(map(str, BLOCK_SIZES))}, not {self.block_size}")
         if self.weight_algorithm not in WEIGHT_ALGORITHMS:
             raise QasrError(f"unknown --weight-algorithm {self.weight_algorithm!r}; choose from {', '.join(WEIGHT_ALGORITHMS)}")
         if self.weight_algorithm != "rtn" and self.weight_bits != 4:

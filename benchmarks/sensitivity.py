@@ -2,7 +2,8 @@
 
     python -m qasr.benchmarks.sensitivity --engine FP32_EXPORT [--mode static|weight-only]
            [--manifest HELD_OUT.jsonl] [--limit 60] [--rows single|leave-out] [--choose]
-           [--weights per-channel] [--smoothquant A] [--weight-bits 4 --weight-algorithm hqq] [--markdown-out F]
+           [--weights per-channel] [--smoothquant A] [--weight-bits 4 --weight-algorithm hqq --weight-block-size 16]
+           [--markdown-out F]
 
 Every row is a real quantized export derived from the fp32 export (qasr.quantize) with the settings given
 and run on the speech set; it is measured against the fp32 export itself: the WER change, the share of
@@ -26,6 +27,7 @@ from pathlib import Path
 import click
 import onnx
 
+from qasr.quantize.api import BLOCK_SIZES, Int8Settings
 from qasr.runtime import names
 from qasr.runtime.cli_support import Progress, handle_errors
 
@@ -116,7 +118,7 @@ def describe(settings) -> str:
         extra = f", {settings.weights} weights" + (f", SmoothQuant {settings.smooth_alpha}"
                                                    if settings.smooth_alpha is not None else "")
         return f"INT8 static ({settings.method} calibration{extra})"
-    return f"{settings.weight_bits}-bit weight-only ({settings.weight_algorithm})"
+    return f"{settings.weight_bits}-bit weight-only ({settings.weight_algorithm}, blocks of {settings.block_size})"
 
 
 def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True) -> str:
@@ -147,6 +149,8 @@ def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True)
               help="Weight-only mode.")
 @click.option("--weight-algorithm", type=click.Choice(["rtn", "hqq", "gptq", "awq"]), default="rtn",
               show_default=True, help="Weight-only mode, 4-bit.")
+@click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default=str(Int8Settings.block_size),
+              show_default=True, help="Weight-only mode.")
 @click.option("--rows", type=click.Choice(["single", "leave-out"]), default="single", show_default=True,
               help="single: one group quantized alone; leave-out: all quantized but one group.")
 @click.option("--choose", is_flag=True, help="Choose the groups to keep float (greedy; see --max-float, --min-gain) "
@@ -156,14 +160,15 @@ def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True)
               help="Disagreement points a chosen group must win.")
 @click.option("--markdown-out", type=click.Path(path_type=Path), default=None)
 @handle_errors
-def main(fp32_dir, manifest, limit, mode, method, weights, smooth_alpha, weight_bits, weight_algorithm, rows,
+def main(fp32_dir, manifest, limit, mode, method, weights, smooth_alpha, weight_bits, weight_algorithm,
+         weight_block_size, rows,
          choose, max_float, min_gain, markdown_out):
     """Quantize group by group and print the drift table (or choose the groups to keep float)."""
     from qasr.assets import EVAL_MANIFEST
-    from qasr.quantize.api import Int8Settings
 
     settings = Int8Settings(mode=mode, method=method, weights=weights, smooth_alpha=smooth_alpha,
-                            weight_bits=int(weight_bits), weight_algorithm=weight_algorithm)
+                            weight_bits=int(weight_bits), weight_algorithm=weight_algorithm,
+                            block_size=int(weight_block_size))
     sweep = Sweep(fp32_dir, manifest or EVAL_MANIFEST, limit, settings, Progress())
     title = describe(settings)
     if choose:

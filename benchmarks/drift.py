@@ -11,8 +11,9 @@ one run (the WER benchmark's code: same normalisation, same decoding) and the ch
 drift goals. Defaults: the shipped test model and its two held-out splits (unseen variants, unseen
 accents). `--keep-float NAME:GROUPS` adds a mixed-precision form of export NAME: the same settings with
 these groups (qasr.quantize.groups; chosen with `python -m qasr.benchmarks.sensitivity --choose`) kept
-float besides the mode's defaults, named NAME-float-GROUP-..., judged by NAME's goal. Writes OUT/drift.md and OUT/drift-<manifest>.json (<folder>-<manifest> where two sets share a
-file name) and prints the tables.
+float besides the mode's defaults, named NAME-float-GROUP-..., judged by NAME's goal. Writes
+OUT/drift.md and OUT/drift-<manifest>.json (<folder>-<manifest> where two sets share a file name) and
+prints the tables.
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
     python -m qasr.benchmarks.sensitivity --engine FP32_EXPORT [--mode static|weight-only]
            [--manifest HELD_OUT.jsonl] [--limit 60] [--rows single|leave-out] [--choose]
-           [--weights per-channel] [--smoothquant A] [--weight-bits 4 --weight-algorithm hqq --weight-block-size 16]
+           [--int8-weights per-channel] [--smoothquant A]
+           [--weight-bits 4 --weight-algorithm hqq --weight-block-size 16]
            [--markdown-out F]
 
 Every row is a real quantized export derived from the fp32 export (qasr.quantize) with the settings given
 and run on the speech set; it is measured against the fp32 export itself: the WER change, the share of
-identical transcripts and the disagreement (word edits from the fp32 transcripts per 100 of their words,
-which changes cancel nowhere in, unlike a WER change).
+identical transcripts and the disagreement (word edits from the fp32 transcripts per 100 of their words:
+unlike a WER change, no word got right cancels one got wrong).
 - `--rows single`: one group quantized, every other one float (what each group costs alone);
 - `--rows leave-out`: everything the settings quantize, but one more group kept float (what each group
   gives back). Both end with the whole-model rows: every group quantized, and the mode's defaults.
@@ -50,10 +51,10 @@ class Sweep:
         from qasr.runtime.transcribe import TranscribeOptions
 
         self.fp32_dir, self.settings, self.progress = fp32_dir, settings, progress
+        self.data = settings.check()   # bad combinations and calibration data: before any work
         self.utterances, _ = read_manifest(manifest, limit)
         self.options = TranscribeOptions(language="English")
         self.base = run_engine(str(fp32_dir), self.utterances, self.options, lambda _: None)
-        self.data = settings.check()
         # weight-only quantizes MatMul weights only: the attention products (two activations) hold none
         self.groups = [g for g in all_groups(fp32_dir)
                        if not (settings.mode == "weight-only" and g.endswith(".attention"))]
@@ -141,16 +142,16 @@ def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True)
 @click.option("--limit", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--mode", type=click.Choice(["static", "weight-only"]), default="static", show_default=True)
 @click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax", show_default=True)
-@click.option("--weights", type=click.Choice(["per-tensor", "per-channel"]), default="per-tensor", show_default=True,
-              help="Static mode: MatMul weight scales.")
+@click.option("--int8-weights", "weights", type=click.Choice(["per-tensor", "per-channel"]), default="per-tensor",
+              show_default=True, help="Static mode: MatMul weight scales.")
 @click.option("--smoothquant", "smooth_alpha", type=click.FloatRange(0, 1), default=None,
               help="Static mode: SmoothQuant migration strength.")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
               help="Weight-only mode.")
 @click.option("--weight-algorithm", type=click.Choice(["rtn", "hqq", "gptq", "awq"]), default="rtn",
               show_default=True, help="Weight-only mode, 4-bit.")
-@click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default=str(Int8Settings.block_size),
-              show_default=True, help="Weight-only mode.")
+@click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]),
+              default=str(Int8Settings.block_size), show_default=True, help="Weight-only mode.")
 @click.option("--rows", type=click.Choice(["single", "leave-out"]), default="single", show_default=True,
               help="single: one group quantized alone; leave-out: all quantized but one group.")
 @click.option("--choose", is_flag=True, help="Choose the groups to keep float (greedy; see --max-float, --min-gain) "
@@ -161,8 +162,7 @@ def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True)
 @click.option("--markdown-out", type=click.Path(path_type=Path), default=None)
 @handle_errors
 def main(fp32_dir, manifest, limit, mode, method, weights, smooth_alpha, weight_bits, weight_algorithm,
-         weight_block_size, rows,
-         choose, max_float, min_gain, markdown_out):
+         weight_block_size, rows, choose, max_float, min_gain, markdown_out):
     """Quantize group by group and print the drift table (or choose the groups to keep float)."""
     from qasr.assets import EVAL_MANIFEST
 

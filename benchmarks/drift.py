@@ -47,11 +47,12 @@ GOALS = {"fp16": 0.2, "int8": 0.5, "int8-per-channel": 0.5, "int8-sq": 0.5, "int
          "int4-wo-hqq": 0.5, "int4-wo-gptq": 0.5, "int4-wo-awq": 0.5}
 
 
-def mixed_exports(specs: tuple[str, ...]) -> dict[str, dict]:
-    """{name: export fields} for each --keep-float NAME:GROUP,GROUP (checked here; the groups by the export)."""
+def mixed_exports(specs: tuple[str, ...]) -> tuple[dict[str, dict], dict[str, float]]:
+    """({name: export fields}, {name: goal}) for each --keep-float NAME:GROUP,GROUP, judged by NAME's goal
+    (the spec is checked here; the group names by the export)."""
     from qasr.quantize.api import Int8Settings
 
-    table = {}
+    table, goals = {}, {}
     for spec in specs:
         base, _, groups = spec.partition(":")
         chosen = tuple(g for g in groups.split(",") if g)
@@ -62,17 +63,17 @@ def mixed_exports(specs: tuple[str, ...]) -> dict[str, dict]:
         defaults = Int8Settings(**int8).excluded()
         name = "-".join([base, "float", *chosen])
         table[name] = {**DRIFT_EXPORTS[base], "int8": {**int8, "exclude": defaults + chosen}}
-        GOALS[name] = GOALS[base]
-    return table
+        goals[name] = GOALS[base]
+    return table, goals
 
 
-def drift_table(summary: list[dict], names: list[str]) -> str:
+def drift_table(summary: list[dict], names: list[str], goals: dict[str, float] = GOALS) -> str:
     from qasr.reference.wer import format_interval
 
     lines = ["| export | WER % | WER change pp | 95% interval pp | identical % | goal (abs. pp) | met |",
              "|---|---|---|---|---|---|---|"]
     for row, name in zip(summary, ["reference"] + names):
-        goal = GOALS.get(name)
+        goal = goals.get(name)
         met = "" if goal is None else ("yes" if abs(row["wer_change_pp"]) <= goal + 1e-9 else "**no**")
         lines.append(f"| {name} | {row['wer']:.2f} | {row['wer_change_pp']:+.2f} | "
                      f"{format_interval(row['wer_change_interval_pp'])} | {row['identical_to_first']:.1f} | "
@@ -109,7 +110,8 @@ def main(out, model, manifests, export_names, keep_float, work, by_fields, limit
     if not (checkpoint / "config.json").is_file():
         raise QasrError(f"{checkpoint}: not a checkpoint directory (no config.json)")
     manifests = manifests or (EVAL_MANIFEST, ACCENTS_MANIFEST)
-    mixed = mixed_exports(keep_float)
+    mixed, mixed_goals = mixed_exports(keep_float)
+    goals = {**GOALS, **mixed_goals}
     names = list(export_names or DRIFT_EXPORTS) + list(mixed)
     work = work or out / "exports"
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def main(out, model, manifests, export_names, keep_float, work, by_fields, limit
         results = [run_reference(str(checkpoint), utterances, options, progress)]
         results += [run_engine(str(path), utterances, options, progress) for path in exports.values()]
         summary, per_utt = score(results, utterances)
-        table = drift_table(summary, names)
+        table = drift_table(summary, names, goals)
         report += [f"## {label} ({manifest}; {summary[0]['utterances']} utterances)", "", table, ""]
         groups = {}
         for field in by_fields:

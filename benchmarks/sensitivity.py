@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 import onnx
 
-from qasr.quantize.api import BLOCK_SIZES, Int8Settings
+from qasr.quantize.api import BLOCK_SIZES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
 from qasr.runtime import names
 from qasr.runtime.cli_support import Progress, handle_errors
 
@@ -64,7 +64,7 @@ class Sweep:
     def measure(self, label: str, exclude: tuple[str, ...] | None) -> dict:
         """One row: the export with these groups in float (None: the mode's defaults) against fp32."""
         from qasr.quantize.api import derive_int8_export
-        from qasr.reference.wer import normalise, run_engine, score, utterance_edits
+        from qasr.reference.wer import run_engine, score, transcribed_by_all, word_edits
 
         self.count += 1
         out = Path(self._tmp.name) / f"v{self.count}"
@@ -72,13 +72,13 @@ class Sweep:
         derive_int8_export(self.fp32_dir, out, settings, self.data, lambda _: None)
         result = run_engine(str(out), self.utterances, self.options, lambda _: None)
         summary, _ = score([self.base, result], self.utterances)
-        keys = [k for k in self.base.hypotheses if k in result.hypotheses]
-        fp32 = [normalise(self.base.hypotheses[k]) or "<empty>" for k in keys]
-        moved = sum(utterance_edits(fp32, [normalise(result.hypotheses[k]) for k in keys]))
-        words = sum(len(t.split()) for t in fp32)
+        keys = transcribed_by_all([self.base, result], self.utterances)
+        # the fp32 transcripts stand where the true texts stand in a WER: word edits per 100 of their words
+        _, words, (moved,) = word_edits([self.base.hypotheses[k] for k in keys],
+                                        [[result.hypotheses[k] for k in keys]])
         row = {"group": label, "excluded": list(settings.excluded()), "wer": summary[1]["wer"],
                "wer_change_pp": summary[1]["wer_change_pp"], "identical": summary[1]["identical_to_first"],
-               "disagreement": 100 * moved / max(words, 1), "fp32_wer": summary[0]["wer"]}
+               "disagreement": 100 * sum(moved) / max(sum(words), 1), "fp32_wer": summary[0]["wer"]}
         self.progress(f"[{self.count}] {label}: WER {row['wer']:.2f} ({row['wer_change_pp']:+.2f} pp), "
                       f"{row['identical']:.0f}% identical, disagreement {row['disagreement']:.2f}")
         shutil.rmtree(out, ignore_errors=True)
@@ -142,13 +142,13 @@ def format_markdown(rows: list[dict], title: str, count: int, sort: bool = True)
 @click.option("--limit", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--mode", type=click.Choice(["static", "weight-only"]), default="static", show_default=True)
 @click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax", show_default=True)
-@click.option("--int8-weights", "weights", type=click.Choice(["per-tensor", "per-channel"]), default="per-tensor",
+@click.option("--int8-weights", "weights", type=click.Choice(WEIGHT_GRANULARITIES), default="per-tensor",
               show_default=True, help="Static mode: MatMul weight scales.")
 @click.option("--smoothquant", "smooth_alpha", type=click.FloatRange(0, 1), default=None,
               help="Static mode: SmoothQuant migration strength.")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
               help="Weight-only mode.")
-@click.option("--weight-algorithm", type=click.Choice(["rtn", "hqq", "gptq", "awq"]), default="rtn",
+@click.option("--weight-algorithm", type=click.Choice(WEIGHT_ALGORITHMS), default="rtn",
               show_default=True, help="Weight-only mode, 4-bit.")
 @click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]),
               default=str(Int8Settings.block_size), show_default=True, help="Weight-only mode.")

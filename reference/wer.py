@@ -94,7 +94,7 @@ def score(results: list[SystemResult], utterances: list[Utterance]) -> tuple[lis
     """(per-system summary rows, per-utterance rows) over the utterances every system transcribed."""
     import jiwer
 
-    keys = _transcribed_by_all(results, utterances)
+    keys = transcribed_by_all(results, utterances)
     texts = {str(u.audio): u.text for u in utterances}
     base = results[0]
     summary = []
@@ -171,7 +171,7 @@ def group_of(utterance: Utterance, field: str) -> str:
     return "none" if value is None else str(value)
 
 
-def _transcribed_by_all(results: list[SystemResult], utterances: list[Utterance]) -> list[str]:
+def transcribed_by_all(results: list[SystemResult], utterances: list[Utterance]) -> list[str]:
     """The utterances (audio paths) every system transcribed: the ones scores are computed over."""
     return [str(u.audio) for u in utterances if all(str(u.audio) in r.hypotheses for r in results)]
 
@@ -188,7 +188,7 @@ def breakdown(results: list[SystemResult], utterances: list[Utterance], field: s
     its change against the first within the group (a group of 20 utterances moves far more than the whole set):
     [{group, utterances, <system>: WER %, ..., change_interval_pp: {<system>: [low, high]}}] by group."""
     by_audio = {str(u.audio): u for u in utterances}
-    keys = _transcribed_by_all(results, utterances)
+    keys = transcribed_by_all(results, utterances)
     _, words, edits = word_edits([by_audio[k].text for k in keys], [[r.hypotheses[k] for k in keys] for r in results])
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):

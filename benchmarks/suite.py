@@ -31,13 +31,17 @@ from qasr.runtime.session import DEVICE_PROVIDERS
 EXPORTS = {
     "fp32": {"precision": "fp32"},
     "fp32-gqa": {"precision": "fp32", "attention": "gqa"},
-    "fp16": {"precision": "fp16"},
-    "fp16-gqa": {"precision": "fp16", "attention": "gqa"},
+    "fp16": {"precision": "fp16", "device": "cuda"},
+    "fp16-gqa": {"precision": "fp16", "attention": "gqa", "device": "cuda"},
     "int8-gqa": {"precision": "int8", "attention": "gqa"},   # static, the shipped calibration split
-    "int8w4-gqa": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 4}},
-    "int8w8-gqa": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 8}},
+    "int8w4-gqa": {"precision": "int4", "attention": "gqa", "device": "cuda"},   # the GPU's weight-only form
+    "int8w8-gqa": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 8},
+                   "device": "cuda"},
+    # the CPU forms (asr-export --device cpu): fp32 activations, accuracy level 4, quantized lm_head + embedding
+    "int4-cpu": {"precision": "int4", "attention": "gqa"},
+    "int8w8-cpu": {"precision": "int8", "attention": "gqa", "int8": {"mode": "weight-only", "weight_bits": 8}},
 }
-DEFAULT_EXPORTS = {"cuda": ("fp16", "fp16-gqa", "int8w4-gqa"), "cpu": ("fp32", "fp32-gqa")}
+DEFAULT_EXPORTS = {"cuda": ("fp16", "fp16-gqa", "int8w4-gqa"), "cpu": ("fp32", "fp32-gqa", "int4-cpu")}
 RANDOM_SIZES = ("tiny", "0.6b", "1.7b")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,13 +29,20 @@ from .onnx_export import OPSET, onnx_from_torch
 from .projector_graph import ProjectorGraph, projector_graph_spec
 from .spec import read_features
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")   # int4: 4-bit weight-only (MatMulNBits), the plain name
+# What the export is made for (asr-export --device): the graphs differ (docs/decisions.md, "Export target").
+DEVICES = ("cpu", "cuda")
+ATTENTION_AUTO = "auto"     # the fused decoder where the checkpoint and ONNX Runtime allow it, else standard
 # Decoder attention: portable standard ops (any ONNX backend) or ONNX Runtime's fused GroupQueryAttention
 # with an in-place cache and the next token chosen in the graph (the GPU runtime's fast path).
 ATTENTIONS = (names.ATTENTION_STANDARD, names.ATTENTION_GQA)
 BACKENDS = ("onnxruntime",)     # tensorrt arrives later
 # The float type the graphs are traced in; int8 is quantized afterwards from fp32 graphs (qasr.quantize).
-PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "float32"}
+# Kinds that are slower than fp32 on ONNX Runtime's CPU provider (measured: benchmarks/RESULTS.md, "CPU export
+# kinds"), refused for --device cpu instead of exported as traps.
+CPU_FP16_REFUSAL = ("--precision fp16 is slower than fp32 on ONNX Runtime's CPU provider (no fp16 kernels: every "
+                    "MatMul casts); for the CPU use --precision fp32, int8 or int4, or export for the GPU with --device cuda")
+PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "float32", "int4": "float32"}
 
 Progress = Callable[[str], None]
 
@@ -50,6 +57,18 @@ class ExportSettings:
     int8: Int8Settings | None = None   # --precision int8 only (None there: the defaults)
     attention: str = names.ATTENTION_STANDARD
     max_positions: int = DEFAULT_MAX_POSITIONS   # gqa: RoPE table length (prompt + new tokens per segment)
+    device: str = "cpu"     # DEVICES: what the graphs are made for
+
+    def quantization(self) -> Int8Settings | None:
+        """The quantization settings of an int8 / int4 export (None for float ones), with the target device."""
+        from dataclasses import replace
+
+        if self.precision not in ("int8", "int4"):
+            return None
+        settings = self.int8 or Int8Settings()
+        if self.precision == "int4":
+            settings = replace(settings, mode="weight-only", weight_bits=4)
+        return replace(settings, target=self.device)
 
     def check(self):
         """Validate everything before long work starts; returns the resolved calibration set (or None)."""
@@ -57,34 +76,51 @@ class ExportSettings:
             raise QasrError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
             raise QasrError(f"--backend {self.backend} is not available yet; this version exports for onnxruntime")
-        if self.attention not in ATTENTIONS:
+        if self.device not in DEVICES:
+            raise QasrError(f"unknown --device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if self.attention not in (*ATTENTIONS, ATTENTION_AUTO):
             raise QasrError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
         if self.attention == names.ATTENTION_GQA:
             from qasr.runtime.cuda_support import onnxruntime_problem
 
             if problem := onnxruntime_problem(MIN_ONNXRUNTIME):
                 raise QasrError(f"--attention gqa: {problem}")
-        elif self.max_positions != DEFAULT_MAX_POSITIONS:
+        elif self.attention == names.ATTENTION_STANDARD and self.max_positions != DEFAULT_MAX_POSITIONS:
             raise QasrError("--max-positions applies to --attention gqa only (the standard decoder has no RoPE table)")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise QasrError(f"{out} exists and is not a directory")
         if out.is_dir() and any(out.iterdir()) and not self.force:
             raise QasrError(f"{out} already exists and is not empty; pass --force to replace it")
-        if self.precision != "int8":
+        if self.precision == "int4" and self.int8 is not None and \
+                (self.int8.mode != "weight-only" or self.int8.weight_bits not in (4, Int8Settings.weight_bits)):
+            raise QasrError("--precision int4 is 4-bit weight-only; drop --int8-mode / --weight-bits")
+        if self.precision not in ("int8", "int4"):
             if self.int8 is not None:
-                raise QasrError("INT8 options (--int8-mode, --calibration, ...) apply to --precision int8 only")
+                raise QasrError("INT8 options (--int8-mode, --calibration, ...) apply to --precision int8 and int4 only")
+            if self.device == "cpu" and self.precision == "fp16":
+                raise QasrError(CPU_FP16_REFUSAL)
             return None
-        return (self.int8 or Int8Settings()).check()
+        return self.quantization().check()
 
     def float_precision(self) -> str:
         """The float type the graphs are written in before any quantization. Weight-only INT8/INT4 with the
         fused decoder keeps fp16 activations: GroupQueryAttention has CUDA kernels for fp16/bf16 only, and the
         fused decoder is the GPU form (fp32 activations put every attention node on the CPU)."""
-        if self.precision == "int8" and self.attention == names.ATTENTION_GQA and \
-                (self.int8 or Int8Settings()).mode == "weight-only":
+        quantization = self.quantization()
+        if quantization is not None and self.attention == names.ATTENTION_GQA and quantization.mode == "weight-only" \
+                and self.device == "cuda":
             return "fp16"
-        return "fp32" if self.precision == "int8" else self.precision
+        return "fp32" if quantization is not None else self.precision
+
+    def resolve_attention(self, checkpoint: Checkpoint) -> tuple[str, str | None]:
+        """The attention to export and, for `auto`, why the standard decoder was chosen (None otherwise)."""
+        if self.attention != ATTENTION_AUTO:
+            return self.attention, None
+        from qasr.runtime.cuda_support import onnxruntime_problem
+
+        problem = gqa_support_problem(checkpoint.spec.text) or onnxruntime_problem(MIN_ONNXRUNTIME)
+        return (names.ATTENTION_STANDARD, problem) if problem else (names.ATTENTION_GQA, None)
 
 
 def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
@@ -160,7 +196,11 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     checkpoint = load_checkpoint(settings.model)
     if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
         raise QasrError(problem)
-    if settings.precision == "int8" and settings.int8 is not None and settings.int8.exclude:
+    attention, why_standard = settings.resolve_attention(checkpoint)
+    settings = replace(settings, attention=attention)
+    progress(f"decoder attention: {attention}" + (f" ({why_standard})" if why_standard else ""))
+    quantization = settings.quantization()
+    if quantization is not None and settings.int8 is not None and settings.int8.exclude:
         known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers)
         if unknown := sorted(set(settings.int8.exclude) - known):
             raise QasrError(f"unknown --int8-exclude groups {unknown}; this model has {sorted(known)}")
@@ -173,12 +213,13 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
         features = read_features(checkpoint.path, checkpoint.spec)
         source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
                   "weights_sha256": checkpoint.weights_checksum()}
-        export_settings = {"precision": settings.precision, "backend": settings.backend, "opset": OPSET,
-                           "attention": settings.attention}
+        export_settings = {"precision": quantization.label() if quantization else settings.precision,
+                           "backend": settings.backend, "opset": OPSET, "attention": settings.attention,
+                           "device": settings.device}
         if settings.attention == names.ATTENTION_GQA:
             export_settings["max_positions"] = settings.max_positions
             export_settings["requires"] = {"onnxruntime": MIN_ONNXRUNTIME}
-        if settings.precision == "int8":
+        if quantization is not None:
             # float graphs first (a complete export, so the runtime can calibrate on it), then quantized
             fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.{base}.", dir=out.parent))
             try:
@@ -186,7 +227,7 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
                 written = _write_graphs(checkpoint, dtype, fp32, progress, settings)
                 write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": base},
                                source)
-                derive_int8_export(fp32, staging, settings.int8 or Int8Settings(), calibration, progress)
+                derive_int8_export(fp32, staging, quantization, calibration, progress)
             finally:
                 shutil.rmtree(fp32, ignore_errors=True)
         else:

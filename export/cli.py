@@ -12,7 +12,7 @@ from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_e
 from qasr.calibration.stats import METHODS
 from qasr.quantize.api import BLOCK_SIZES, MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
 
-from .api import ATTENTIONS, BACKENDS, PRECISIONS, ExportSettings, export
+from .api import ATTENTION_AUTO, ATTENTIONS, BACKENDS, DEVICES, PRECISIONS, ExportSettings, export
 from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 
@@ -22,23 +22,30 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
     exports of one model in different forms never share a default directory."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model)
     kind = precision
-    if precision == "int8" and int8 is not None and int8.mode == "weight-only":
+    if precision == "int4":
+        kind = "int4-wo" + ("" if int8 is None or int8.weight_algorithm == "rtn" else f"-{int8.weight_algorithm}")
+    elif precision == "int8" and int8 is not None and int8.mode == "weight-only":
         kind = f"{int8.label()}-wo" + ("" if int8.weight_algorithm == "rtn" else f"-{int8.weight_algorithm}")
     elif precision == "int8" and int8 is not None and int8.smooth_alpha is not None:
         kind = "int8-sq"
-    return Path(f"{name}-{kind}{'' if attention == 'standard' else '-' + attention}-onnx")
+    return Path(f"{name}-{kind}{'-gqa' if attention == 'gqa' else ''}-onnx")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", required=True, help="Checkpoint directory or hub id (e.g. Qwen/Qwen3-ASR-0.6B).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Export directory to create [default: <model>-<precision>-onnx].")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="fp32; fp16 (GPU); int8 (static Q/DQ, or --int8-mode weight-only); int4 (4-bit weight-only).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="What the export is made for: cpu (fp32 activations, int8 compute in 4-bit MatMuls, a 4-bit "
+                   "lm_head and embedding) or cuda (fp16 activations).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True,
               help="What the graphs are made for (TensorRT engines are not built by this version).")
-@click.option("--attention", type=click.Choice(ATTENTIONS), default="standard", show_default=True,
-              help="Decoder attention: standard ONNX ops (portable) or gqa, ONNX Runtime's fused GroupQueryAttention "
-                   "with an in-place KV cache and on-graph token choice (the fast path on GPU; CUDA graphs need it).")
+@click.option("--attention", type=click.Choice((ATTENTION_AUTO, *ATTENTIONS)), default=ATTENTION_AUTO, show_default=True,
+              help="Decoder attention: gqa, ONNX Runtime's fused GroupQueryAttention with an in-place KV cache and "
+                   "on-graph token choice (the fast path on CPU and GPU), or standard ONNX ops (portable to any ONNX "
+                   "backend); auto: gqa where the checkpoint and ONNX Runtime allow it.")
 @click.option("--max-positions", type=click.IntRange(64), default=DEFAULT_MAX_POSITIONS, show_default=True,
               help="gqa: prompt + new tokens one segment may reach (the RoPE table's length).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -58,7 +65,7 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
               help="INT8 static: MatMul weight scales per tensor (default; ONNX Runtime's CPU integer kernels) or "
                    "per output channel (finer; for TensorRT).")
 @click.option("--weight-bits", type=click.Choice(["8", "4"]), default=None,
-              help="INT8 weight-only: 8 (default) or 4-bit weights.")
+              help="INT8 weight-only: 8 (default) or 4-bit weights (--precision int4 is the same as 4).")
 @click.option("--weight-block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default=None,
               help=f"INT8 weight-only: weights sharing one scale, along the input dimension [default: "
                    f"{Int8Settings.block_size}]; smaller is closer to float and larger on disk.")
@@ -73,7 +80,7 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
                    "Giving any replaces the default exclusions.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @handle_errors
-def main(model, out, precision, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
+def main(model, out, precision, device, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
          int8_weights, weight_bits, weight_block_size, int8_exclude, smooth_alpha, weight_algorithm, quiet):
     """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
     progress = Progress(quiet)
@@ -83,13 +90,18 @@ def main(model, out, precision, backend, attention, max_positions, force, verify
                                "block_size": int(weight_block_size) if weight_block_size else None,
                                "exclude": tuple(int8_exclude) or None, "smooth_alpha": smooth_alpha,
                                "weight_algorithm": weight_algorithm}.items() if v is not None}
+    if precision == "int4":
+        if given.get("mode", "weight-only") != "weight-only" or given.get("weight_bits", 4) != 4:
+            fail("--precision int4 is 4-bit weight-only; drop --int8-mode / --weight-bits")
+        given.update(mode="weight-only", weight_bits=4)
     int8 = Int8Settings(**given) if given or precision == "int8" else None
     settings = ExportSettings(model=model, out=out or default_out(model, precision, attention, int8), precision=precision,
                               backend=backend, force=force, int8=int8, attention=attention,
-                              max_positions=max_positions)
+                              max_positions=max_positions, device=device)
     settings.check()
     path = export(settings, progress)
-    click.echo(f"exported {model} ({int8.label() if int8 and precision == 'int8' else precision}, {backend}) to {path}")
+    label = settings.quantization().label() if settings.quantization() else precision
+    click.echo(f"exported {model} ({label}, {backend}, for {device}) to {path}")
     if verify:
         from qasr.reference.verify import verify_export
 

@@ -37,6 +37,12 @@ WEIGHT_GRANULARITIES = ("per-tensor", "per-channel")
 WEIGHT_ALGORITHMS = ("rtn", "hqq", "gptq", "awq")
 CALIBRATED_ALGORITHMS = ("gptq", "awq")   # weight-only algorithms that read the calibration audio
 BLOCK_SIZES = (16, 32, 64, 128, 256)      # weight-only: weights per scale; MatMulNBits takes powers of two >= 16
+# What a weight-only export is made for (asr-export --device). The CPU form: MatMulNBits at accuracy level 4
+# (activations quantized to int8 inside the kernel: ONNX Runtime's fastest CPU path for 4- and 8-bit weights)
+# and the fused decoder's tied embedding / lm_head quantized once (tied_head.py). The CUDA form: MatMulNBits
+# with ONNX Runtime's default accuracy level and a float lm_head (unchanged; not yet measured on a GPU).
+TARGETS = ("cpu", "cuda")
+CPU_ACCURACY_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class Int8Settings:
     exclude: tuple[str, ...] | None = None  # groups kept in float; None: DEFAULT_EXCLUDE[mode]
     smooth_alpha: float | None = None  # static mode: SmoothQuant migration strength (None: no smoothing)
     weight_algorithm: str = "rtn"      # weight-only mode: WEIGHT_ALGORITHMS
+    target: str = "cuda"               # weight-only mode: TARGETS (asr-export passes its --device)
+
+    def accuracy_level(self) -> int | None:
+        """MatMulNBits' accuracy_level: int8 compute on the CPU, ONNX Runtime's default elsewhere."""
+        return CPU_ACCURACY_LEVEL if self.mode == "weight-only" and self.target == "cpu" else None
 
     def check(self):
         """Validate, and resolve the calibration data (static mode) before any long work starts."""
@@ -74,6 +85,8 @@ class Int8Settings:
             if self.smooth_alpha is not None and not 0.0 <= self.smooth_alpha <= 1.0:
                 raise QasrError(f"--smoothquant takes an alpha within 0..1, not {self.smooth_alpha}")
             return calibration_set(self.calibration, self.calibration_limit)
+        if self.target not in TARGETS:
+            raise QasrError(f"unknown target device {self.target!r}; choose from {', '.join(TARGETS)}")
         if self.smooth_alpha is not None:
             raise QasrError("--smoothquant applies to --int8-mode static (weight-only keeps activations in float)")
         if self.block_size not in BLOCK_SIZES:
@@ -152,7 +165,8 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
         base = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))["export"]["precision"]
         record.update({"weights": WEIGHT_RECORDS[settings.weight_algorithm].format(bits=settings.weight_bits,
                                                                                    block=settings.block_size),
-                       "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)"})
+                       "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)",
+                       "target": settings.target, "accuracy_level": settings.accuracy_level()})
         if settings.weight_algorithm in CALIBRATED_ALGORITHMS:
             from qasr.calibration.record import recorded_feeds
             from qasr.runtime.engine import Engine
@@ -179,8 +193,38 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
             quantize_weight_only_graph(scaled, dst, settings.weight_bits, settings.block_size, skip, algorithm="rtn")
         else:
             quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip,
-                                       algorithm=settings.weight_algorithm, feeds=feeds.get(graph))
+                                       accuracy_level=settings.accuracy_level(), algorithm=settings.weight_algorithm,
+                                       feeds=feeds.get(graph))
+        if settings.mode == "weight-only" and graph == names.DECODER and settings.target == "cpu" and \
+                "decoder.lm_head" not in excluded:
+            head = quantize_fused_head(dst, settings)
+            if head is not None:
+                progress(f"lm_head and embedding: one {settings.weight_bits}-bit table ({'tied' if head['tied'] else 'untied'})")
+                record["lm_head"] = (f"int{settings.weight_bits} blocks of {settings.block_size}, symmetric, round to nearest; "
+                                     f"MatMulNBits, the embedding read from the same table (GatherBlockQuantized)"
+                                     if head["tied"] else f"int{settings.weight_bits} blocks of {settings.block_size}, "
+                                     "symmetric; lm_head MatMulNBits, embedding GatherBlockQuantized")
+    if settings.mode == "weight-only" and settings.target == "cpu":
+        known.add("decoder.lm_head")
     unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))
     if unknown:
         raise QasrError(f"unknown quantization groups {unknown}; this model has {sorted(known)}")
     return record
+
+
+def quantize_fused_head(path: Path, settings: Int8Settings) -> dict | None:
+    """The CPU weight-only form of a fused decoder (path, written by the quantizer): its embedding and lm_head
+    read one block-quantized table (tied_head.py). A standard (traced) decoder is left as it is: None."""
+    from .tied_head import LM_HEAD_GEMM, quantize_tied_head
+
+    model = onnx.load(str(path))
+    if not any(n.name == LM_HEAD_GEMM for n in model.graph.node):
+        return None
+    float_type = next(i.type.tensor_type.elem_type for i in model.graph.input if i.name == names.DECODER_AUDIO_EMBEDS)
+    result = quantize_tied_head(model, settings.weight_bits, settings.block_size, CPU_ACCURACY_LEVEL, float_type)
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
+                    size_threshold=1024)
+    return result

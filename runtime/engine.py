@@ -111,8 +111,8 @@ class Engine:
         """Refuse, before any session is made, a fused decoder that the CUDA provider cannot run whole."""
         if problems := graph_cuda_problems(path):
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise QasrError(f"{path}: this fused decoder cannot run on CUDA: {problems[0]}{more}; export it with "
-                            "--precision fp16, or --precision int8 --int8-mode weight-only (fp16 activations)")
+            raise QasrError(f"{path}: this fused decoder cannot run on CUDA: {problems[0]}{more}; export it for the GPU "
+                            "with asr-export --device cuda --precision fp16 (or int4)")
 
     @property
     def providers(self) -> list[str]:

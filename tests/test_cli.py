@@ -80,4 +80,5 @@ def test_export_end_to_end_with_its_accuracy_report(tmp_path, checkpoints):
     result = run("asr-export", "--model", str(checkpoints["hf"]), "--out", str(tmp_path / "e"), "--verify-tokens", "20")
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout and "greedy token agreement: 40/40 (100.0%)" in result.stdout
-    assert "exporting decoder graph" in result.stderr  # progress is shown
+    assert "decoder attention: gqa" in result.stderr   # the default (--attention auto) is the fused decoder
+    assert "building the fused decoder graph" in result.stderr  # progress is shown

@@ -33,7 +33,7 @@ def fp16_gqa(checkpoints, tmp_path_factory):
     from qasr.export.api import ExportSettings, export
 
     return export(ExportSettings(model=str(checkpoints["original"]), out=tmp_path_factory.mktemp("g") / "fp16",
-                                 precision="fp16", attention="gqa"))
+                                 precision="fp16", attention="gqa", device="cuda"))
 
 
 def _graph(export_dir):
@@ -132,14 +132,14 @@ def test_max_positions_needs_gqa(checkpoints, tmp_path):
 
 
 def test_weight_only_fused_export_keeps_fp16_activations(checkpoints, tmp_path, waves):
-    """Weight-only INT4 with the fused decoder: MatMulNBits with fp16 activations (the form CUDA runs),
+    """Weight-only INT4 with the fused decoder for the GPU (--device cuda): MatMulNBits with fp16 activations,
     no float32 attention anywhere, and the runtime loads it with an fp16 cache."""
     from qasr.export.api import ExportSettings, export
     from qasr.quantize.api import Int8Settings
     from qasr.runtime.engine import Engine
 
     path = export(ExportSettings(model=str(checkpoints["original"]), out=tmp_path / "w4", precision="int8",
-                                 attention="gqa", int8=Int8Settings(mode="weight-only", weight_bits=4)))
+                                 attention="gqa", int8=Int8Settings(mode="weight-only", weight_bits=4), device="cuda"))
     graph = _graph(path)
     ops = collections.Counter(n.op_type for n in graph.node)
     assert ops["MatMulNBits"] == 4 * json.loads((path / names.MANIFEST).read_text())["model"]["text"]["layers"]

@@ -107,4 +107,5 @@ def test_existing_directory_is_not_overwritten_without_force(checkpoints, tmp_pa
                                                        ("fp64", "onnxruntime", "unknown precision")])
 def test_unsupported_settings_fail_before_any_work(precision, backend, message, tmp_path):
     with pytest.raises(QasrError, match=message):
-        ExportSettings(model="does-not-matter", out=tmp_path / "x", precision=precision, backend=backend).check()
+        ExportSettings(model="does-not-matter", out=tmp_path / "x", precision=precision, backend=backend,
+                       device="cuda").check()

@@ -39,7 +39,8 @@ CALIBRATED_ALGORITHMS = ("gptq", "awq")   # weight-only algorithms that read the
 BLOCK_SIZES = (16, 32, 64, 128, 256)      # weight-only: weights per scale; MatMulNBits takes powers of two >= 16
 # What a weight-only export is made for (asr-export --device). The CPU form: MatMulNBits at accuracy level 4
 # (activations quantized to int8 inside the kernel: ONNX Runtime's fastest CPU path for 4- and 8-bit weights)
-# and the fused decoder's tied embedding / lm_head quantized once (tied_head.py). The CUDA form: MatMulNBits
+# and the fused decoder's tied embedding / lm_head quantized once (tied_head.py); the encoder and projector
+# (many tokens per run, compute-bound) as dynamic INT8 (dynamic.py; rtn only). The CUDA form: MatMulNBits
 # with ONNX Runtime's default accuracy level and a float lm_head (unchanged; not yet measured on a GPU).
 TARGETS = ("cpu", "cuda")
 CPU_ACCURACY_LEVEL = 4
@@ -191,6 +192,11 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
             progress(f"awq: {graph}: {sum(r['alpha'] > 0 for r in record['awq'][graph])} of "
                      f"{len(record['awq'][graph])} groups scaled")
             quantize_weight_only_graph(scaled, dst, settings.weight_bits, settings.block_size, skip, algorithm="rtn")
+        elif settings.target == "cpu" and graph != names.DECODER and settings.weight_algorithm == "rtn":
+            from .dynamic import DYNAMIC_RECORD, quantize_dynamic_graph
+
+            quantize_dynamic_graph(src, dst, skip)
+            record.setdefault("dynamic", {})[graph] = DYNAMIC_RECORD
         else:
             quantize_weight_only_graph(src, dst, settings.weight_bits, settings.block_size, skip,
                                        accuracy_level=settings.accuracy_level(), algorithm=settings.weight_algorithm,

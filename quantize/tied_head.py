@@ -6,9 +6,11 @@ an fp16 table was even folded into a second, fp32 copy (622 MB at the 0.6B shape
 quantized once, in MatMulNBits' layout ([vocab, blocks, block bytes] uint8, symmetric, the zero point
 implied), and used twice:
 - lm_head: MatMulNBits(last hidden, table) -> logits (the table is already [N=vocab, K=hidden]);
-- embedding: GatherBlockQuantized(table viewed as [vocab, hidden bytes], ids) -> rows, dequantized.
+- embedding: GatherBlockQuantized(the same initializer, ids) -> rows, dequantized (no copy of the table).
 A checkpoint with an untied lm_head gets the same two nodes over its two tables. This is what
-onnxruntime-genai's model builder does with `shared_embeddings` (its Reshape of the lm_head weight).
+onnxruntime-genai's model builder does with `shared_embeddings`, except that genai feeds a Reshape of the
+lm_head weight to the Gather, which ONNX Runtime folds into a second copy of the table at load (78 MB at the
+0.6B shape); here the gather reads the 3-D table itself.
 """
 
 from __future__ import annotations
@@ -83,18 +85,25 @@ def quantize_tied_head(model, bits: int, block_size: int, accuracy_level: int, f
     head_q, head_scales, vocab, hidden = quantized(head_name)
     embed_q, embed_scales = (head_q, head_scales) if tied else quantized(embed_name)[:2]
 
-    # Embedding: the [vocab, blocks, bytes] table seen as [vocab, hidden bytes] (a Reshape ONNX Runtime folds
-    # at load; the bytes are the same), then rows of the ids, dequantized to the graph's float type.
-    shape = f"{embed_q}/shape2d"
-    graph.initializer.append(numpy_helper.from_array(np.array([vocab, hidden * bits // 8], np.int64), shape))
-    flat = f"{embed_q}/as_rows"
+    # Embedding: rows of the very same [vocab, blocks, block bytes] initializer (GatherBlockQuantized quantizes
+    # along its last axis, one block per [block] row, so no reshaped copy of the table is made), dequantized
+    # to the graph's float type, then [.., blocks, block] -> [.., hidden]. Its scales need a trailing axis of 1
+    # (a second, small initializer: MatMulNBits takes [N, blocks] only).
+    gather_scales = f"{embed_scales}/per_row_block"
+    scales_array = numpy_helper.to_array(next(i for i in graph.initializer if i.name == embed_scales))
+    graph.initializer.append(numpy_helper.from_array(scales_array[:, :, None], gather_scales))
+    shape = f"{embed_q}/hidden_shape"
+    ids = next((i for i in graph.input if i.name == gather.input[1]), None)
+    rank = len(ids.type.tensor_type.shape.dim) if ids is not None else 2     # the decoder's input_ids: [batch, steps]
+    graph.initializer.append(numpy_helper.from_array(np.array([0] * rank + [hidden], np.int64), shape))
+    blocks = f"{embed_q}/blocks"
     index = list(graph.node).index(gather)
     graph.node.remove(gather)
+    graph.node.insert(index, helper.make_node("Reshape", [blocks, shape], list(gather.output), name="embed_tokens/Reshape"))
     graph.node.insert(index, helper.make_node(
-        "GatherBlockQuantized", [flat, gather.input[1], embed_scales], list(gather.output),
+        "GatherBlockQuantized", [embed_q, gather.input[1], gather_scales], [blocks],
         name="embed_tokens/GatherBlockQuantized", domain=MS_DOMAIN, bits=bits, block_size=block_size,
-        gather_axis=0, quantize_axis=1))
-    graph.node.insert(index, helper.make_node("Reshape", [embed_q, shape], [flat], name="embed_tokens/Reshape"))
+        gather_axis=0, quantize_axis=2))
 
     index = list(graph.node).index(gemm)
     graph.node.remove(gemm)

@@ -123,24 +123,27 @@ class ExportSettings:
         return (names.ATTENTION_STANDARD, problem) if problem else (names.ATTENTION_GQA, None)
 
 
-def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
-    """The traced graphs: encoder, projector and the standard decoder (the fused one is built: write_graphs)."""
+def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, decoder: bool = True
+                 ) -> dict[str, tuple[torch.nn.Module, GraphSpec]]:
+    """The traced graphs: encoder, projector and (`decoder`) the standard decoder (the fused one is built from the
+    weights instead: _write_graphs; not making its traced twin saves an fp32 copy of the text model)."""
     spec = checkpoint.spec
     encoder = AudioEncoderGraph(spec.audio)
     load_module_weights(encoder, checkpoint.weights, "model.audio_tower.", dtype)
     projector = ProjectorGraph(spec.audio)
     load_module_weights(projector, checkpoint.weights, "model.multi_modal_projector.", dtype)
+    graphs = {names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
+              names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype))}
+    if not decoder:
+        return graphs
     decoder = DecoderGraph(spec.text, spec.audio_token_id)
     text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
     text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
     load_module_weights(decoder, text_weights, "decoder.", dtype)
     if spec.text.tie_word_embeddings:  # one initializer in the graph, as in the checkpoint
         decoder.lm_head.weight = decoder.embed_tokens.weight
-    return {
-        names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
-        names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype)),
-        names.DECODER: (decoder.eval(), decoder_graph_spec(spec.text, dtype)),
-    }
+    graphs[names.DECODER] = (decoder.eval(), decoder_graph_spec(spec.text, dtype))
+    return graphs
 
 
 def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
@@ -168,15 +171,14 @@ def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
 def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
                   settings: ExportSettings) -> dict:
     written = {}
-    graphs = build_graphs(checkpoint, dtype)
-    fused = settings.attention == names.ATTENTION_GQA
-    if fused:   # built from the weights, not traced (fused_decoder_graph.py)
-        del graphs[names.DECODER]
+    fused = settings.attention == names.ATTENTION_GQA   # built from the weights, not traced (fused_decoder_graph.py)
+    graphs = build_graphs(checkpoint, dtype, decoder=not fused)
     total = len(graphs) + fused
     for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
         progress(f"[{i}/{total}] exporting {name} graph to ONNX")
         onnx_from_torch(module, spec, directory / f"{name}.onnx")
         written[name] = (spec, f"{name}.onnx")
+    del graphs, module     # the traced modules' fp32 weights go before the fused decoder is built
     if fused:
         progress(f"[{total}/{total}] building the fused {names.DECODER} graph (GroupQueryAttention)")
         text = checkpoint.spec.text

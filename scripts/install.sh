@@ -11,6 +11,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[export,serve,bench,train,test,ray]"
+.venv/bin/python -m pip install -q -e ".[export,serve,bench,train,test,ray,peers]"
 .venv/bin/python -c "import qasr.runtime, qasr.export, torch, transformers, onnxruntime; \
 print(f'installed qasr {qasr.runtime.__version__}: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}')"

@@ -182,9 +182,9 @@ def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, p
     if fused:
         progress(f"[{total}/{total}] building the fused {names.DECODER} graph (GroupQueryAttention)")
         text = checkpoint.spec.text
-        model = build_fused_decoder(text, checkpoint.spec.audio_token_id, checkpoint.weights, dtype,
-                                    settings.max_positions)
         path = directory / f"{names.DECODER}.onnx"
+        model = build_fused_decoder(text, checkpoint.spec.audio_token_id, checkpoint.weights, dtype,
+                                    settings.max_positions, data_path=directory / f"{path.name}.data")
         save_fused_decoder(model, path)
         written[names.DECODER] = (fused_decoder_graph_spec(text, dtype), path.name)
     return written

@@ -225,19 +225,11 @@ def run(checkpoint: Path, engines: list[Path], work: Path, audio_seconds: float,
     prompt_tokens = None
     results: dict[str, list[dict]] = {label: [] for _, label, _ in systems}
     for r in range(rounds):
-        for kind, label, path in systems:
-            if kind == "genai" and prompt_tokens is None:
-                continue   # the prompt length comes from our first engine
+        for kind, label, path in systems:   # ours first: the peers' prompt length is our first engine's prompt
             progress(f"round {r + 1}/{rounds}: {label}")
             result = _spawn(kind, path, audio_seconds, prompt_tokens or 0, new_tokens, repeats, threads)
             prompt_tokens = prompt_tokens or result.get("prompt_tokens")
             results[label].append(result)
-        if r == 0:   # genai waited for the prompt length: its first round runs now
-            for kind, label, path in systems:
-                if kind == "genai":
-                    progress(f"round 1/{rounds}: {label}")
-                    results[label].append(_spawn(kind, path, audio_seconds, prompt_tokens, new_tokens, repeats,
-                                                 threads))
     rows = []
     for kind, label, path in systems:
         runs = results[label]

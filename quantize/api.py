@@ -210,8 +210,6 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
                                      f"MatMulNBits, the embedding read from the same table (GatherBlockQuantized)"
                                      if head["tied"] else f"int{settings.weight_bits} blocks of {settings.block_size}, "
                                      "symmetric; lm_head MatMulNBits, embedding GatherBlockQuantized")
-    if settings.mode == "weight-only" and settings.target == "cpu":
-        known.add("decoder.lm_head")
     unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))
     if unknown:
         raise QasrError(f"unknown quantization groups {unknown}; this model has {sorted(known)}")

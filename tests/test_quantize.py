@@ -181,7 +181,8 @@ def test_quantized_graphs_track_the_reference(quantized, references):
         errors = graph_parity(references["original"], Engine(quantized[key]), waves)
         mean[key] = [e.mean_abs / e.scale for e in errors]
         assert all(m < limit for m in mean[key]), (key, errors)
-    assert all(a < b for a, b in zip(mean["w8"], mean["w4"]))
+    # the encoder and projector of both CPU forms are the same dynamic INT8 graphs; the decoders differ in bits
+    assert all(a <= b for a, b in zip(mean["w8"], mean["w4"])) and all(a < b for a, b in zip(mean["w8"][2:], mean["w4"][2:]))
 
 
 def test_weight_block_size_is_the_one_asked_and_smaller_blocks_track_closer(checkpoints, quantized, references,

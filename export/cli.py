@@ -100,7 +100,8 @@ def main(model, out, precision, device, backend, attention, max_positions, force
                               max_positions=max_positions, device=device)
     settings.check()
     path = export(settings, progress)
-    label = settings.quantization().label() if settings.quantization() else precision
+    quantization = settings.quantization()
+    label = quantization.label() if quantization else precision
     click.echo(f"exported {model} ({label}, {backend}, for {device}) to {path}")
     if verify:
         from qasr.reference.verify import verify_export

@@ -72,7 +72,7 @@ def quantize_tied_head(model, bits: int, block_size: int, accuracy_level: int, f
     embed_name, head_name = gather.input[0], gemm.input[1]
     tied = embed_name == head_name
 
-    def quantized(name: str) -> tuple[str, str, int, int]:
+    def quantized(name: str) -> tuple[str, str, np.ndarray, int, int]:
         table = numpy_helper.to_array(inits[name])
         vocab, hidden = table.shape
         packed, scales = quantize_rows(table, bits, block_size)
@@ -80,18 +80,18 @@ def quantize_tied_head(model, bits: int, block_size: int, accuracy_level: int, f
         graph.initializer.remove(inits[name])
         graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_Q{bits}"),
                                   numpy_helper.from_array(scale_array, f"{name}_scales")])
-        return f"{name}_Q{bits}", f"{name}_scales", vocab, hidden
+        return f"{name}_Q{bits}", f"{name}_scales", scale_array, vocab, hidden
 
-    head_q, head_scales, vocab, hidden = quantized(head_name)
-    embed_q, embed_scales = (head_q, head_scales) if tied else quantized(embed_name)[:2]
+    head_q, head_scales, head_scale_array, vocab, hidden = quantized(head_name)
+    embed_q, embed_scales, embed_scale_array = (head_q, head_scales, head_scale_array) if tied else \
+        quantized(embed_name)[:3]
 
     # Embedding: rows of the very same [vocab, blocks, block bytes] initializer (GatherBlockQuantized quantizes
     # along its last axis, one block per [block] row, so no reshaped copy of the table is made), dequantized
     # to the graph's float type, then [.., blocks, block] -> [.., hidden]. Its scales need a trailing axis of 1
     # (a second, small initializer: MatMulNBits takes [N, blocks] only).
     gather_scales = f"{embed_scales}/per_row_block"
-    scales_array = numpy_helper.to_array(next(i for i in graph.initializer if i.name == embed_scales))
-    graph.initializer.append(numpy_helper.from_array(scales_array[:, :, None], gather_scales))
+    graph.initializer.append(numpy_helper.from_array(embed_scale_array[:, :, None], gather_scales))
     shape = f"{embed_q}/hidden_shape"
     ids = next((i for i in graph.input if i.name == gather.input[1]), None)
     rank = len(ids.type.tensor_type.shape.dim) if ids is not None else 2     # the decoder's input_ids: [batch, steps]

@@ -38,7 +38,7 @@ from typing import Callable
 import click
 import numpy as np
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.cli_support import Progress, handle_errors
 from qasr.runtime.errors import QasrError
 from qasr.runtime.session import CUDA, DEVICE_PROVIDERS
@@ -100,9 +100,9 @@ class EngineSystem:
                              max_batch=max_batch, max_len=max_len)
         if cuda_graph and not self.engine.cuda_graph:
             raise QasrError(f"{path}: CUDA graphs were asked for but are {self.engine.cuda_graph_note}")
-        export = self.engine.manifest.data["export"]
-        mode = (export.get("quantization") or {}).get("mode")
-        self.name = (f"onnxruntime {export['precision']}" + (f" {mode}" if mode else "") +
+        export = self.engine.manifest.export
+        mode = export.quantization.mode if export.quantization else None
+        self.name = (f"onnxruntime {export.precision}" + (f" {mode}" if mode else "") +
                      (" gqa" if self.engine.attention == names.ATTENTION_GQA else "") + (" +cuda-graph" if self.engine.cuda_graph else ""))
         self.size_mb = sum(f.stat().st_size for f in self.path.iterdir() if ".onnx" in f.name) / 1e6
         self.info = {"path": str(self.path), "providers": self.engine.providers, "threads": threads,

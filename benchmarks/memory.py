@@ -99,15 +99,16 @@ def measure(engine: str, audio: Path, vad: str, max_segment: float | None) -> di
 
 
 def describe(engine: str) -> str:
-    manifest = json.loads((Path(engine) / "manifest.json").read_text())
-    export = manifest["export"]
-    kind = export["precision"]
-    quantization = export.get("quantization") or {}
-    if quantization.get("mode") == "weight-only":
-        kind += " weight-only " + quantization["weights"].split()[0]
-    elif quantization.get("mode"):
-        kind += " " + quantization["mode"]
-    return f"{kind}, {export.get('attention', 'standard')}"
+    from qasr.exportformat import read_manifest
+
+    export = read_manifest(engine).export
+    kind = export.precision
+    quantization = export.quantization
+    if quantization and quantization.mode == "weight-only":
+        kind += " weight-only " + quantization.weights.split()[0]
+    elif quantization:
+        kind += " " + quantization.mode
+    return f"{kind}, {export.attention}"
 
 
 def format_table(rows: list[dict]) -> str:

@@ -29,7 +29,7 @@ import click
 import onnx
 
 from qasr.quantize.api import BLOCK_SIZES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.cli_support import Progress, handle_errors
 
 

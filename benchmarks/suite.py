@@ -63,7 +63,7 @@ def export_for(checkpoint: Path, model: str, name: str, work: Path, progress, ta
     """The export `name` of `table` (default EXPORTS) under `work`, made once and reused."""
     from qasr.export.api import ExportSettings, export
     from qasr.quantize.api import Int8Settings
-    from qasr.runtime import names
+    from qasr.exportformat import names
 
     out = work / f"{model}-{name}"
     if (out / names.MANIFEST).is_file():

@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.errors import QasrError
 
 
 from .data import CalibrationSet
-from .record import trajectories
+from .record import recording_engine, trajectories
 
 # The op types static INT8 quantizes (qasr.quantize.static); calibration records the ranges of their inputs.
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
@@ -69,13 +69,13 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
     from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
 
     ort_method = _ort_method(method)
-    engine = Engine(export_dir, providers=["CPUExecutionProvider"])
+    engine, recorder = recording_engine(export_dir, every_step)
     if engine.manifest.precision != "fp32":
         raise QasrError(f"{export_dir}: calibration runs on an fp32 export, this one is {engine.manifest.precision}")
     cache = cache or cache_dir()
     data_sha = data.checksum()
-    files, graphs = engine.manifest.data["files"], engine.manifest.data["graphs"]
-    graph_sha = {g: "".join(meta["sha256"] for name, meta in sorted(files.items()) if name.startswith(graphs[g]["file"]))
+    files, graphs = engine.manifest.files, engine.manifest.graphs
+    graph_sha = {g: "".join(meta.sha256 for name, meta in sorted(files.items()) if name.startswith(graphs[g].file))
                  for g in names.GRAPHS}  # the .onnx file and its external weights
     keys = {g: cache_key(graph_sha[g], g, method, data_sha, every_step) for g in names.GRAPHS}
     paths = {g: cache / f"{g}-{method}-{keys[g]}.json" for g in names.GRAPHS}
@@ -91,7 +91,7 @@ def collect(export_dir: str | Path, data: CalibrationSet, method: str = "minmax"
                                             use_external_data_format=True, providers=["CPUExecutionProvider"],
                                             extra_options=extra) for g in names.GRAPHS}
         steps = 0
-        for i, feeds in enumerate(trajectories(engine, data, every_step=every_step), 1):
+        for i, feeds in enumerate(trajectories(engine, recorder, data), 1):
             for g in names.GRAPHS:
                 if method == "minmax":
                     calibrators[g].collect_data(_Feeds(feeds[g]))

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from qasr.runtime import names
+from qasr.exportformat import ExportInfo, Source, names, write_manifest
 from qasr.runtime.errors import CheckpointError, QasrError
 from qasr.quantize.api import Int8Settings, derive_int8_export
 from qasr.quantize.groups import possible_groups
@@ -24,7 +24,7 @@ from .fused_decoder_graph import (DEFAULT_MAX_POSITIONS, MIN_ONNXRUNTIME, build_
                                   gqa_support_problem, save_fused_decoder)
 from .encoder_graph import AudioEncoderGraph, encoder_graph_spec
 from .graph_spec import TORCH_DTYPES, GraphSpec, load_module_weights
-from .manifest_writer import write_manifest
+from .manifest_writer import build_manifest
 from .onnx_export import OPSET, onnx_from_torch
 from .projector_graph import ProjectorGraph, projector_graph_spec
 from .spec import read_features
@@ -189,52 +189,54 @@ def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, p
     return written
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What export_checkpoint made: the directory, its settings resolved (attention), and the checkpoint it was
+    made from, still loaded, so that verification does not read it again."""
+    path: Path
+    settings: ExportSettings
+    checkpoint: Checkpoint
+
+    @property
+    def label(self) -> str:
+        quantization = self.settings.quantization()
+        return quantization.label() if quantization else self.settings.precision
+
+
 def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Path:
-    """Write the export directory and return its path (verification is run by the caller: verify.py)."""
+    """Write the export directory and return its path (verification is the caller's: reference/verify.py)."""
+    return export_checkpoint(settings, progress).path
+
+
+def export_checkpoint(settings: ExportSettings, progress: Progress = lambda _: None) -> Exported:
+    """The pipeline, each step once: check the settings (calibration files opened here), load the checkpoint,
+    resolve attention and exclusions against it, write the float graphs, quantize them into a new manifest
+    value, move the finished directory into place."""
     calibration = settings.check()
-    out = Path(settings.out)
     progress(f"loading checkpoint {settings.model}")
     checkpoint = load_checkpoint(settings.model)
-    if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
-        raise QasrError(problem)
-    attention, why_standard = settings.resolve_attention(checkpoint)
-    settings = replace(settings, attention=attention)
-    progress(f"decoder attention: {attention}" + (f" ({why_standard})" if why_standard else ""))
-    quantization = settings.quantization()
-    if quantization is not None and settings.int8 is not None and settings.int8.exclude:
-        known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers)
-        if unknown := sorted(set(settings.int8.exclude) - known):
-            raise QasrError(f"unknown --int8-exclude groups {unknown}; this model has {sorted(known)}")
-    base = settings.float_precision()
-    dtype = TORCH_DTYPES[PRECISION_DTYPES[base]]
+    settings = _resolve(settings, checkpoint, progress)
+    out = Path(settings.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tokens = _token_table(checkpoint, staging)
-        features = read_features(checkpoint.path, checkpoint.spec)
-        source = {"model": settings.model, "path": str(checkpoint.path), "layout": checkpoint.spec.layout,
-                  "weights_sha256": checkpoint.weights_checksum()}
-        export_settings = {"precision": quantization.label() if quantization else settings.precision,
-                           "backend": settings.backend, "opset": OPSET, "attention": settings.attention,
-                           "device": settings.device}
-        if settings.attention == names.ATTENTION_GQA:
-            export_settings["max_positions"] = settings.max_positions
-            export_settings["requires"] = {"onnxruntime": MIN_ONNXRUNTIME}
-        if quantization is not None:
-            # float graphs first (a complete export, so the runtime can calibrate on it), then quantized
-            fp32 = Path(tempfile.mkdtemp(prefix=f".{out.name}.{base}.", dir=out.parent))
-            try:
-                shutil.move(staging / names.TOKENIZER, fp32 / names.TOKENIZER)
-                written = _write_graphs(checkpoint, dtype, fp32, progress, settings)
-                write_manifest(fp32, checkpoint.spec, written, tokens, features, {**export_settings, "precision": base},
-                               source)
-                derive_int8_export(fp32, staging, quantization, calibration, progress)
-            finally:
-                shutil.rmtree(fp32, ignore_errors=True)
-        else:
-            written = _write_graphs(checkpoint, dtype, staging, progress, settings)
+        quantization = settings.quantization()
+        base = settings.float_precision()
+        graphs_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.{base}.", dir=out.parent)) if quantization else staging
+        try:
+            if quantization:   # a complete float export first: the runtime calibrates on it
+                shutil.move(staging / names.TOKENIZER, graphs_dir / names.TOKENIZER)
+            written = _write_graphs(checkpoint, TORCH_DTYPES[PRECISION_DTYPES[base]], graphs_dir, progress, settings)
+            manifest = build_manifest(checkpoint.spec, written, tokens, read_features(checkpoint.path, checkpoint.spec),
+                                      _export_info(settings, base), _source(settings, checkpoint))
             progress("writing manifest (checksums)")
-            write_manifest(staging, checkpoint.spec, written, tokens, features, export_settings, source)
+            write_manifest(graphs_dir, manifest)
+            if quantization:
+                derive_int8_export(graphs_dir, staging, quantization, calibration, progress)
+        finally:
+            if graphs_dir != staging:
+                shutil.rmtree(graphs_dir, ignore_errors=True)
         staging.chmod(0o755)  # mkdtemp made it private; quantizers write their data files 0600
         for path in staging.iterdir():
             path.chmod(0o644)
@@ -244,4 +246,29 @@ def export(settings: ExportSettings, progress: Progress = lambda _: None) -> Pat
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return Exported(out, settings, checkpoint)
+
+
+def _resolve(settings: ExportSettings, checkpoint: Checkpoint, progress: Progress) -> ExportSettings:
+    """What the checkpoint decides: the attention (auto, or gqa refused for it) and the exclusion groups it has."""
+    if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
+        raise QasrError(problem)
+    attention, why_standard = settings.resolve_attention(checkpoint)
+    progress(f"decoder attention: {attention}" + (f" ({why_standard})" if why_standard else ""))
+    if settings.quantization() is not None and settings.int8 is not None and settings.int8.exclude:
+        known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers)
+        if unknown := sorted(set(settings.int8.exclude) - known):
+            raise QasrError(f"unknown --int8-exclude groups {unknown}; this model has {sorted(known)}")
+    return replace(settings, attention=attention)
+
+
+def _export_info(settings: ExportSettings, precision: str) -> ExportInfo:
+    """The float export's record (quantization derives the final one from it)."""
+    fused = settings.attention == names.ATTENTION_GQA
+    return ExportInfo(precision=precision, backend=settings.backend, opset=OPSET, attention=settings.attention,
+                      device=settings.device, max_positions=settings.max_positions if fused else None,
+                      requires={"onnxruntime": MIN_ONNXRUNTIME} if fused else None)
+
+
+def _source(settings: ExportSettings, checkpoint: Checkpoint) -> Source:
+    return Source(settings.model, str(checkpoint.path), checkpoint.spec.layout, checkpoint.weights_checksum())

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from qasr.runtime.errors import CheckpointError
-from qasr.runtime.manifest import sha256_file
+from qasr.exportformat import sha256_file
 
 from .layouts import IGNORED_SUFFIXES, canonical_name, expected_shapes, optional_weights
 from .spec import ModelSpec, read_spec

@@ -12,7 +12,7 @@ from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_e
 from qasr.calibration.stats import METHODS
 from qasr.quantize.api import BLOCK_SIZES, MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
 
-from .api import ATTENTION_AUTO, ATTENTIONS, BACKENDS, DEVICES, PRECISIONS, ExportSettings, export
+from .api import ATTENTION_AUTO, ATTENTIONS, BACKENDS, DEVICES, PRECISIONS, ExportSettings, export_checkpoint
 from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
 
 
@@ -98,16 +98,14 @@ def main(model, out, precision, device, backend, attention, max_positions, force
     settings = ExportSettings(model=model, out=out or default_out(model, precision, attention, int8), precision=precision,
                               backend=backend, force=force, int8=int8, attention=attention,
                               max_positions=max_positions, device=device)
-    settings.check()
-    path = export(settings, progress)
-    quantization = settings.quantization()
-    label = quantization.label() if quantization else precision
-    click.echo(f"exported {model} ({label}, {backend}, for {device}) to {path}")
+    exported = export_checkpoint(settings, progress)
+    path = exported.path
+    click.echo(f"exported {model} ({exported.label}, {backend}, for {device}) to {path}")
     if verify:
         from qasr.reference.verify import verify_export
 
         progress("checking the export against the PyTorch reference")
-        report, ok = verify_export(path, model, verify_tokens)
+        report, ok = verify_export(path, exported.checkpoint, verify_tokens)
         click.echo(report)
         if not ok:
             fail(f"{path} does not match the PyTorch reference within tolerance (see the report above)",

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qasr.runtime import names
+from qasr.exportformat import names
 
 from .graph_spec import GraphSpec, TensorSpec, dtype_name
 from .spec import TextSpec

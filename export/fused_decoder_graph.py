@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.cuda_support import ONNX_TYPES, tensor_types
 
 from .decoder_graph import cache_specs, token_inputs

@@ -13,58 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qasr.runtime.audio_tokens import audio_token_count as _audio_token_count
-from qasr.runtime.audio_tokens import conv_output_length
+from qasr.exportformat.audio_tokens import audio_token_count as _audio_token_count
+from qasr.exportformat.schema import AudioSpec, TextSpec  # noqa: F401  (the exporter's names for them)
 from qasr.runtime.errors import CheckpointError
 from qasr.runtime.vad import check_pauses
 
 ORIGINAL = "original"
 HF = "hf"
-
-
-@dataclass(frozen=True)
-class AudioSpec:
-    num_mel_bins: int
-    d_model: int
-    layers: int
-    heads: int
-    ffn_dim: int
-    n_window: int
-    n_window_infer: int
-    downsample_hidden_size: int
-    output_dim: int
-    activation: str
-
-    @property
-    def chunk_frames(self) -> int:
-        return 2 * self.n_window
-
-    @property
-    def tokens_per_chunk(self) -> int:
-        return conv_output_length(self.chunk_frames)
-
-    @property
-    def chunks_per_window(self) -> int:
-        return self.n_window_infer // self.chunk_frames
-
-    @property
-    def conv_freq_bins(self) -> int:
-        return conv_output_length(self.num_mel_bins)
-
-
-@dataclass(frozen=True)
-class TextSpec:
-    vocab_size: int
-    hidden_size: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    ffn_dim: int
-    rms_norm_eps: float
-    rope_theta: float
-    tie_word_embeddings: bool
-    activation: str
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Callable
 
 import onnx
 
-from qasr.runtime import names
+from qasr.exportformat import Quantization, names
+from qasr.exportformat.schema import parse
 from qasr.runtime.errors import QasrError
 
 from .defaults import DEFAULT_EXCLUDE
@@ -119,29 +120,30 @@ class Int8Settings:
 
 def derive_int8_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=None,
                        progress: Callable[[str], None] = lambda _: None) -> Path:
-    """A complete INT8 export directory from a complete fp32 one (same tokenizer, same manifest otherwise)."""
-    import json
+    """A complete INT8 export directory from a complete fp32 one: the same tokenizer, and a new manifest value
+    (the float one with this precision and quantization record; qasr.exportformat writes it)."""
     import shutil
+    from dataclasses import replace
 
-    from qasr.runtime.manifest import file_table
+    from qasr.exportformat import read_manifest, write_manifest
 
+    base = read_manifest(fp32_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = quantize_export(fp32_dir, out_dir, settings, data, progress)
+    record = quantize_export(fp32_dir, out_dir, settings, data, progress, base=base.precision)
     shutil.copy(fp32_dir / names.TOKENIZER, out_dir / names.TOKENIZER)
-    manifest = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))
-    manifest["export"] = {**manifest["export"], "precision": settings.label(), "quantization": record}
-    manifest["files"] = file_table(out_dir)
-    (out_dir / names.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(out_dir, replace(base, export=replace(base.export, precision=settings.label(), quantization=record)))
     return out_dir
 
 
 def quantize_export(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data=None,
-                    progress: Callable[[str], None] = lambda _: None) -> dict:
+                    progress: Callable[[str], None] = lambda _: None, base: str = "fp32") -> Quantization:
+    """Quantize the graphs of `fp32_dir` (written in `base` precision) into `out_dir`; the manifest's record."""
     with tempfile.TemporaryDirectory(prefix=".qasr-quantize-", dir=out_dir.parent) as scratch:
-        return _quantize(fp32_dir, out_dir, settings, data, progress, Path(scratch))
+        record = _quantize(fp32_dir, out_dir, settings, data, progress, Path(scratch), base)
+    return parse(Quantization, record, "export.quantization")
 
 
-def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progress, scratch: Path) -> dict:
+def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progress, scratch: Path, base: str) -> dict:
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     excluded = settings.excluded()
@@ -161,25 +163,19 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
                        "calibration": {"method": settings.method, "source": data.source,
                                        "utterances": len(data.files), "audio_sha256": data.checksum()}})
     else:
-        import json
-
-        base = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))["export"]["precision"]
         record.update({"weights": WEIGHT_RECORDS[settings.weight_algorithm].format(bits=settings.weight_bits,
                                                                                    block=settings.block_size),
                        "activations": f"{'float16' if base == 'fp16' else 'float32'} (as the {base} graph)",
                        "target": settings.target, "accuracy_level": settings.accuracy_level()})
         if settings.weight_algorithm in CALIBRATED_ALGORITHMS:
             from qasr.calibration.record import recorded_feeds
-            from qasr.runtime.engine import Engine
 
-            feeds = recorded_feeds(Engine(fp32_dir, providers=["CPUExecutionProvider"]), data, progress=progress)
+            feeds = recorded_feeds(fp32_dir, data, progress=progress)
             record["calibration"] = {"source": data.source, "utterances": len(data.files),
                                      "audio_sha256": data.checksum()}
-    known = set()
     for i, graph in enumerate(names.GRAPHS, 1):
         src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"
         groups = node_groups(graph, onnx.load(str(src), load_external_data=False))
-        known |= set(groups)
         skip = [n for g in excluded for n in groups.get(g, [])]
         progress(f"[{i}/{len(names.GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
         if settings.mode == "static":
@@ -210,9 +206,6 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
                                      f"MatMulNBits, the embedding read from the same table (GatherBlockQuantized)"
                                      if head["tied"] else f"int{settings.weight_bits} blocks of {settings.block_size}, "
                                      "symmetric; lm_head MatMulNBits, embedding GatherBlockQuantized")
-    unknown = sorted(set(excluded) - known - set(DEFAULT_EXCLUDE[settings.mode]))
-    if unknown:
-        raise QasrError(f"unknown quantization groups {unknown}; this model has {sorted(known)}")
     return record
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from qasr.runtime import names
+from qasr.exportformat import names
 
 NORMS = {"LayerNormalization": (1, 2), "SimplifiedLayerNormalization": (1,), "SkipSimplifiedLayerNormalization": (2,)}
 
@@ -162,23 +162,19 @@ def smooth_export(fp32_dir: Path, out_dir: Path, data, alpha: float,
                   progress: Callable[[str], None] = lambda _: None) -> dict:
     """A complete fp32 export in `out_dir` whose graphs are smoothed on the calibration audio `data`
     (the runtime records every graph's real feeds while the fp32 export transcribes it)."""
-    import json
-
     from qasr.calibration.record import recorded_feeds
-    from qasr.runtime.engine import Engine
-    from qasr.runtime.manifest import file_table
+    from qasr.exportformat import read_manifest, write_manifest
 
-    manifest = json.loads((fp32_dir / names.MANIFEST).read_text(encoding="utf-8"))
-    feeds = recorded_feeds(Engine(fp32_dir, providers=["CPUExecutionProvider"]), data, progress=progress)
+    manifest = read_manifest(fp32_dir)
+    feeds = recorded_feeds(fp32_dir, data, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
+    files = [manifest.graphs[g].file for g in names.GRAPHS]
     for path in fp32_dir.iterdir():
-        if path.is_file() and not any(path.name.startswith(manifest["graphs"][g]["file"]) for g in names.GRAPHS):
+        if path.is_file() and path.name != names.MANIFEST and not any(path.name.startswith(f) for f in files):
             shutil.copy(path, out_dir / path.name)
     counts = {}
-    for g in names.GRAPHS:
-        file = manifest["graphs"][g]["file"]
+    for g, file in zip(names.GRAPHS, files):
         counts[g] = smooth_graph(fp32_dir / file, out_dir / file, feeds[g], alpha)
         progress(f"smoothquant: {g}: {counts[g]} groups smoothed (alpha {alpha})")
-    manifest["files"] = file_table(out_dir)
-    (out_dir / names.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(out_dir, manifest)
     return {"alpha": alpha, "groups": counts}

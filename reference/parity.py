@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.generate import Prompt
 from qasr.runtime.stopping import DecodeOptions, suppress_tokens_before

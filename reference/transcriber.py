@@ -23,13 +23,14 @@ REFERENCE_CLASS = "transformers.Qwen3ASRForConditionalGeneration"
 
 
 class ReferenceTranscriber:
-    def __init__(self, model: str, dtype: torch.dtype = torch.float32):
+    def __init__(self, model, dtype: torch.dtype = torch.float32, reference=None):
+        """`model`: a checkpoint path or hub id, or a loaded Checkpoint; `reference`: its model, if built already."""
         from transformers import AutoTokenizer
         from transformers.models.qwen3_asr.feature_extraction_qwen3_asr import Qwen3ASRFeatureExtractor
 
-        checkpoint = load_checkpoint(model)
+        checkpoint = load_checkpoint(model) if isinstance(model, str) else model
         self.spec = checkpoint.spec
-        self.model = build_reference(checkpoint, dtype)
+        self.model = reference if reference is not None else build_reference(checkpoint, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
         features = read_features(checkpoint.path, self.spec)
         self.sample_rate = features.sample_rate

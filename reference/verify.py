@@ -7,34 +7,38 @@ from .parity import TOLERANCES, format_report, parity, within_tolerance
 
 WER_DRIFT_LIMIT_PP = {"fp16": 0.5, "int8": 2.0, "int4": 2.0}   # held-out WER change (pp) an export may show
 
-def held_out_drift(export_dir, model: str, manifest, limit: int) -> tuple[str, float]:
-    """WER of the reference and of the export on `limit` held-out utterances: (table, drift in pp)."""
+
+def held_out_drift(export_dir, reference, engine, manifest, limit: int) -> tuple[str, float]:
+    """WER of the reference (a ReferenceTranscriber) and of the export's engine on `limit` held-out utterances:
+    (table, drift in pp)."""
     from .wer import format_table, run_engine, run_reference, score
     from qasr.runtime.speech_manifest import read_manifest
     from qasr.runtime.transcribe import TranscribeOptions
 
     utterances, _ = read_manifest(manifest, limit)
     options = TranscribeOptions(language="English")
-    results = [run_reference(model, utterances, options, lambda _: None),
-               run_engine(str(export_dir), utterances, options, lambda _: None)]
+    results = [run_reference(reference, utterances, options, lambda _: None),
+               run_engine(str(export_dir), utterances, options, lambda _: None, engine=engine)]
     summary, _ = score(results, utterances)
     return format_table(summary), summary[1]["wer_change_pp"]
 
 
-def verify_export(export_dir, model: str, new_tokens: int = 20, seconds: tuple[float, ...] = (1.7, 9.3),
+def verify_export(export_dir, model, new_tokens: int = 20, seconds: tuple[float, ...] = (1.7, 9.3),
                   held_out=None, held_out_count: int = 20) -> tuple[str, bool]:
     """The short check asr-export ends with: (printable report, passed).
 
-    `held_out` (a JSONL speech manifest; default: the shipped held-out split) measures WER drift for
-    fp16 and int8 exports.
+    `model`: the checkpoint (path, hub id, or the Checkpoint the export was made from: loaded once). One reference
+    model and one Engine serve the graph parity, the token check and the held-out drift. `held_out` (a JSONL
+    speech manifest; default: the shipped held-out split) measures WER drift for fp16 and int8 exports.
     """
     from qasr.export.checkpoint import load_checkpoint
     from qasr.runtime.engine import Engine
 
     from .model import build_reference
 
+    checkpoint = load_checkpoint(model) if isinstance(model, str) else model
     engine = Engine(export_dir)
-    reference = build_reference(load_checkpoint(model))
+    reference = build_reference(checkpoint)
     errors, checks = parity(reference, engine, seconds, new_tokens)
     precision = engine.manifest.precision
     ok = all(within_tolerance(e, precision) for e in errors)
@@ -49,7 +53,10 @@ def verify_export(export_dir, model: str, new_tokens: int = 20, seconds: tuple[f
     if precision != "fp32":
         from qasr.assets import EVAL_MANIFEST
 
-        table, drift = held_out_drift(export_dir, model, held_out or EVAL_MANIFEST, held_out_count)
+        from .transcriber import ReferenceTranscriber
+
+        table, drift = held_out_drift(export_dir, ReferenceTranscriber(checkpoint, reference=reference), engine,
+                                      held_out or EVAL_MANIFEST, held_out_count)
         report += f"\nWER drift on held-out speech:\n{table}"
         ok = ok and drift <= WER_DRIFT_LIMIT_PP[precision]
     header = (f"accuracy against transformers' Qwen3ASRForConditionalGeneration ({precision}; {rule}): "

@@ -43,13 +43,17 @@ class SystemResult:
     audio_seconds: float = 0.0
 
 
-def run_reference(model: str, utterances, options, progress) -> SystemResult:
+def run_reference(model, utterances, options, progress) -> SystemResult:
+    """`model`: a checkpoint path or hub id, or a ReferenceTranscriber already built."""
     import torch
 
     from .transcriber import ReferenceTranscriber
 
-    progress(f"reference: loading {model}")
-    reference = ReferenceTranscriber(model)
+    if isinstance(model, ReferenceTranscriber):
+        reference = model
+    else:
+        progress(f"reference: loading {model}")
+        reference = ReferenceTranscriber(model)
     result = SystemResult("reference", f"pytorch {torch.__version__}", "fp32", ["torch-cpu"])
     start = time.perf_counter()
     for i, utt in enumerate(utterances, 1):
@@ -61,13 +65,15 @@ def run_reference(model: str, utterances, options, progress) -> SystemResult:
     return result
 
 
-def run_engine(directory: str, utterances, options, progress) -> SystemResult:
+def run_engine(directory: str, utterances, options, progress, engine=None) -> SystemResult:
+    """`engine`: the Engine of `directory` when the caller has one already."""
     from qasr.runtime.engine import Engine
     from qasr.runtime.transcribe import Transcriber
 
-    progress(f"{directory}: loading")
-    engine = Engine(directory)
-    result = SystemResult(directory, engine.manifest.data["export"]["backend"], engine.manifest.precision,
+    if engine is None:
+        progress(f"{directory}: loading")
+        engine = Engine(directory)
+    result = SystemResult(directory, engine.manifest.export.backend, engine.manifest.precision,
                           engine.providers)
     transcriber = Transcriber(engine)
     start = time.perf_counter()

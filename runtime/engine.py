@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
-from . import names
-from .audio_tokens import audio_token_count
+from qasr.exportformat import names
+from qasr.exportformat.audio_tokens import audio_token_count
 from .features import FeatureSettings, LogMel
+from qasr.exportformat import Manifest, load_manifest
+
 from .device_cache import DeviceKVCache
+from .device_step import DeviceCacheSteps
 from .errors import QasrError
-from .fused_generate import FusedGenerator
-from .generate import Generation, Generator, Prompt
+from .generate import DecoderShape, Generation, Generator, Observer, Prompt
+from .host_step import HostCacheSteps
 from .kv_cache import KVCache
-from .manifest import Manifest, load_manifest
 from .prompt import PromptBuilder
 from .cuda_support import graph_cuda_problems, onnxruntime_problem
-from .session import CUDA, OrtRunner, default_providers, disabled_optimizers_for
+from .session import CUDA, ObservedRunner, OrtRunner, default_providers, disabled_optimizers_for
 from .stopping import DecodeOptions
+
+log = logging.getLogger(__name__)
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -34,51 +40,57 @@ GRAPH_MAX_BATCH, GRAPH_MAX_LEN = 8, 1024
 class Engine:
     """`cuda_graph`: None captures the decode step when the export has the fused decoder (attention gqa)
     and the decoder runs on CUDA; True asks for it (reported in `cuda_graph_note` when impossible);
-    False never. `max_batch` x `max_len` reserve the KV cache (and bound what CUDA graphs replay)."""
+    False never. `max_batch` x `max_len` reserve the KV cache (and bound what CUDA graphs replay).
+    `checksums`: how the export's files are checked on load (qasr.exportformat.files: cached, full, size).
+    `observer` (calibration): called with host copies of every graph run's feeds, (graph name, feeds)."""
 
     def __init__(self, export_dir: str | Path, providers: list[str] | None = None, threads: int = 0,
-                 verify_checksums: bool = True, max_batch: int = 0, max_len: int = 0,
-                 cuda_graph: bool | None = None):
-        self.manifest: Manifest = load_manifest(export_dir, verify_checksums=verify_checksums)
+                 checksums: str = "cached", max_batch: int = 0, max_len: int = 0,
+                 cuda_graph: bool | None = None, observer: Observer | None = None):
+        start = time.perf_counter()
+        self.manifest: Manifest = load_manifest(export_dir, checksums=checksums)
         m = self.manifest
-        disabled = disabled_optimizers_for(m.data["export"])
-        self.attention = m.data["export"].get("attention", names.ATTENTION_STANDARD)
-        required = (m.data["export"].get("requires") or {}).get("onnxruntime")
+        disabled = disabled_optimizers_for(m.export)
+        self.attention = m.export.attention
+        required = (m.export.requires or {}).get("onnxruntime")
         if required and (problem := onnxruntime_problem(required)):
             raise QasrError(f"{export_dir}: this export {problem}")
         if self.attention == names.ATTENTION_GQA and (providers or default_providers())[0] == CUDA:
             self._check_fused_on_cuda(m.graph_path(names.DECODER))
-        self.max_positions = m.data["export"].get("max_positions")
-        self.encoder = OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled)
-        self.projector = OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled)
+        self.max_positions = m.export.max_positions
+        self.encoder = ObservedRunner.wrap(OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled),
+                                           names.ENCODER, observer)
+        self.projector = ObservedRunner.wrap(OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled),
+                                             names.PROJECTOR, observer)
         self.decoder, self.cuda_graph, self.cuda_graph_note = self._decoder(providers, threads, disabled, cuda_graph)
-        self.features = LogMel(FeatureSettings.from_json(m.features))
+        self.features = LogMel(m.features)
         tokens = m.tokens
-        self.prompts = PromptBuilder(m.tokenizer_path, tokens["audio_token"], m.prompt["template"],
-                                     m.prompt["language_prefix"])
-        self.eos_ids = tuple(tokens["eos_token_ids"])
-        self.languages = tuple(m.model.get("support_languages", ()))   # what the model may name
+        self.prompts = PromptBuilder(m.tokenizer_path, tokens.audio_token, m.prompt.template, m.prompt.language_prefix)
+        self.eos_ids = tuple(tokens.eos_token_ids)
+        self.languages = tuple(m.model.support_languages)   # what the model may name
         self.dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.DECODER, names.past_key(0))])
         self.feature_dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.ENCODER, names.INPUT_FEATURES)])
-        cache = m.cache
-        audio = m.model["audio"]
-        self.chunk_frames = 2 * audio["n_window"]
-        self.window_frames = int(audio.get("n_window_infer", self.chunk_frames))   # the encoder's attention window
-        self.tokens_per_chunk = m.model["tokens_per_chunk"]
-        common = (m.model["text"]["hidden_size"], m.model["text"]["vocab_size"], tokens["audio_token_id"],
-                  self.eos_ids, tokens["pad_token_id"], self.dtype)
-        shape = (cache["layers"], cache["kv_heads"], cache["head_dim"], self.dtype)
+        audio = m.model.audio
+        self.chunk_frames = audio.chunk_frames
+        self.window_frames = audio.n_window_infer   # the encoder's attention window
+        self.tokens_per_chunk = m.model.tokens_per_chunk
+        shape = DecoderShape(m.model.text.hidden_size, m.model.text.vocab_size, tokens.audio_token_id, self.eos_ids,
+                             tokens.pad_token_id, self.dtype)
+        layout = (m.cache.layers, m.cache.kv_heads, m.cache.head_dim, self.dtype)
         if self.attention == names.ATTENTION_GQA:
-            self.cache = DeviceKVCache(*shape, self.decoder.device)
-            if self.cuda_graph:   # the generator reserves the fixed cache the graphs replay on
+            self.cache = DeviceKVCache(*layout, self.decoder.device)
+            if self.cuda_graph:   # the step reserves the fixed cache the graphs replay on
                 max_batch, max_len = max_batch or GRAPH_MAX_BATCH, max_len or GRAPH_MAX_LEN
-            self.generator: Generator = FusedGenerator(self.decoder, self.cache, *common, cuda_graph=self.cuda_graph,
-                                                       max_batch=max_batch, max_len=max_len)
+            steps = DeviceCacheSteps(self.decoder, self.cache, shape, observer, cuda_graph=self.cuda_graph,
+                                     max_batch=max_batch, max_len=max_len)
         else:
-            self.cache = KVCache(*shape)
-            self.generator = Generator(self.decoder, self.cache, *common)
+            self.cache = KVCache(*layout)
+            steps = HostCacheSteps(self.decoder, self.cache, shape, observer)
+        self.generator = Generator(steps, shape)
         if max_batch and max_len and not self.cuda_graph:
             self.cache.reserve(max_batch, max_len)
+        log.info("loaded %s (%s, %s attention) on %s in %.2f s; CUDA graphs %s", export_dir, m.precision,
+                 self.attention, self.providers[0], time.perf_counter() - start, self.cuda_graph_note)
 
     def _decoder(self, providers, threads, disabled, cuda_graph: bool | None) -> tuple[OrtRunner, bool, str]:
         """The decoder session, whether its step is captured as CUDA graphs, and why not when it is not.

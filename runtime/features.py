@@ -7,9 +7,9 @@ utterance: padding waveforms to a common length would change the last frames of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from qasr.exportformat.schema import FeatureSettings  # noqa: F401  (the settings are part of the export format)
 
 
 def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
@@ -40,21 +40,6 @@ def slaney_mel_filters(n_fft: int, n_mels: int, sample_rate: int, f_min: float =
     filters = np.maximum(0.0, np.minimum(down, up))
     filters *= (2.0 / (filter_freqs[2: n_mels + 2] - filter_freqs[:n_mels]))[None, :]
     return filters
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    sample_rate: int = 16000
-    n_fft: int = 400
-    hop_length: int = 160
-    n_mels: int = 128
-    min_samples: int = 8000          # shorter input is zero padded to 0.5 s, as the official pipeline does
-    dynamic_range: float = 8.0
-    log_floor: float = 1e-10
-
-    @classmethod
-    def from_json(cls, data: dict) -> "FeatureSettings":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 class LogMel:

@@ -1,36 +1,32 @@
-"""Greedy decoding with the runtime's own KV cache: one loop, two step strategies.
+"""Decoding by roles: one loop, a step per cache kind, a token chooser, the logit rules.
 
-`Generator.generate` is the loop every decoder shares: choose each live row's next token, apply the
-stopping rules (EOS, budget, repetition) row by row, feed the live rows' tokens back; rows stop on
-their own and the loop ends when all have. What a step is differs by decoder, behind `_Decode`:
-- the standard decoder (`Generator._begin`, here): rows left padded to a common prompt length, so
-  every row writes its new keys and values at the same offset of a host cache; `past_mask` hides
-  the padding, `position_ids` count each row's own tokens; logits are read back every step;
-- the fused decoder (`FusedGenerator._begin`, fused_generate.py): a device cache the graph writes in
-  place, right-padded rows at their own offsets, the next token chosen in the graph.
-`min_new_tokens` is applied by each strategy (a host filter here, the graph's logit bias there).
-`recorder` (calibration) is called with host copies of every decoder run's feeds, in both.
+- `Generator.generate` is the one decode loop: choose each live row's next token, apply the stopping rules
+  (EOS, budget, repetition: stopping.py) row by row, feed the live rows' tokens back; rows stop on their own
+  and the loop ends when all have.
+- A step per cache kind, composed in (no inheritance): `HostCacheSteps` (host_step.py: the standard decoder,
+  left-padded rows, a host cache written at a common offset) and `DeviceCacheSteps` (device_step.py: the fused
+  decoder, a device cache the graph writes in place, CUDA-graph buckets). Each `begin()`s a run per call that
+  prefills, hands back logits (or the graph's own choice) and feeds tokens.
+- `Greedy` is the token chooser: the one place a token is chosen on the host. The fused graph's ArgMax
+  computes the same choice on the device; the loop takes it only when the chooser says it may (`in_graph`)
+  and no host rule needs the logits. Another chooser (sampling, beams over a step) plugs in here.
+- `LogitRules` (stopping.py): EOS suppressed for `min_new_tokens` and the caller's host filters, defined once;
+  a choosing graph receives the same suppression as its logit_bias input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
-from . import names
-from .kv_cache import KVCache
-from .session import Runner
-from .stopping import (BUDGET, EOS, REPETITION, DecodeOptions, LogitFilter, repeating_period, suppress_tokens_before,
-                       trim_repetition)
+from .stopping import BUDGET, EOS, REPETITION, DecodeOptions, LogitFilter, LogitRules, repeating_period, trim_repetition
 
-
-# Prompt tokens per prefill run at most; prompts up to this length run in one go, as before. The
-# standard decoder scores every chunk token against the whole cache capacity (prompt + budget), so its
-# chunks are also cut to PREFILL_SCORES / capacity tokens (at least 64): ~4M scores per head and layer.
+# Prompt tokens per prefill run at most; prompts up to this length run in one go.
 PREFILL_CHUNK = 1024
-PREFILL_SCORES = 1 << 22
+
+Observer = Callable[[str, dict], None]   # (graph name, host copies of one run's feeds): calibration records them
 
 
 @dataclass
@@ -46,101 +42,19 @@ class Prompt:
     budget: int
 
 
-class _Decode:
-    """One generate() call's decoding state after the prefill: what a step strategy provides to the loop."""
+@dataclass(frozen=True)
+class DecoderShape:
+    """What every step needs to know of the decoder: widths, special ids and the float type of its inputs."""
+    hidden: int
+    vocab: int
+    audio_token_id: int
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    dtype: np.dtype
 
-    def choose(self, step: int) -> np.ndarray:
-        """The chosen token of every row of the call [batch] for generated position `step`."""
-        raise NotImplementedError
-
-    def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
-        """Run one decoder step on the live rows' chosen tokens (stopped rows feed padding)."""
-        raise NotImplementedError
-
-    def summary(self) -> dict:
-        """What ran: rows (incl. bucket padding), cache capacity, whether a CUDA graph replayed, host filters."""
-        raise NotImplementedError
-
-
-class _HostCacheDecode(_Decode):
-    """The standard decoder's step: left-padded rows, a host cache written at a common offset."""
-
-    def __init__(self, gen: "Generator", prompts: list[Prompt], filters: list[LogitFilter]):
-        self.gen, self.filters = gen, filters
-        feeds, self.pads = gen._prefill_inputs(prompts)
-        batch, length = feeds[names.INPUT_IDS].shape
-        capacity = length + max(p.budget for p in prompts)
-        self.cache = gen.cache.views(batch, capacity)
-        self.past_mask = np.zeros((batch, capacity), dtype=np.bool_)
-        # Buffers of the step, allocated once per call and reused every step.
-        self.ids = np.full((batch, 1), gen.pad_id, dtype=np.int64)
-        self.audio = np.zeros((batch, 1, gen.hidden), dtype=gen.dtype)
-        self.positions = np.zeros((batch, 1), dtype=np.int64)
-        self.new_mask = np.ones((batch, 1), dtype=np.bool_)
-        self.logits = np.empty((batch, gen.vocab), dtype=np.float32)
-        self.presents = [np.empty((batch, gen.cache.kv_heads, 1, gen.cache.head_dim), dtype=gen.dtype)
-                         for _ in range(2 * gen.layers)]
-        self.past_names = [n for i in range(gen.layers) for n in (names.past_key(i), names.past_value(i))]
-        self.present_names = [n for i in range(gen.layers) for n in (names.present_key(i), names.present_value(i))]
-        # The prompt runs in chunks of prefill_chunk tokens, each attending to the cache the chunks before it
-        # wrote: a long prompt never makes a [tokens x tokens] score matrix (memory linear in its length).
-        step = min(gen.prefill_chunk, max(64, PREFILL_SCORES // capacity))
-        if length <= gen.prefill_chunk and length * capacity <= 4 * PREFILL_SCORES:
-            step = length   # short prompts in one run, as before chunking existed
-        for lo in range(0, length, step):
-            hi = min(length, lo + step)
-            chunk = {name: feeds[name][:, lo:hi] for name in (names.INPUT_IDS, names.DECODER_AUDIO_EMBEDS,
-                                                              names.POSITION_IDS, names.NEW_MASK)}
-            chunk.update({names.PAST_MASK: self.past_mask, **dict(zip(self.past_names, self.cache))})
-            out = self._run(chunk, {names.LOGITS: self.logits})
-            for buf, name in zip(self.cache, self.present_names):
-                buf[:, :, lo:hi] = out[name]
-            self.past_mask[:, lo:hi] = chunk[names.NEW_MASK]
-        self.offset = length
-        self.rows, self.capacity = batch, capacity
-
-    def summary(self) -> dict:
-        return {"rows": self.rows, "capacity": self.capacity, "cuda_graph": False, "host_filters": bool(self.filters)}
-
-    def _run(self, feeds, outputs):
-        if self.gen.recorder:
-            self.gen.recorder(feeds)
-        return self.gen.decoder.infer(feeds, outputs)
-
-    def choose(self, step: int) -> np.ndarray:
-        for apply in self.filters:
-            apply(self.logits, step)
-        return self.logits.argmax(axis=-1)
-
-    def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
-        self.ids[:, 0] = np.where(live, chosen, self.gen.pad_id)
-        self.positions[:, 0] = self.offset - self.pads
-        feeds = {names.INPUT_IDS: self.ids, names.DECODER_AUDIO_EMBEDS: self.audio, names.POSITION_IDS: self.positions,
-                 names.NEW_MASK: self.new_mask, names.PAST_MASK: self.past_mask, **dict(zip(self.past_names, self.cache))}
-        self._run(feeds, {names.LOGITS: self.logits, **dict(zip(self.present_names, self.presents))})
-        for buf, new in zip(self.cache, self.presents):
-            buf[:, :, self.offset] = new[:, :, 0]
-        self.past_mask[:, self.offset] = True
-        self.offset += 1
-
-
-class Generator:
-    """Greedy decoding over the standard decoder graph; the decode loop of every decoder (see the module doc)."""
-
-    def __init__(self, decoder: Runner, cache: KVCache, hidden: int, vocab: int, audio_token_id: int,
-                 eos_ids: tuple[int, ...], pad_id: int, dtype: np.dtype):
-        self.decoder, self.cache = decoder, cache
-        self.hidden, self.vocab, self.audio_token_id = hidden, vocab, audio_token_id
-        self.eos_ids, self.pad_id, self.dtype = set(eos_ids), pad_id, np.dtype(dtype)
-        self.layers = cache.layers
-        self.last_run: dict = {}
-        self.prefill_chunk = PREFILL_CHUNK
-        # calibration (qasr.calibration.record): called with host copies of every decoder run's feeds
-        self.recorder: Callable[[dict[str, np.ndarray]], None] | None = None
-
-    def _pad_prompts(self, prompts: list[Prompt], left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Prompt ids [B, L] and audio embeddings [B, L, hidden] padded to the longest prompt (on the left
-        or the right), the embeddings placed at the audio placeholders; and each row's padding [B]."""
+    def pad_prompts(self, prompts: list[Prompt], left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prompt ids [B, L] and audio embeddings [B, L, hidden] padded to the longest prompt (on the left or the
+        right), the embeddings placed at the audio placeholders; and each row's padding [B]."""
         batch, length = len(prompts), max(len(p.ids) for p in prompts)
         ids = np.full((batch, length), self.pad_id, dtype=np.int64)
         audio = np.zeros((batch, length, self.hidden), dtype=self.dtype)
@@ -154,31 +68,80 @@ class Generator:
             audio[row, where] = prompt.audio_embeds
         return ids, audio, pads
 
-    def _prefill_inputs(self, prompts: list[Prompt]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        ids, audio, pads = self._pad_prompts(prompts, left=True)
-        steps = np.arange(ids.shape[1])[None, :]
-        feeds = {names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio,
-                 names.POSITION_IDS: np.maximum(steps - pads[:, None], 0), names.NEW_MASK: steps >= pads[:, None]}
-        return feeds, pads
 
-    def _begin(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter]) -> _Decode:
-        """Run the prefill and return the step strategy (the standard decoder's here)."""
-        if options.min_new_tokens:
-            filters = [*filters, suppress_tokens_before(tuple(sorted(self.eos_ids)), options.min_new_tokens)]
-        return _HostCacheDecode(self, prompts, filters)
+class Run(Protocol):
+    """One generate() call's decoding state after the prefill, as a step kind provides it."""
+    graph_chooses: bool   # the graph picks the next token itself (then the loop never reads logits)
+
+    def logits(self) -> np.ndarray: ...                    # [batch, vocab] float32 on the host, writable
+    def graph_choice(self) -> np.ndarray: ...              # [batch] the graph's choice (graph_chooses only)
+    def set_bias(self, bias: np.ndarray) -> None: ...      # the graph's logit_bias (graph_chooses only)
+    def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None: ...
+    def summary(self) -> dict: ...
+
+
+class Steps(Protocol):
+    """A cache kind's step, long-lived (its cache and buffers outlive calls)."""
+    prefill_chunk: int
+    can_choose: bool      # its graph has an in-graph choice (the fused decoder's next_token)
+
+    def begin(self, prompts: list[Prompt], bias: np.ndarray | None) -> Run:
+        """Prefill `prompts`; `bias` (a choosing graph only): the logit bias of the first choice, and the graph
+        chooses; None: the loop chooses from host logits."""
+
+
+class Greedy:
+    """The token chooser: the highest logit. The fused graph's ArgMax (over logits + logit_bias) is the same
+    rule, so a run may hand back the graph's choice (`in_graph`)."""
+    in_graph = True
+
+    def choose(self, logits: np.ndarray) -> np.ndarray:
+        return logits.argmax(axis=-1)
+
+
+class Generator:
+    def __init__(self, steps: Steps, shape: DecoderShape, chooser: Greedy | None = None):
+        self.steps, self.shape = steps, shape
+        self.chooser = chooser or Greedy()
+        self.eos_ids = set(shape.eos_ids)
+        self.last_run: dict = {}
+
+    @property
+    def pad_id(self) -> int:
+        return self.shape.pad_id
+
+    @property
+    def audio_token_id(self) -> int:
+        return self.shape.audio_token_id
+
+    @property
+    def prefill_chunk(self) -> int:
+        return self.steps.prefill_chunk
+
+    @prefill_chunk.setter
+    def prefill_chunk(self, value: int) -> None:
+        self.steps.prefill_chunk = value
 
     def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = (),
                  on_step: Callable[[list[list[int]]], None] | None = None) -> list[Generation]:
-        """Greedy tokens for each prompt; `filters` edit the float32 logits on the host before each choice;
+        """Tokens for each prompt; `filters` edit the float32 logits on the host before each choice;
         `on_step` (streaming) sees every row's tokens so far after each step (do not keep the lists)."""
         batch = len(prompts)
         budgets = [p.budget for p in prompts]
-        run = self._begin(prompts, options, list(filters))
+        rules = LogitRules(tuple(sorted(self.eos_ids)), options.min_new_tokens, tuple(filters))
+        graph_chooses = self.steps.can_choose and self.chooser.in_graph and not rules.needs_logits
+        # a choosing graph's prefill already makes choice 0: its logit bias goes in with the prompts
+        run = self.steps.begin(prompts, rules.bias(0, self.shape.vocab) if graph_chooses else None)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         reasons: list[str | None] = [None] * batch
         steps = 0
         for step in range(max(budgets)):
-            chosen = run.choose(step)
+            if graph_chooses:
+                chosen = run.graph_choice()
+            else:
+                logits = run.logits()
+                rules.apply(logits, step)
+                chosen = self.chooser.choose(logits)
             for row in range(batch):
                 if reasons[row] is None:
                     reasons[row] = self._advance(tokens[row], int(chosen[row]), budgets[row], options)
@@ -187,9 +150,11 @@ class Generator:
             live = np.array([r is None for r in reasons])
             if not live.any():
                 break
+            if graph_chooses and (bias := rules.bias(step + 1, self.shape.vocab)) is not None:
+                run.set_bias(bias)   # for the choice this feed's run makes
             run.feed(chosen, live, step)
             steps += 1
-        self.last_run = {"batch": batch, "decode_steps": steps, **run.summary()}
+        self.last_run = {"batch": batch, "decode_steps": steps, **run.summary(), "host_filters": rules.needs_logits}
         return [Generation(t, r or BUDGET) for t, r in zip(tokens, reasons)]
 
     def _advance(self, tokens: list[int], token: int, budget: int, options: DecodeOptions) -> str | None:

@@ -31,11 +31,30 @@ CUDA = "CUDAExecutionProvider"
 DEVICE_PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": [CUDA, "CPUExecutionProvider"]}
 
 
-def disabled_optimizers_for(export: dict) -> tuple[str, ...]:
+class ObservedRunner:
+    """A Runner that shows every run's feeds to an observer (calibration records them) and runs the real graph."""
+
+    def __init__(self, inner: Runner, graph: str, observer):
+        self.inner, self.graph, self.observer = inner, graph, observer
+        self.input_names, self.output_names = inner.input_names, inner.output_names
+
+    @classmethod
+    def wrap(cls, inner, graph: str, observer):
+        return cls(inner, graph, observer) if observer else inner
+
+    def infer(self, feeds, outputs=None):
+        self.observer(self.graph, feeds)
+        return self.inner.infer(feeds, outputs)
+
+    def __getattr__(self, name):   # providers, device, session: the inner runner's
+        return getattr(self.inner, name)
+
+
+def disabled_optimizers_for(export) -> tuple[str, ...]:
     """Graph optimizers to turn off for an export: static INT8 graphs carry one Q/DQ pair per consumer so
     that ONNX Runtime fuses them into integer kernels; common-subexpression elimination would merge the
     pairs again and leave every weight dequantized to fp32 at each step (qasr.quantize.static)."""
-    if export.get("precision") == "int8" and (export.get("quantization") or {}).get("mode") == "static":
+    if export.precision == "int8" and export.static_int8:
         return ("CommonSubexpressionElimination",)
     return ()
 

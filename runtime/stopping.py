@@ -57,6 +57,40 @@ def trim_repetition(tokens: list[int], period: int) -> list[int]:
     return tokens[: start + period]
 
 
+SUPPRESS = -3.0e38   # a graph's logit bias for a forbidden token: finite, so logits + bias stays a number
+
+
+class LogitRules:
+    """The logit rules of one generate() call, each defined once: the caller's host filters, then EOS forbidden
+    for the first `min_new_tokens` tokens. On the host they edit the logits before the chooser; a graph that
+    chooses itself (the fused decoder) takes the same EOS rule as its logit_bias input instead."""
+
+    def __init__(self, eos_ids: tuple[int, ...], min_new_tokens: int, filters: tuple[LogitFilter, ...] = ()):
+        self.eos = np.array(eos_ids, dtype=np.int64)
+        self.min_new_tokens = min_new_tokens
+        self.filters = filters
+
+    @property
+    def needs_logits(self) -> bool:
+        """True when a rule must see the logits on the host (the caller's filters)."""
+        return bool(self.filters)
+
+    def apply(self, logits: np.ndarray, step: int) -> None:
+        for apply in self.filters:
+            apply(logits, step)
+        if step < self.min_new_tokens and self.eos.size:
+            logits[:, self.eos] = -np.inf
+
+    def bias(self, step: int, vocab: int) -> np.ndarray | None:
+        """The graph's logit bias for the choice at `step` when it differs from the step before (None: unchanged)."""
+        if step == 0 or step == self.min_new_tokens:
+            bias = np.zeros(vocab, dtype=np.float32)
+            if step < self.min_new_tokens:
+                bias[self.eos] = SUPPRESS
+            return bias
+        return None
+
+
 def suppress_tokens_before(token_ids: tuple[int, ...], steps: int) -> LogitFilter:
     """A filter that forbids `token_ids` (EOS) for the first `steps` generated tokens."""
     ids = np.array(token_ids, dtype=np.int64)

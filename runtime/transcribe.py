@@ -160,7 +160,7 @@ class Transcriber:
                    partial: dict[int, Callable[[str], None]] | None = None) -> list[Transcript]:
         """Each input is a path or a (samples, sample_rate) pair. Bad inputs get `error`, others go on.
         `partial` (streaming): {input index: called with that input's text so far, as it decodes}."""
-        language = language_name(options.language, tuple(self.engine.manifest.model.get("support_languages", ())))
+        language = language_name(options.language, self.engine.languages)
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
             transcript, item_jobs = self._prepare(item, options)
@@ -178,8 +178,8 @@ class Transcriber:
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
         manifest = self.engine.manifest
-        transcript, pieces = load_segments(item, self.sample_rate, options, manifest.max_segment_seconds,
-                                           manifest.segment_pauses)
+        transcript, pieces = load_segments(item, self.sample_rate, options, manifest.limits.max_seconds,
+                                           manifest.limits.pauses)
         jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
                 for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs

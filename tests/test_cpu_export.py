@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.errors import QasrError
 
 BIN = os.path.dirname(sys.executable)

@@ -34,7 +34,7 @@ def test_audio_token_count_equals_transformers():
     import torch
     from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths
 
-    from qasr.runtime.audio_tokens import audio_token_count
+    from qasr.exportformat.audio_tokens import audio_token_count
 
     frames = list(range(1, 420)) + [799, 800, 801, 2530, 120000]
     expected = _get_feat_extract_output_lengths(torch.tensor(frames), n_window=50).tolist()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from qasr.reference.parity import format_report, graph_parity, token_parity, within_tolerance
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.errors import QasrError
-from qasr.runtime.fused_generate import batch_buckets
+from qasr.runtime.device_step import batch_buckets
 from qasr.runtime.generate import Prompt
 from qasr.runtime.stopping import DecodeOptions
 
@@ -22,18 +22,18 @@ def _prompts(engine, waves, budget):
 
 
 def test_manifest_names_the_fused_decoder(fused_engine):
-    data = fused_engine.manifest.data
-    assert data["format_version"] == 3 and data["export"]["attention"] == "gqa"
-    inputs = [t["name"] for t in data["graphs"]["decoder"]["inputs"]]
+    manifest = fused_engine.manifest
+    assert manifest.format_version == 3 and manifest.export.attention == "gqa"
+    inputs = [t.name for t in manifest.graphs["decoder"].inputs]
     assert inputs[:6] == [names.INPUT_IDS, names.DECODER_AUDIO_EMBEDS, names.SEQLENS_K, names.TOTAL_SEQUENCE_LENGTH,
                           names.LAST_TOKEN_INDEX, names.LOGIT_BIAS]
-    outputs = [t["name"] for t in data["graphs"]["decoder"]["outputs"]]
+    outputs = [t.name for t in manifest.graphs["decoder"].outputs]
     assert outputs[:3] == [names.LOGITS, names.NEXT_TOKEN, names.present_key(0)]
     import onnx
 
     graph = onnx.load(str(fused_engine.manifest.graph_path(names.DECODER)), load_external_data=False).graph
     ops = [n.op_type for n in graph.node]
-    assert ops.count("GroupQueryAttention") == data["model"]["text"]["layers"]
+    assert ops.count("GroupQueryAttention") == manifest.model.text.layers
     assert "Softmax" not in ops   # no attention left in standard ops
 
 

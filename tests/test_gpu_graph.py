@@ -13,7 +13,7 @@ import sys
 import onnx
 import pytest
 
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.cuda_support import cuda_problems, graph_cuda_problems
 from qasr.runtime.errors import QasrError
 from qasr.runtime.session import CUDA

@@ -93,7 +93,7 @@ def test_joined_recording_is_segmented_at_its_pauses(joined, joined_run, transcr
     (5 s); and the words come out (no segment lost or garbled whole). `pauses="merge"` joins regions."""
     texts = joined[1]
     per_utterance, joined_wer, long = joined_run
-    assert transcriber.engine.manifest.segment_pauses == "split"
+    assert transcriber.engine.manifest.limits.pauses == "split"
     assert len(texts) <= len(long.segments) <= len(texts) + 3
     merged = transcriber.transcribe([(joined[0], RATE)], TranscribeOptions(pauses="merge"))[0]
     assert len(merged.segments) < len(texts)

@@ -19,7 +19,7 @@ from qasr.reference.parity import graph_parity, within_tolerance
 from qasr.runtime.synthetic_audio import synthetic_speech
 from qasr.quantize.api import Int8Settings
 from qasr.quantize.groups import node_groups
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.engine import Engine
 from qasr.runtime.errors import QasrError
 
@@ -326,7 +326,7 @@ def test_awq_scales_change_no_float_result_and_lower_the_rounding_error(checkpoi
     from qasr.quantize.awq import awq_graph
 
     data = calibration_set(None, MIN_UTTERANCES)
-    feeds = recorded_feeds(Engine(exports["original"]), data)["decoder"]
+    feeds = recorded_feeds(exports["original"], data)["decoder"]
     records = awq_graph(exports["original"] / "decoder.onnx", tmp_path / "decoder.onnx", feeds, 32)
     assert records and any(r["alpha"] > 0 for r in records)
     before = ort.InferenceSession(str(exports["original"] / "decoder.onnx"), providers=["CPUExecutionProvider"])

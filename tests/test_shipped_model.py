@@ -73,7 +73,7 @@ def test_the_official_processor_reads_the_shipped_model():
     import numpy as np
     from transformers import AutoProcessor
 
-    from qasr.runtime.audio_tokens import audio_token_count
+    from qasr.exportformat.audio_tokens import audio_token_count
     from qasr.runtime.prompt import prompt_text
 
     assert (TEST_MODEL / "chat_template.jinja").is_file()

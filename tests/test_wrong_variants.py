@@ -19,7 +19,7 @@ from qasr.export.checkpoint import load_checkpoint
 from qasr.export.manifest_writer import file_table
 from qasr.export.onnx_export import onnx_from_torch
 from qasr.reference.parity import graph_parity, token_parity, within_tolerance
-from qasr.runtime import names
+from qasr.exportformat import names
 from qasr.runtime.engine import Engine
 
 

@@ -58,9 +58,9 @@ def error_response(status: int, message: str, kind: str, headers: dict | None = 
     return JSONResponse({"error": error}, status, headers=headers)
 
 
-def served_name(manifest_data: dict) -> str:
+def served_name(manifest) -> str:
     """The model name an export is served under: the hub id it was exported from, else its folder's name."""
-    model = str(manifest_data.get("source", {}).get("model", "")).rstrip("/")
+    model = manifest.source.model.rstrip("/")
     if model.count("/") == 1 and not model.startswith((".", "/", "~")):
         return model
     return model.rsplit("/", 1)[-1] or "qasr"
@@ -82,12 +82,12 @@ class Service:
     async def load(self) -> None:
         s = self.settings
         try:
-            self.engine = await run_in_threadpool(Engine, s.engine_dir, s.providers, s.threads, s.verify_checksums,
+            self.engine = await run_in_threadpool(Engine, s.engine_dir, s.providers, s.threads, s.checksums,
                                                   max_batch=s.max_batch)   # CUDA-graph buckets up to it
         except QasrError as exc:
             self.load_error = str(exc)
             return
-        self.model_name = self.model_name or served_name(self.engine.manifest.data)
+        self.model_name = self.model_name or served_name(self.engine.manifest)
         options = TranscribeOptions(batch_size=s.max_batch, decode=s.decode)
         batcher = DynamicBatcher
         if s.batching == "ray":   # a Ray Serve replica (ray_serve.py): Ray's request batching
@@ -127,7 +127,7 @@ class Service:
         if self.batcher is None:
             raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
         try:
-            language = language_name(language, tuple(self.engine.manifest.model.get("support_languages", ())))
+            language = language_name(language, tuple(self.engine.manifest.model.support_languages))
         except QasrError as exc:
             raise ApiError(400, str(exc)) from None
         samples = await run_in_threadpool(self.decode_audio, data)

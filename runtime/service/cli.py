@@ -8,7 +8,7 @@ import click
 
 from ..cli_support import handle_errors
 from ..errors import QasrError
-from ..manifest import load_manifest
+from qasr.exportformat import load_manifest
 from ..stopping import DecodeOptions
 from ..session import DEVICE_PROVIDERS
 from .settings import ServiceSettings
@@ -45,12 +45,12 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
     from .server import create_app, graceful_server
 
-    load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts
+    load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts (sha256 cached)
     settings = ServiceSettings(
         engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
-        providers=DEVICE_PROVIDERS[device], threads=threads, verify_checksums=False, decode=DecodeOptions(),
+        providers=DEVICE_PROVIDERS[device], threads=threads, checksums="size", decode=DecodeOptions(),
         model_name=model_name, graceful_timeout_s=graceful_timeout)
     if use_ray:
         try:

@@ -20,7 +20,7 @@ class ServiceSettings:
     api_key: str | None = None         # when set, every endpoint but /health and /ready needs `Bearer <key>`
     providers: list[str] | None = None
     threads: int = 0
-    verify_checksums: bool = True
+    checksums: str = "cached"          # how the engine checks its files on load (qasr.exportformat.files)
     retry_after_s: int = 1
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     model_name: str | None = None      # the name /v1/models lists and requests may name; None: from the manifest

@@ -1,4 +1,4 @@
-"""Greedy decoding over the fused decoder graph (attention "gqa"), with everything on the session's device.
+"""The fused decoder's step (attention "gqa"): everything on the session's device.
 
 The cache lives on the device (DeviceKVCache) and the graph writes it in place; the graph also picks
 the next token. Per step the host sends [batch] token ids and [batch] lengths and reads back [batch]
@@ -12,9 +12,9 @@ runs outside the graphs (gpu_graph_id -1). Calls that cannot replay (more rows o
 reserved, or host-side logit filters) run the same step without a graph, and `last_run` says so.
 On the CPU execution provider the same code runs with host buffers.
 
-Host-side logit filters (`filters`, e.g. verification's recorder) read the float32 logits each step
-and choose on the host; `min_new_tokens` needs no filter: EOS is suppressed with the graph's
-`logit_bias` input.
+When the graph chooses (generate.py: the greedy chooser and no host filter) the loop reads back only the
+[batch] choices, and the logit rules reach the graph as its `logit_bias` input; otherwise the run hands the
+float32 logits to the loop, which chooses on the host.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import names
+from qasr.exportformat import names
 from .device_cache import DeviceKVCache
 from .errors import QasrError
-from .generate import Generator, Prompt, _Decode
-from .stopping import DecodeOptions, LogitFilter, suppress_tokens_before
-
-SUPPRESS = -3.0e38   # finite: logits + bias stays a number
+from .generate import PREFILL_CHUNK, DecoderShape, Observer, Prompt
 
 
 @dataclass
@@ -58,18 +55,22 @@ def batch_buckets(max_batch: int) -> list[int]:
     return sizes + [max_batch]
 
 
-class FusedGenerator(Generator):
-    def __init__(self, decoder, cache: DeviceKVCache, hidden: int, vocab: int, audio_token_id: int,
-                 eos_ids: tuple[int, ...], pad_id: int, dtype: np.dtype, cuda_graph: bool = False,
-                 max_batch: int = 0, max_len: int = 0):
-        super().__init__(decoder, cache, hidden, vocab, audio_token_id, eos_ids, pad_id, dtype)
+class DeviceCacheSteps:
+    can_choose = True
+
+    def __init__(self, decoder, cache: DeviceKVCache, shape: DecoderShape, observer: Observer | None = None,
+                 cuda_graph: bool = False, max_batch: int = 0, max_len: int = 0):
         if names.LAST_TOKEN_INDEX not in decoder.input_names:
             raise QasrError("this export has the first fused decoder (format version 2, shape arithmetic on the "
                             "CPU); export it again with this version of asr-export")
+        self.shape, self.cache, self.observer = shape, cache, observer
+        self.hidden, self.vocab, self.dtype, self.pad_id = shape.hidden, shape.vocab, np.dtype(shape.dtype), shape.pad_id
+        self.prefill_chunk = PREFILL_CHUNK
         self.session = decoder.session
         self.device = cache.device
-        self.past_names = [n for i in range(self.layers) for n in (names.past_key(i), names.past_value(i))]
-        self.present_names = [n for i in range(self.layers) for n in (names.present_key(i), names.present_value(i))]
+        layers = cache.layers
+        self.past_names = [n for i in range(layers) for n in (names.past_key(i), names.past_value(i))]
+        self.present_names = [n for i in range(layers) for n in (names.present_key(i), names.present_value(i))]
         self.cuda_graph = cuda_graph and max_batch > 0 and max_len > 0
         self.max_batch, self.max_len = max_batch, max_len
         self.overflow = DeviceKVCache(cache.layers, cache.kv_heads, cache.head_dim, cache.dtype, cache.device)
@@ -77,12 +78,15 @@ class FusedGenerator(Generator):
             cache.reserve(max_batch, max_len, fixed=True)
         self._pinned: dict[tuple[int, int], _StepState] = {}
 
-    def _record(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int,
-                first_row: int = 0) -> None:
-        """Hand the recorder host copies of a run's feeds, the cache read back from the device buffers."""
+    def begin(self, prompts: list[Prompt], bias: np.ndarray | None) -> "DeviceCacheRun":
+        return DeviceCacheRun(self, prompts, bias)
+
+    def _observe(self, feeds: dict[str, np.ndarray], cache: DeviceKVCache, rows: int, capacity: int,
+                 first_row: int = 0) -> None:
+        """Hand the observer host copies of a run's feeds, the cache read back from the device buffers."""
         for index, name in enumerate(self.past_names):
-            feeds[name] = cache.read(index, rows, capacity, first_row)   # a host copy; the recorder keeps its own
-        self.recorder(feeds)
+            feeds[name] = cache.read(index, rows, capacity, first_row)   # a host copy; the observer keeps its own
+        self.observer(names.DECODER, feeds)
 
     # -- buffers ---------------------------------------------------------------------------------------
     def _value(self, shape, dtype, device=None, zeros=False):
@@ -143,27 +147,19 @@ class FusedGenerator(Generator):
         if self.device[0] != "cpu":
             binding.synchronize_outputs()
 
-    # -- decoding --------------------------------------------------------------------------------------
-    def _begin(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter]) -> _Decode:
-        return _DeviceCacheDecode(self, prompts, options, filters)
 
 
-class _DeviceCacheDecode(_Decode):
-    """The fused decoder's step: right-padded rows at their own offsets in a device cache the graph writes."""
+class DeviceCacheRun:
+    """One call: right-padded rows at their own offsets in a device cache the graph writes."""
 
-    def __init__(self, gen: FusedGenerator, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter]):
-        self.gen, self.filters = gen, filters
+    def __init__(self, gen: DeviceCacheSteps, prompts: list[Prompt], bias: np.ndarray | None):
+        self.gen = gen
+        self.graph_chooses = bias is not None
         self.batch = batch = len(prompts)
         need = max(len(p.ids) + p.budget for p in prompts)
-        self.rows, self.capacity, self.cache, self.graph_id = gen._plan(batch, need, bool(filters))
+        self.rows, self.capacity, self.cache, self.graph_id = gen._plan(batch, need, not self.graph_chooses)
         self.state = state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
-        self.suppress_until = options.min_new_tokens
-        if filters and self.suppress_until:
-            filters.append(suppress_tokens_before(tuple(sorted(gen.eos_ids)), self.suppress_until))
-        bias = np.zeros(gen.vocab, dtype=np.float32)
-        if self.suppress_until and not filters:
-            bias[sorted(gen.eos_ids)] = SUPPRESS
-        state.bias.update_inplace(bias)
+        state.bias.update_inplace(bias if bias is not None else np.zeros(gen.vocab, dtype=np.float32))
         lengths = self._prefill(prompts)
         self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
         self.seqlens[:batch] = lengths
@@ -177,7 +173,7 @@ class _DeviceCacheDecode(_Decode):
             for row, prompt in enumerate(prompts):
                 self._prefill_row(row, prompt)
             return np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
-        ids, audio, _ = self.gen._pad_prompts(prompts, left=False)
+        ids, audio, _ = self.gen.shape.pad_prompts(prompts, left=False)
         length = ids.shape[1]
         seqlens = np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
         self._run_prefill({names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio, names.SEQLENS_K: seqlens,
@@ -186,7 +182,7 @@ class _DeviceCacheDecode(_Decode):
         return seqlens
 
     def _prefill_row(self, row: int, prompt: Prompt) -> None:
-        ids, audio, _ = self.gen._pad_prompts([prompt], left=False)
+        ids, audio, _ = self.gen.shape.pad_prompts([prompt], left=False)
         length, chunk = ids.shape[1], self.gen.prefill_chunk
         for lo in range(0, length, chunk):
             hi = min(length, lo + chunk)   # the first chunk is a first prompt (S == total), the rest follow it
@@ -200,8 +196,8 @@ class _DeviceCacheDecode(_Decode):
         in place, the rows' logits and choices into the same rows of the step's own output buffers."""
         gen, state = self.gen, self.state
         rows = len(feeds[names.SEQLENS_K])
-        if gen.recorder:
-            gen._record({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, rows, self.capacity, first_row)
+        if gen.observer:
+            gen._observe({**feeds, names.LOGIT_BIAS: state.bias.numpy()}, self.cache, rows, self.capacity, first_row)
         binding = gen.session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
@@ -213,13 +209,14 @@ class _DeviceCacheDecode(_Decode):
         binding.bind_output(names.NEXT_TOKEN, device, index, np.int64, [rows], state.next_token.data_ptr() + first_row * 8)
         gen._run(binding, None, prefill=True)
 
-    def choose(self, step: int) -> np.ndarray:
-        if not self.filters:
-            return self.state.next_token.numpy()[:self.batch]
-        logits = self.state.logits.numpy()[:self.batch]
-        for apply in self.filters:
-            apply(logits, step)
-        return logits.argmax(axis=-1)
+    def graph_choice(self) -> np.ndarray:
+        return self.state.next_token.numpy()[:self.batch]
+
+    def logits(self) -> np.ndarray:
+        return self.state.logits.numpy()[:self.batch]
+
+    def set_bias(self, bias: np.ndarray) -> None:
+        self.state.bias.update_inplace(bias)
 
     def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
         gen, state, batch = self.gen, self.state, self.batch
@@ -228,15 +225,12 @@ class _DeviceCacheDecode(_Decode):
         state.ids.update_inplace(self.ids)
         state.seqlens.update_inplace(self.seqlens)
         state.total.update_inplace(np.array([self.seqlens.max() + 1], dtype=np.int32))
-        if self.suppress_until and not self.filters and step + 1 == self.suppress_until:
-            state.bias.update_inplace(np.zeros(gen.vocab, dtype=np.float32))
-        if gen.recorder:
-            gen._record({names.INPUT_IDS: self.ids.copy(), names.DECODER_AUDIO_EMBEDS: state.audio.numpy(),
+        if gen.observer:
+            gen._observe({names.INPUT_IDS: self.ids.copy(), names.DECODER_AUDIO_EMBEDS: state.audio.numpy(),
                          names.SEQLENS_K: self.seqlens.copy(), names.TOTAL_SEQUENCE_LENGTH: state.total.numpy(),
                          names.LAST_TOKEN_INDEX: state.last.numpy(), names.LOGIT_BIAS: state.bias.numpy()},
                         self.cache, self.rows, self.capacity)
         gen._run(state.binding, self.graph_id)
 
     def summary(self) -> dict:
-        return {"rows": self.rows, "capacity": self.capacity, "cuda_graph": self.graph_id is not None,
-                "host_filters": bool(self.filters)}
+        return {"rows": self.rows, "capacity": self.capacity, "cuda_graph": self.graph_id is not None}

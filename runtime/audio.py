@@ -30,6 +30,22 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return prepare_waveform(data, rate, sample_rate, name=str(path))
 
 
+def decode_bytes(data: bytes, sample_rate: int, name: str = "<bytes>") -> np.ndarray:
+    """Mono float32 samples at `sample_rate` from encoded audio in memory (any format soundfile reads)."""
+    import io
+
+    import soundfile as sf
+
+    if not data:
+        raise AudioError(f"{name}: no bytes (empty input)")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AudioError(f"{name}: cannot decode audio ({reason})") from None
+    return prepare_waveform(samples, rate, sample_rate, name=name)
+
+
 def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, name: str = "audio") -> np.ndarray:
     """Check samples ([frames] or [frames, channels]), downmix to mono and resample to `sample_rate`."""
     data = np.asarray(data)

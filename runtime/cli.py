@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 
 from .cli_support import EXIT_USER_ERROR, fail, handle_errors
-from .engine import Engine
+from .model import Model
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .subtitles import FORMATS, to_srt, to_vtt
-from .transcribe import VAD_MODES, TranscribeOptions, Transcriber
+from .transcribe import VAD_MODES
 from .vad import PAUSE_MODES
 
 
@@ -55,12 +55,12 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
         fail(f"--format {fmt} with several files needs --output-dir (one subtitle file per input)")
     targets = _targets(audio, fmt, output_dir, force)
     # CUDA graphs (gqa exports on CUDA) are captured per batch bucket up to the batch size used here
-    engine = Engine(engine_dir, providers=DEVICE_PROVIDERS[device], threads=threads, max_batch=batch_size)
-    decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
-                           repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
-    options = TranscribeOptions(language=language, context=context, batch_size=batch_size,
-                                max_segment_seconds=max_segment_seconds, vad=vad, pauses=pauses, decode=decode)
-    transcripts = Transcriber(engine).transcribe(list(audio), options)
+    model = Model(engine_dir, device=device, threads=threads, batch_size=batch_size)
+    engine = model.engine
+    transcripts = model.transcribe_batch(list(audio), language, context=context, max_segment_seconds=max_segment_seconds,
+                                         vad=vad, pauses=pauses, max_new_tokens=max_new_tokens,
+                                         tokens_per_second=tokens_per_second, budget_base=budget_base,
+                                         repetition_guard=repetition_guard)
     failed = [t for t in transcripts if t.error]
     for t in failed:
         click.echo(f"error: {t.error}", err=True)

@@ -8,15 +8,15 @@ long ones), encoded, decoded greedily and parsed; a file's segment texts are joi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .audio import is_silent, load_audio, prepare_waveform, split_points
+from .audio import is_silent, split_points
 from .engine import Engine
 from .errors import QasrError
 from .generate import Prompt
+from .inputs import input_name, is_pair, read_input
 from .prompt import language_name, parse_output
 from .stopping import DecodeOptions
 
@@ -73,13 +73,9 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
     isolate the model.
     """
-    name = str(item) if isinstance(item, (str, Path)) else "<array>"
-    transcript = Transcript(source=name)
+    transcript = Transcript(source=input_name(item))
     try:
-        if isinstance(item, (str, Path)):
-            samples = load_audio(item, sample_rate)
-        else:
-            samples = prepare_waveform(item[0], item[1], sample_rate, name=name)
+        samples = read_input(item, sample_rate)
     except QasrError as exc:
         transcript.error = str(exc)
         return transcript, []
@@ -158,8 +154,10 @@ class Transcriber:
 
     def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
                    partial: dict[int, Callable[[str], None]] | None = None) -> list[Transcript]:
-        """Each input is a path or a (samples, sample_rate) pair. Bad inputs get `error`, others go on.
-        `partial` (streaming): {input index: called with that input's text so far, as it decodes}."""
+        """Each input is what qasr.runtime.inputs reads (a path, samples, bytes, ...). Bad inputs get `error`, others
+        go on. `partial` (streaming): {input index: called with that input's text so far, as it decodes}."""
+        if not isinstance(inputs, (list, tuple)) or is_pair(inputs):
+            raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
         language = language_name(options.language, self.engine.languages)
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
@@ -176,10 +174,23 @@ class Transcriber:
             finish(transcript, language)
         return transcripts
 
+    def split(self, item, options: TranscribeOptions) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+        """One input read, checked and cut into the segments to decode (load_segments with this model's limits)."""
+        limits = self.engine.manifest.limits
+        return load_segments(item, self.sample_rate, options, limits.max_seconds, limits.pauses)
+
+    def decode(self, transcript: Transcript, pieces: list[tuple[float, float, np.ndarray]], first_index: int,
+               language: str | None, options: TranscribeOptions) -> list[Segment]:
+        """Decode some of one input's segments as one batch (they are added to `transcript`); the new segments."""
+        jobs = [_Job(transcript, first_index + i, start, end, self.engine.features(samples))
+                for i, (start, end, samples) in enumerate(pieces)]
+        before = len(transcript.segments)
+        for batch in self._batches(sorted(jobs, key=lambda j: j.features.shape[1]), options):
+            self._run_batch(batch, language, options)
+        return sorted(transcript.segments[before:], key=lambda s: s.start)
+
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
-        manifest = self.engine.manifest
-        transcript, pieces = load_segments(item, self.sample_rate, options, manifest.limits.max_seconds,
-                                           manifest.limits.pauses)
+        transcript, pieces = self.split(item, options)
         jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
                 for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs

@@ -98,7 +98,7 @@ def test_joined_recording_is_segmented_at_its_pauses(joined, joined_run, transcr
     merged = transcriber.transcribe([(joined[0], RATE)], TranscribeOptions(pauses="merge"))[0]
     assert len(merged.segments) < len(texts)
     starts = [s.start for s in long.segments]
-    limit = transcriber.engine.manifest.max_segment_seconds
+    limit = transcriber.engine.manifest.limits.max_seconds
     assert starts == sorted(starts) and all(s.end - s.start <= limit + 1e-6 for s in long.segments)
     assert joined_wer < 0.5 and sum(len(s.text.split()) for s in long.segments) >= 0.8 * len(" ".join(texts).split())
 
@@ -118,7 +118,7 @@ def test_vad_off_keeps_the_energy_splitter(joined, transcriber):
     segments = sorted(long.segments, key=lambda s: s.start)   # cut at quiet points: they tile the whole audio
     assert segments[0].start == 0 and abs(segments[-1].end - len(samples) / RATE) < 1e-6
     assert all(a.end == b.start for a, b in zip(segments, segments[1:]))
-    assert all(s.end - s.start <= transcriber.engine.manifest.max_segment_seconds + 1e-6
+    assert all(s.end - s.start <= transcriber.engine.manifest.limits.max_seconds + 1e-6
                for s in segments)
 
 

@@ -86,8 +86,9 @@ def test_static_int8_runs_as_integer_kernels_in_onnx_runtime(kind, quantized, tm
 
     from qasr.runtime.session import disabled_optimizers_for
 
-    manifest = json.loads((quantized[kind] / "manifest.json").read_text())
-    disabled = disabled_optimizers_for(manifest["export"])
+    from qasr.exportformat import read_manifest
+
+    disabled = disabled_optimizers_for(read_manifest(quantized[kind]).export)
     assert disabled == ("CommonSubexpressionElimination",)
     source = onnx.load(str(quantized[kind] / "decoder.onnx"), load_external_data=False)
     weights = {i.name for i in source.graph.initializer}

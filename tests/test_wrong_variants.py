@@ -16,10 +16,9 @@ import torch
 from qasr.export import decoder_graph
 from qasr.export.api import build_graphs
 from qasr.export.checkpoint import load_checkpoint
-from qasr.export.manifest_writer import file_table
 from qasr.export.onnx_export import onnx_from_torch
 from qasr.reference.parity import graph_parity, token_parity, within_tolerance
-from qasr.exportformat import names
+from qasr.exportformat import names, read_manifest, write_manifest
 from qasr.runtime.engine import Engine
 
 
@@ -35,9 +34,7 @@ def _variant_engine(tmp_path, export_dir, checkpoint, graph: str) -> Engine:
     for stale in copy.glob(f"{graph}.onnx*"):
         stale.unlink()
     onnx_from_torch(module, spec, copy / f"{graph}.onnx")
-    manifest = json.loads((copy / names.MANIFEST).read_text())
-    manifest["files"] = file_table(copy)  # a consistent directory: only the graph's numbers are wrong
-    (copy / names.MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(copy, read_manifest(copy))  # a consistent directory: only the graph's numbers are wrong
     return Engine(copy)
 
 

@@ -20,7 +20,7 @@ import click
 
 from qasr.reference.wer import INTERVAL, format_interval, paired_interval, word_edits
 from qasr.runtime.cli_support import handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 
 def _key(audio: str, manifest: str | None) -> str:

@@ -27,7 +27,7 @@ import click
 
 from qasr.benchmarks.machine import cpu_description
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 STATIC = {"precision": "int8"}
 DRIFT_EXPORTS = {

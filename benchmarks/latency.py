@@ -40,7 +40,7 @@ import numpy as np
 
 from qasr.exportformat import names
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.session import CUDA, DEVICE_PROVIDERS
 
 

@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from qasr.runtime.cli_support import handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 
 def batch_histogram(url: str, headers: dict) -> dict[str, float]:

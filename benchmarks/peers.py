@@ -35,7 +35,7 @@ import click
 import numpy as np
 
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 WEIGHT_OPS = {"MatMul", "MatMulNBits", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul"}
 SKIPPED_PEERS = {

@@ -21,7 +21,7 @@ import click
 import numpy as np
 
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.vad import PAUSE_MODES
+from qasr.exportformat.schema import PAUSE_MODES
 
 RATE = 16000
 LIMITS = (4.0, 5.0, 6.0, 8.0, 16.0, 30.0)

@@ -23,7 +23,7 @@ from qasr.reference.wer import (NORMALISATION, breakdown, check_breakdown_fields
                                 run_engine, run_reference, score)
 from qasr.benchmarks.machine import cpu_description
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
 
 

@@ -1,4 +1,2 @@
-"""qasr.calibration: activation statistics on real audio for INT8 quantization.
-
-Not implemented yet (issue: "FP16 and calibrated INT8").
-"""
+"""qasr.calibration: the audio that calibrates, real graph inputs recorded by observing the runtime, ONNX Runtime's
+calibrators and the statistics cache."""

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
 
 MIN_UTTERANCES = 8
@@ -31,9 +31,9 @@ class CalibrationSet:
 
 
 def shipped_calibration_manifest() -> Path:
-    from qasr.assets import CALIBRATION_MANIFEST
+    from qasr.assets import CALIBRATION_MANIFEST, shipped
 
-    return CALIBRATION_MANIFEST
+    return shipped(CALIBRATION_MANIFEST, "the shipped calibration split", "pass --calibration DIR_OR_JSONL")
 
 
 def _readable(path: Path) -> str | None:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from qasr.exportformat import names
 from qasr.runtime.engine import Engine
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 
 from .data import CalibrationSet

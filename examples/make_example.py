@@ -11,10 +11,10 @@ import numpy as np
 import soundfile as sf
 
 from qasr.runtime.audio import resample
-from qasr.training.corpus import SAMPLE_RATE, degrade, speak
+from testmodel.train.corpus import SAMPLE_RATE, degrade, speak
 
 TEXT = "please call me at seven thirty tomorrow morning"
-VOICE, VARIANT = "en-us", "m5"  # m5: one of qasr.training.corpus.HELD_OUT_VARIANTS
+VOICE, VARIANT = "en-us", "m5"  # m5: one of testmodel.train.corpus.HELD_OUT_VARIANTS
 
 if __name__ == "__main__":
     mono = degrade(speak(TEXT, VOICE, VARIANT, rate=160, pitch=50), snr_db=25.0, reverb=False,

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from qasr.exportformat import ExportInfo, Source, names, write_manifest
-from qasr.runtime.errors import CheckpointError, QasrError
+from qasr.errors import CheckpointError, QasrError
 from qasr.quantize.api import Int8Settings, derive_int8_export
 from qasr.quantize.groups import possible_groups
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from qasr.runtime.errors import CheckpointError
+from qasr.errors import CheckpointError
 from qasr.exportformat import sha256_file
 
 from .layouts import IGNORED_SUFFIXES, canonical_name, expected_shapes, optional_weights

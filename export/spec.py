@@ -15,8 +15,8 @@ from typing import Any
 
 from qasr.exportformat.audio_tokens import audio_token_count as _audio_token_count
 from qasr.exportformat.schema import AudioSpec, TextSpec  # noqa: F401  (the exporter's names for them)
-from qasr.runtime.errors import CheckpointError
-from qasr.runtime.vad import check_pauses
+from qasr.errors import CheckpointError
+from qasr.exportformat.schema import check_pauses
 
 ORIGINAL = "original"
 HF = "hf"

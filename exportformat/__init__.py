@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qasr.runtime.errors import ExportDirError
+from qasr.errors import ExportDirError
 
 from . import names
 from .files import CHECKSUM_MODES, check_files, file_table, sha256_file
 from .migrate import migrate
 from .schema import (EXPORT_FORMAT, EXPORT_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, AudioSpec, CacheLayout,
                      ExportInfo, FeatureSettings, FileEntry, Graph, Manifest, ModelInfo, PromptFormat, Quantization,
-                     Segmentation, Source, Tensor, TextSpec, Tokens)
+                     Segmentation, Source, Tensor, TextSpec, Tokens, check_pauses)
 
 __all__ = ["names", "Manifest", "load_manifest", "read_manifest", "write_manifest", "file_table", "sha256_file",
            "check_files", "CHECKSUM_MODES", "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS",
@@ -38,8 +38,6 @@ def read_manifest(directory: str | Path) -> Manifest:
     data, version = migrate(raw, str(path))
     manifest = Manifest.from_json(data, str(path))
     from dataclasses import replace
-
-    from qasr.runtime.vad import check_pauses
 
     check_pauses(manifest.limits.pauses, f"{path}: segmentation.pauses", ExportDirError)
     return replace(manifest, directory=directory, format_version=version)

@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from qasr.runtime.errors import ExportDirError
+from qasr.errors import ExportDirError
 
 from . import names
 from .schema import FileEntry

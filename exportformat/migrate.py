@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qasr.runtime.errors import ExportDirError
+from qasr.errors import ExportDirError
 
 from . import names
 from .schema import EXPORT_FORMAT, READABLE_FORMAT_VERSIONS

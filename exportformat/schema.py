@@ -18,13 +18,23 @@ from typing import Any
 
 from . import names
 from .audio_tokens import conv_output_length
-from qasr.runtime.errors import ExportDirError
+from qasr.errors import ExportDirError
 
 EXPORT_FORMAT = "qasr-export"
 # Bumped whenever the manifest schema, a graph's inputs/outputs or the cache layout change in a way an older
 # runtime cannot read; migrate.py reads the older versions listed in READABLE_FORMAT_VERSIONS.
 EXPORT_FORMAT_VERSION = 3
 READABLE_FORMAT_VERSIONS = (1, 2, 3)
+
+
+PAUSE_MODES = ("merge", "split")
+
+
+def check_pauses(value, name: str = "pauses", error: type[Exception] = ValueError) -> str:
+    """`value` if it is a pause rule, else `error` with one line naming where it came from (`name`)."""
+    if value not in PAUSE_MODES:
+        raise error(f"{name} must be one of {', '.join(PAUSE_MODES)}, not {value!r}")
+    return value   # how long audio's speech regions become segments
 
 
 # -- the model -------------------------------------------------------------------------------------------

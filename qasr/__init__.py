@@ -33,7 +33,7 @@ def __getattr__(name: str):
 
         return getattr(transcribe, name)
     if name in ("QasrError", "AudioError", "ExportDirError"):
-        from qasr.runtime import errors
+        from qasr import errors
 
         return getattr(errors, name)
     raise AttributeError(f"module 'qasr' has no attribute {name!r}")

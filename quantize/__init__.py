@@ -1,5 +1,3 @@
-"""qasr.quantize: FP16 conversion and INT8 quantization of exported graphs.
-
-Not implemented yet (issue: "FP16 and calibrated INT8"); asr-export refuses --precision fp16/int8 with
-a clear message until it is.
-"""
+"""qasr.quantize: FP16 and INT8 / INT4 from a float export: static Q/DQ with calibrated activations, weight-only
+MatMulNBits (rtn, HQQ, GPTQ, AWQ-style), the CPU form (dynamic INT8 encoder, a shared 4/8-bit lm_head table) and the
+layer groups that may be kept in float."""

@@ -16,7 +16,7 @@ import onnx
 
 from qasr.exportformat import Quantization, names
 from qasr.exportformat.schema import parse
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 from .defaults import DEFAULT_EXCLUDE
 from .groups import node_groups

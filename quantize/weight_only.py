@@ -54,7 +54,7 @@ def _check_gptq_blocks(model, block_size: int) -> None:
     fails (a numpy reshape error) when a weight has an odd number of blocks along K; it also ignores
     nodes_to_exclude. Refuse such a graph in one line (Qwen3-ASR's real sizes are all even: 1024/32, ...).
     (Symmetric GPTQ avoids the packing but measured worse than round-to-nearest: benchmarks/RESULTS.md.)"""
-    from qasr.runtime.errors import QasrError
+    from qasr.errors import QasrError
 
     shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
     for node in model.graph.node:

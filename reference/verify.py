@@ -51,12 +51,14 @@ def verify_export(export_dir, model, new_tokens: int = 20, seconds: tuple[float,
                 "utterances" + (", graphs within fp16 tolerance" if precision in TOLERANCES else ""))
     report = format_report(errors, checks)
     if precision != "fp32":
-        from qasr.assets import EVAL_MANIFEST
+        from qasr.assets import EVAL_MANIFEST, shipped
 
         from .transcriber import ReferenceTranscriber
 
         table, drift = held_out_drift(export_dir, ReferenceTranscriber(checkpoint, reference=reference), engine,
-                                      held_out or EVAL_MANIFEST, held_out_count)
+                                      held_out or shipped(EVAL_MANIFEST, "the shipped held-out split",
+                                                                    "pass held_out= or export with --no-verify"),
+                                      held_out_count)
         report += f"\nWER drift on held-out speech:\n{table}"
         ok = ok and drift <= WER_DRIFT_LIMIT_PP[precision]
     header = (f"accuracy against transformers' Qwen3ASRForConditionalGeneration ({precision}; {rule}): "

@@ -10,7 +10,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.speech_manifest import Utterance
 
 NORMALISATION = ("lowercase; dashes become spaces; other Unicode punctuation removed; whitespace collapsed "

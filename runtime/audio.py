@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError
+from qasr.errors import AudioError
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

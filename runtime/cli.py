@@ -14,7 +14,7 @@ from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .subtitles import FORMATS, to_srt, to_vtt
 from .transcribe import VAD_MODES
-from .vad import PAUSE_MODES
+from qasr.exportformat.schema import PAUSE_MODES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

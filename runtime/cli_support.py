@@ -9,7 +9,7 @@ import time
 
 import click
 
-from .errors import QasrError
+from qasr.errors import QasrError
 
 EXIT_USER_ERROR = 2     # bad input: audio, checkpoint, export directory, options
 EXIT_FAILED_CHECK = 3   # the export ran but does not match the reference

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import QasrError
+from qasr.errors import QasrError
 
 
 class DeviceKVCache:

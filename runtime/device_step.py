@@ -25,7 +25,7 @@ import numpy as np
 
 from qasr.exportformat import names
 from .device_cache import DeviceKVCache
-from .errors import QasrError
+from qasr.errors import QasrError
 from .generate import PREFILL_CHUNK, DecoderShape, Observer, Prompt
 
 

@@ -15,7 +15,7 @@ from qasr.exportformat import Manifest, load_manifest
 
 from .device_cache import DeviceKVCache
 from .device_step import DeviceCacheSteps
-from .errors import QasrError
+from qasr.errors import QasrError
 from .generate import DecoderShape, Generation, Generator, Observer, Prompt
 from .host_step import HostCacheSteps
 from .kv_cache import KVCache

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import decode_bytes, load_audio, prepare_waveform
-from .errors import AudioError
+from qasr.errors import AudioError
 
 KINDS = "a path, a 16 kHz array, (array, sample_rate), bytes or a binary file object"
 URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://")

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .engine import Engine
-from .errors import AudioError, QasrError
+from qasr.errors import AudioError, QasrError
 from .inputs import is_pair
 from .prompt import language_name
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .transcribe import VAD_MODES, Segment, TranscribeOptions, Transcriber, Transcript
-from .vad import PAUSE_MODES
+from qasr.exportformat.schema import PAUSE_MODES
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ExportDirError, QasrError
+from qasr.errors import ExportDirError, QasrError
 
 NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
                 "tensor(bool)": np.bool_}

@@ -14,7 +14,7 @@ import numpy as np
 
 from .audio import is_silent, split_points
 from .engine import Engine
-from .errors import QasrError
+from qasr.errors import QasrError
 from .generate import Prompt
 from .inputs import input_name, is_pair, read_input
 from .prompt import language_name, parse_output
@@ -87,7 +87,8 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     if options.vad not in VAD_MODES:
         raise QasrError(f"vad must be one of {', '.join(VAD_MODES)}, not {options.vad!r}")
     if options.vad == "on" or (options.vad == "auto" and transcript.duration > limit):
-        from .vad import check_pauses, vad_segments
+        from qasr.exportformat.schema import check_pauses
+        from .vad import vad_segments
 
         pieces = vad_segments(samples, limit, pauses=check_pauses(options.pauses or model_pauses, error=QasrError))
         if not pieces:

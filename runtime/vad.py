@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qasr.exportformat.schema import PAUSE_MODES, check_pauses  # noqa: F401  (PAUSE_MODES: the vad choices)
+
 from .audio import split_points
 
 MODEL = Path(__file__).parent / "data" / "silero_vad.onnx"
@@ -31,16 +33,6 @@ CONTEXT = 64          # samples of the previous window the model sees with each 
 BLOCK_SECONDS = 60.0
 # What a pause between speech regions does (the model's, in its manifest; docs/decisions.md, "Pauses"):
 # merge: regions join up to the segment limit; split: each region is a segment of its own.
-PAUSE_MODES = ("merge", "split")
-
-
-def check_pauses(value, name: str = "pauses", error: type[Exception] = ValueError) -> str:
-    """`value` if it is a pause rule, else `error` with one line naming where it came from (`name`)."""
-    if value not in PAUSE_MODES:
-        raise error(f"{name} must be one of {', '.join(PAUSE_MODES)}, not {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class VadSettings:
     threshold: float = 0.5        # speech probability that starts a region

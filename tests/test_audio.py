@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from qasr.runtime.audio import is_silent, load_audio, split_points
-from qasr.runtime.errors import AudioError
+from qasr.errors import AudioError
 
 
 def _tone(freq, seconds, rate):

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from qasr.export.checkpoint import load_checkpoint, resolve
 from qasr.export.layouts import expected_shapes
-from qasr.runtime.errors import CheckpointError
+from qasr.errors import CheckpointError
 
 
 def _copy(src, tmp_path, name="ckpt"):

@@ -8,7 +8,7 @@ import pytest
 
 from qasr.reference.parity import format_report, graph_parity, token_parity, within_tolerance
 from qasr.exportformat import names
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.device_step import batch_buckets
 from qasr.runtime.generate import Prompt
 from qasr.runtime.stopping import DecodeOptions

@@ -15,7 +15,7 @@ import pytest
 
 from qasr.exportformat import names
 from qasr.runtime.cuda_support import cuda_problems, graph_cuda_problems
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.session import CUDA
 
 CPU = "CPUExecutionProvider"

@@ -44,7 +44,7 @@ def test_fused_engine_and_cuda_graph_demand(fused_export, checkpoints):
     assert rows[1].system == "onnxruntime fp32 gqa" and rows[1].new_tokens == [4, 4, 4] and rows[1].rows == 3
     assert result["systems"][1]["attention"] == "gqa"
     import pytest
-    from qasr.runtime.errors import QasrError
+    from qasr.errors import QasrError
 
     with pytest.raises(QasrError, match="CUDA graphs were asked for"):
         run([str(fused_export)], None, 1.0, 4, [1], 1, 0, 1, "cpu", None, lambda _: None,

@@ -9,13 +9,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Lower layers never import higher ones. `export.cli` (asr-export: export, then check against the
 # reference) is the one module placed above its package.
-ORDER = ["assets", "runtime", "calibration", "quantize", "export", "reference", "export.cli", "benchmarks", "training"]
-PACKAGES = ["assets", "runtime", "calibration", "quantize", "export", "reference", "benchmarks", "training"]
+# The root package's own modules: errors (the bottom), assets (where the test data is) and the API facade
+# (qasr/__init__.py, the top: it imports the runtime on first use).
+ORDER = ["errors", "assets", "exportformat", "runtime", "calibration", "quantize", "export", "reference", "export.cli",
+         "benchmarks", "api"]
+PACKAGES = ["exportformat", "runtime", "calibration", "quantize", "export", "reference", "benchmarks"]
 
 
 def _modules() -> dict[str, Path]:
-    """qasr module name -> file, for every package folder."""
-    found = {}
+    """qasr module name -> file, for every package folder and the root package's modules."""
+    found = {"qasr": ROOT / "qasr" / "__init__.py", "qasr.errors": ROOT / "qasr" / "errors.py",
+             "qasr.assets": ROOT / "qasr" / "assets.py"}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
@@ -46,6 +50,8 @@ def _imports(module: str, path: Path) -> list[tuple[str, int]]:
 
 
 def _layer(module: str) -> int:
+    if module == "qasr":
+        return ORDER.index("api")
     rest = module[len("qasr."):]
     if rest == "export.cli" or rest.startswith("export.cli."):
         return ORDER.index("export.cli")
@@ -90,7 +96,7 @@ def test_no_import_cycles_between_modules():
 
 def test_the_checker_sees_function_local_and_relative_imports(tmp_path):
     path = tmp_path / "mod.py"
-    path.write_text("def f():\n    from ..engine import Engine\n    import qasr.training.train\n")
+    path.write_text("def f():\n    from ..engine import Engine\n    import qasr.benchmarks.wer\n")
     found = dict(_imports("qasr.runtime.service.mod", path))
-    assert "qasr.runtime.engine" in found and "qasr.training.train" in found
-    assert _layer("qasr.training.train") > _layer("qasr.runtime.engine")
+    assert "qasr.runtime.engine" in found and "qasr.benchmarks.wer" in found
+    assert _layer("qasr.benchmarks.wer") > _layer("qasr.runtime.engine") > _layer("qasr.exportformat.schema")

@@ -10,7 +10,7 @@ import pytest
 from qasr.export.api import ExportSettings, export
 from qasr.exportformat import names
 from qasr.runtime.engine import Engine
-from qasr.runtime.errors import ExportDirError, QasrError
+from qasr.errors import ExportDirError, QasrError
 from qasr.exportformat import Manifest, load_manifest, read_manifest, write_manifest
 from qasr.exportformat import files as export_files
 

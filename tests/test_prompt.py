@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.prompt import collapse_repetitions, language_name, parse_output
 
 

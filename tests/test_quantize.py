@@ -21,7 +21,7 @@ from qasr.quantize.api import Int8Settings
 from qasr.quantize.groups import node_groups
 from qasr.exportformat import names
 from qasr.runtime.engine import Engine
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 CALIB = Int8Settings(calibration_limit=MIN_UTTERANCES)
 

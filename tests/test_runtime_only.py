@@ -67,3 +67,26 @@ def test_engine_only_latency_benchmark(runtime_env, shipped_export, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
     assert rows and rows[0]["new_tokens"] == [4]
+
+
+def test_the_installed_package_carries_no_test_assets_and_is_typed(runtime_env, shipped_export):
+    """The wheel holds the product only: no test model, no speech (they stay in the repository's testmodel/); an
+    exporter default that needs them says so in one line; the Python API imports and transcribes."""
+    probe = _run(runtime_env, "python", "-c", "import qasr, pathlib; root = pathlib.Path(qasr.__file__).parent; "
+                 "files = [p for p in root.rglob('*') if p.is_file()]; "
+                 "print(sum(p.stat().st_size for p in files), sorted({p.suffix for p in files}), "
+                 "(root / 'py.typed').is_file())")
+    assert probe.returncode == 0, probe.stderr
+    size, suffixes, typed = probe.stdout.rsplit(" ", 1)[0].split(" ", 1)[0], probe.stdout, probe.stdout.split()[-1]
+    assert typed == "True"
+    assert not any(s in suffixes for s in (".safetensors", ".flac", ".jsonl")), suffixes
+    assert int(size) < 5e6, size        # 26 MB with the test assets; the Silero model is most of what is left
+    refused = _run(runtime_env, "python", "-c", "from qasr.calibration.data import calibration_set; calibration_set()")
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "the shipped calibration split is not installed with the package (it lives in the source repository's "
+        "testmodel/, or set QASR_TESTMODEL to such a folder); pass --calibration DIR_OR_JSONL")
+    api = _run(runtime_env, "python", "-c", f"import qasr; s, i = qasr.Model({str(shipped_export)!r}).transcribe("
+               f"{str(ROOT / 'examples' / 'call.flac')!r}); print(i.language, ' '.join(x.text for x in s))")
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.strip() == "English please call me at seven thirty tomorrow morning"

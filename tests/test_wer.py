@@ -15,7 +15,7 @@ from qasr.benchmarks.machine import cpu_description
 from qasr.reference.wer import SystemResult, format_table, normalise, paired_interval, score, utterance_edits
 from qasr.runtime.speech_manifest import Utterance, read_manifest
 from qasr.runtime.synthetic_audio import synthetic_speech
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 
 def test_normalisation():

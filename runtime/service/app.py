@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..audio import prepare_waveform
 from ..engine import Engine
-from ..errors import QasrError
+from qasr.errors import QasrError
 from ..prompt import language_name
 from ..transcribe import TranscribeOptions, Transcriber, Transcript
 from .batcher import DynamicBatcher, QueueFull

@@ -7,7 +7,7 @@ import os
 import click
 
 from ..cli_support import handle_errors
-from ..errors import QasrError
+from qasr.errors import QasrError
 from qasr.exportformat import load_manifest
 from ..stopping import DecodeOptions
 from ..session import DEVICE_PROVIDERS

@@ -69,7 +69,7 @@ def wait_ready(url: str, replicas: int, timeout: float = 300.0) -> None:
     spreads requests, and each answer names its process in `x-qasr-worker`."""
     import httpx
 
-    from ..errors import QasrError
+    from qasr.errors import QasrError
 
     ready: set[str] = set()
     deadline = time.monotonic() + timeout

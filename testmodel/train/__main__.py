@@ -1,16 +1,16 @@
 """One command: corpus and test model from a seed.
 
-    python -m qasr.training OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N]
+    python -m testmodel.train OUT_DIR [--seed 0] [--minutes 85] [--init CHECKPOINT] [--average N]
         [--encoder-minutes M] [--easy-minutes M] [--eval-every N] [--warp S] [--spec-augment S]
         [--corpus CORPUS_DIR] [--workers N] [--force] [--install]
 
-Synthesizes the espeak-ng corpus into OUT_DIR/corpus (qasr.training.corpus; or reads an existing one given
-by --corpus), trains the test model into OUT_DIR/model (qasr.training.train), from scratch or warm-started
+Synthesizes the espeak-ng corpus into OUT_DIR/corpus (testmodel.train.corpus; or reads an existing one given
+by --corpus), trains the test model into OUT_DIR/model (testmodel.train.train), from scratch or warm-started
 from --init; with --install, copies the model and the two held-out splits and the calibration split into
 the package's assets (qasr.assets), replacing the shipped ones. What OUT_DIR already holds is replaced
 only with --force.
 
-Its defaults are the measured CPU recipe from scratch (RECIPE; docs/test-model.md): 15 minutes of the audio
+Its defaults are the measured CPU recipe from scratch (RECIPE; testmodel/README.md): 15 minutes of the audio
 tower alone and 10 of the whole model on the easy utterances, then the whole corpus with augmentation, the
 mean of the last 5 evaluations. With --init there is no stage 1 and, unless asked, no easy phase.
 """
@@ -47,7 +47,7 @@ RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 25.0, "eval_
 @shared_option("spec_augment", default=RECIPE["spec_augment"])
 @shared_option("average", default=RECIPE["average"])
 @click.option("--corpus", "corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Train on this existing corpus (made by qasr.training.corpus) instead of synthesizing one.")
+              help="Train on this existing corpus (made by testmodel.train.corpus) instead of synthesizing one.")
 @shared_option("bf16")
 @click.option("--force", is_flag=True, help="Replace the corpus and model OUT already holds.")
 @click.option("--install", is_flag=True, help="Copy the model and the shipped splits into qasr.assets.")

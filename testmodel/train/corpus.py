@@ -1,6 +1,6 @@
 """A synthetic English speech corpus spoken by espeak-ng, for the project's small trained test model.
 
-    python -m qasr.training.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 140] [--accents 90] [--calibration 48]
+    python -m testmodel.train.corpus OUT_DIR [--seed 0] [--train 20000] [--eval 140] [--accents 90] [--calibration 48]
 
 Sentences: 2-16 words (2-10 in the splits that ship in the repository, to fit their size budget) drawn
 from wordfreq's 1,100 most frequent English words (letters only, plus spelled-out numbers: 1,071),
@@ -32,8 +32,8 @@ import numpy as np
 
 from qasr.runtime.audio import resample
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
-from qasr.training.accents import ACCENT_SPLITS, install_accents, link_espeak_data, random_accents, write_variants
+from qasr.errors import QasrError
+from testmodel.train.accents import ACCENT_SPLITS, install_accents, link_espeak_data, random_accents, write_variants
 
 SAMPLE_RATE = 16000
 # Corpus v2 (session 7). All of espeak-ng's English accents: 6 for training, 2 held out whole.
@@ -45,7 +45,7 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m6", "m7", "m8", "f1", "f2", "f4", "f5", "A
             "aunty", "belinda", "boris", "david", "john", "linda", "max", "michael", "steph")
 # "michael" names no variant file (espeak-ng's is `Michael`; lookup is case-sensitive), so espeak-ng
 # speaks its default voice for it without a word: corpus v2 was made so, and the name stays to keep the
-# seed reproducing the shipped splits (tests/test_training.py checks every other name is a real variant).
+# seed reproducing the shipped splits (testmodel/tests/test_training.py checks every other name is a real variant).
 DEFAULT_VOICE_ALIAS = "michael"
 HELD_OUT_VARIANTS = ("m5", "f3", "Mike", "zac", "robert", "Andrea")
 # Random voices (corpus v3): espeak-ng variant files drawn at random, so that training hears voices
@@ -78,7 +78,7 @@ VOCABULARY_FILE = Path(__file__).parent / "data" / "vocabulary.txt"
 def vocabulary() -> list[str]:
     """The corpus words, as shipped (training/data/vocabulary.txt): what wordfreq_vocabulary() gave when it
     was written, kept as a file so that the corpus does not change with wordfreq's version and can be made
-    where wordfreq is not installed (the GPU machine). tests/test_training.py checks the two agree."""
+    where wordfreq is not installed (the GPU machine). testmodel/tests/test_training.py checks the two agree."""
     return VOCABULARY_FILE.read_text().split()
 
 

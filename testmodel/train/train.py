@@ -1,6 +1,6 @@
 """Train the project's small Qwen3-ASR test model on the synthetic corpus (CPU is enough).
 
-    python -m qasr.training.train --corpus CORPUS_DIR --out CHECKPOINT_DIR [--seed 0] [--minutes 90] [--steps N]
+    python -m testmodel.train.train --corpus CORPUS_DIR --out CHECKPOINT_DIR [--seed 0] [--minutes 90] [--steps N]
 
 The model is transformers' Qwen3ASRForConditionalGeneration (the reference class itself) at a small
 size, trained with teacher forcing on the official prompt + `language English<asr_text>{text}<|im_end|>`
@@ -35,11 +35,11 @@ from qasr.export.spec import ORIGINAL, audio_token_count, read_spec
 from qasr.export.tiny import save_weights, write_checkpoint_files
 from qasr.runtime.audio import load_audio
 from qasr.runtime.cli_support import Progress, handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 from qasr.runtime.features import FeatureSettings, LogMel
 from qasr.runtime.prompt import LANGUAGE_PREFIX, parse_output, prompt_text
-from qasr.training.augment import Augmentation
-from qasr.training.corpus import TRAIN_SPLITS
+from testmodel.train.augment import Augmentation
+from testmodel.train.corpus import TRAIN_SPLITS
 
 # The longest segment the trained model is given (its config's qasr_max_audio_seconds). Measured on v2 (25
 # held-out utterances joined with 0.6 s pauses): 5 s limit 45.0% WER (one by one, same limit: 43.6%),
@@ -78,7 +78,7 @@ class TrainSettings:
     language: str = "English"
     init: Path | None = None      # warm start: a checkpoint with this size and tokenizer (stage 1 is skipped)
     max_audio_seconds: float = MAX_AUDIO_SECONDS
-    device: str = "cpu"           # "cuda": the GPU machine (scripts/gpu_train.sh); the checkpoint is the same
+    device: str = "cpu"           # "cuda": the GPU machine (testmodel/gpu_train.sh); the checkpoint is the same
     warp: float = 0.0             # share of training utterances frequency-warped (augment.warp_frequency)
     spec_augment: float = 0.0     # share of training utterances given SpecAugment masks (augment.mask)
     joined: int = 0               # examples of 1-3 utterances joined as long-recording segments (joined_examples)
@@ -681,7 +681,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     return settings.out
 
 
-# the options both training commands take (this one and the one-command form, qasr.training's __main__,
+# the options both training commands take (this one and the one-command form, testmodel.train's __main__,
 # which gives some of them the recipe's defaults): spelled once, here
 SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "seed": (("--seed",), dict(type=int, default=0)),
@@ -764,7 +764,7 @@ def shared_option(name: str, **override):
 def main(corpus, out, seed, steps, minutes, eval_every, token_ctc_weight, batch_frames, lr, curriculum,
          guided_weight, encoder_minutes, conv_channels, init, eval_count, ctc_weight, device, warp, spec_augment,
          joined, more_corpora, average, bf16, easy_minutes, workers, force):
-    """Train the small Qwen3-ASR test model on CORPUS (made by qasr.training.corpus) into OUT."""
+    """Train the small Qwen3-ASR test model on CORPUS (made by testmodel.train.corpus) into OUT."""
     train(TrainSettings(corpus=corpus, out=out, seed=seed, steps=steps, minutes=minutes, eval_every=eval_every,
                         token_ctc_weight=token_ctc_weight, batch_frames=batch_frames, lr=lr, curriculum=curriculum,
                         guided_weight=guided_weight, encoder_minutes=encoder_minutes,

@@ -1,6 +1,6 @@
 """Learning curves of a training run, from the `training_log.json` the trainer writes beside the checkpoint.
 
-    python -m qasr.training.curves CHECKPOINT_DIR [--svg curves.svg] [--table]
+    python -m testmodel.train.curves CHECKPOINT_DIR [--svg curves.svg] [--table]
 
 A warm-started run's log carries the run it continued (`init`); the curves put both on one time axis
 (minutes of training on this machine), so the plot shows the whole recipe. Dependency-free SVG.
@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from qasr.runtime.cli_support import handle_errors
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 SERIES = (("wer", "held-out WER (the run's eval split)", "#4a78b5"),
           ("accents_wer", "held-out WER (unseen accents)", "#c0504d"),

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 from typing import NamedTuple
 
-from qasr.runtime.errors import QasrError
+from qasr.errors import QasrError
 
 ACCENT_PREFIX = "accent-"
 ACCENTS_DIR = "accents"
@@ -30,7 +30,7 @@ BASE_FILES = {"en-us": "gmw/en-US", "en-gb": "gmw/en", "en-gb-x-rp": "gmw/en-GB-
               "en-gb-scotland": "gmw/en-GB-scotland", "en-gb-x-gbclan": "gmw/en-GB-x-gbclan"}
 # espeak-ng replace rules: flags (1: only a word's last phoneme, 2: only unstressed), phoneme, replacement.
 # A replacement must be a phoneme of the English tables: espeak-ng drops an unknown one without a word
-# (`aI a:` made "my" /m/; tests/test_training.py checks every replacement is spoken).
+# (`aI a:` made "my" /m/; testmodel/tests/test_training.py checks every replacement is spoken).
 PROCESSES = {
     "th-stopping": ("00 D d", "00 T t"),
     "th-fronting": ("00 T f", "00 D v"),
@@ -78,7 +78,7 @@ VOWEL_SHIFTS = {
     "happy laxing": ("01 i I",),
 }
 # What each base's own replace rules already do (a process whose phonemes the base replaces adds nothing
-# there, so it is not drawn for it; tests/test_training.py checks this against the files).
+# there, so it is not drawn for it; testmodel/tests/test_training.py checks this against the files).
 # (Vowel shifts included: espeak-ng applies the first rule for a phoneme, so the base's rule would win.)
 BASE_PROCESSES = {"en-us": {"kit-fleece merger", "kit lowering", "kit centralisation"},
                   "en-us-nyc": {"kit-fleece merger", "kit lowering", "kit centralisation"}, "en-gb": set(),

@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from qasr.export.checkpoint import load_checkpoint
-from qasr.training.accents import ACCENT_PREFIX, SHIFT_PREFIX
-from qasr.training.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, RANDOM_PREFIX, VARIANTS,
+from testmodel.train.accents import ACCENT_PREFIX, SHIFT_PREFIX
+from testmodel.train.corpus import (ACCENTS, HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, NUMBERS, RANDOM_PREFIX, VARIANTS,
                                   build, split_report, vocabulary)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -29,7 +29,7 @@ def test_shipped_vocabulary_is_what_wordfreq_gives():
     """training/data/vocabulary.txt (the corpus reads it, so a machine without wordfreq can make the corpus)
     is exactly the list wordfreq's top words give, in order."""
     pytest.importorskip("wordfreq", reason="wordfreq is in the train extra, which .ci/run installs")
-    from qasr.training.corpus import wordfreq_vocabulary
+    from testmodel.train.corpus import wordfreq_vocabulary
 
     assert vocabulary() == wordfreq_vocabulary()
 
@@ -83,7 +83,7 @@ def test_every_variant_name_is_a_real_espeak_variant():
     variant must sound different from the default voice (the one known alias of it excepted)."""
     import subprocess
 
-    from qasr.training.corpus import DEFAULT_VOICE_ALIAS
+    from testmodel.train.corpus import DEFAULT_VOICE_ALIAS
 
     def audio(voice):
         return subprocess.run(["espeak-ng", "-v", voice, "--stdout", "one two three"], capture_output=True,
@@ -101,7 +101,7 @@ def test_random_voices_are_spoken_as_drawn(corpus):
     espeak-ng ignores voices beyond its 349th) differently from its default voice."""
     import subprocess
 
-    from qasr.training.corpus import RANDOM_PITCH, RANDOM_SCALE, RANDOM_VOICES, VOICES_DIR, random_voices
+    from testmodel.train.corpus import RANDOM_PITCH, RANDOM_SCALE, RANDOM_VOICES, VOICES_DIR, random_voices
 
     root, _ = corpus
     voices = random_voices(RANDOM_VOICES, 3)
@@ -147,9 +147,9 @@ def test_random_accents_are_spoken_as_drawn(corpus, split):
     a training accent's file (never a held-out accent's phoneme table) with 2-5 processes (v5: 1-3 and 2-4
     vowel shifts, no phoneme replaced twice); espeak-ng speaks every one (it lists at most 349 voices)
     differently from its base accent."""
-    from qasr.training.accents import (ACCENT_SPLITS, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES, RULES,
+    from testmodel.train.accents import (ACCENT_SPLITS, BASE_FILES, BASE_PROCESSES, PROCESS_COUNT, PROCESSES, RULES,
                                        SHIFT_COUNTS, VOWEL_SHIFTS, random_accents)
-    from qasr.training.corpus import espeak_data
+    from testmodel.train.corpus import espeak_data
 
     root, _ = corpus
     _, directory, count, shifts = ACCENT_SPLITS[split]
@@ -187,8 +187,8 @@ def test_every_accent_process_is_spoken(tmp_path):
     """Each process and vowel shift alone on British English: a phoneme its unconditional rules replace is
     spoken less often (function words keep some) and the replacement is spoken: espeak-ng drops an unknown
     phoneme without a word (`aI a:` once made "my" /m/)."""
-    from qasr.training.accents import ACCENTS_DIR, RULES, install_accents
-    from qasr.training.corpus import espeak_data
+    from testmodel.train.accents import ACCENTS_DIR, RULES, install_accents
+    from testmodel.train.corpus import espeak_data
 
     accents = {f"{ACCENT_PREFIX}{i:04d}": {"base": "en-gb", "processes": [p], "stress": [150] * 8}
                for i, p in enumerate(RULES)}
@@ -205,8 +205,8 @@ def test_every_accent_process_is_spoken(tmp_path):
 
 def test_random_accents_need_their_base_files(tmp_path):
     """espeak-ng data without the training accents' language files: one clear error, not a traceback."""
-    from qasr.runtime.errors import QasrError
-    from qasr.training.accents import install_accents, random_accents
+    from qasr.errors import QasrError
+    from testmodel.train.accents import install_accents, random_accents
 
     (tmp_path / "data").mkdir()
     with pytest.raises(QasrError, match="has no lang/gmw/.* the language file of the training accent"):
@@ -217,7 +217,7 @@ def test_larger_held_out_sets_use_no_sentence_a_training_seed_used():
     """--unseen-by SEED: a new seed's held-out and calibration splits draw no sentence of SEED's training
     splits (the shipped model's seeds 0 and 1), where the seed alone would (2-word sentences recur);
     without it the seed's own plan is unchanged."""
-    from qasr.training.corpus import plan_splits, training_sentences
+    from testmodel.train.corpus import plan_splits, training_sentences
 
     trained = training_sentences(0) | training_sentences(1)
     sizes = dict(train=10, eval_count=600, accents=200, calibration=100, train_random=0, train_accents=0, train_shifts=0)
@@ -234,7 +234,7 @@ def test_corpus_plan_covers_the_ranges():
     sentences and 20-30 s multi-sentence utterances, clean audio and all four noises, reverberation."""
     from collections import Counter
 
-    from qasr.training.corpus import NOISES, plan_splits
+    from testmodel.train.corpus import NOISES, plan_splits
 
     train = plan_splits(seed=0)["train"]
     assert {(u.voice, u.variant) for u in train} == {(a, v) for a in ACCENTS for v in VARIANTS}
@@ -254,7 +254,7 @@ def test_noise_colours_have_their_spectra():
     """Pink noise loses about 3 dB per octave, brown about 6; white is flat (real FFTs of the generator)."""
     import numpy as np
 
-    from qasr.training.corpus import coloured_noise
+    from testmodel.train.corpus import coloured_noise
 
     rng = np.random.default_rng(0)
 
@@ -273,8 +273,8 @@ def test_noise_colours_have_their_spectra():
 def test_trainer_writes_an_original_layout_checkpoint_that_exports(corpus, tmp_path):
     from qasr.export.api import ExportSettings, export
     from qasr.reference.verify import verify_export
-    from qasr.runtime.errors import QasrError
-    from qasr.training.train import TrainSettings, train
+    from qasr.errors import QasrError
+    from testmodel.train.train import TrainSettings, train
 
     root, _ = corpus
     # a stage 1 of a few milliseconds: the first step trains the audio tower alone, the rest the whole model
@@ -339,8 +339,8 @@ def test_bf16_training_runs_where_the_cpu_computes_bf16_and_is_refused_where_it_
                                                                                         monkeypatch):
     """--bf16: forward passes under bf16 autocast, fp32 weights and optimizer, the same bf16 checkpoint; on a
     CPU without native bf16 (no AVX512-BF16 or AMX) a one-line refusal, since emulated bf16 would be slower."""
-    from qasr.runtime.errors import QasrError
-    from qasr.training.train import TrainSettings, check_bf16, train
+    from qasr.errors import QasrError
+    from testmodel.train.train import TrainSettings, check_bf16, train
 
     root, _ = corpus
     if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -359,14 +359,14 @@ def test_bf16_training_runs_where_the_cpu_computes_bf16_and_is_refused_where_it_
 
 @needs_espeak
 def test_one_command_recipe_on_an_existing_corpus_and_what_it_will_not_overwrite(corpus, tmp_path):
-    """python -m qasr.training OUT --corpus C trains C into OUT/model (a checkpoint that declares its segment
+    """python -m testmodel.train OUT --corpus C trains C into OUT/model (a checkpoint that declares its segment
     rule); run again, it refuses in one line to replace OUT/model without --force, and with --force does;
     the corpus command refuses to render a split the corpus already has."""
     import subprocess
     import sys
 
     root = corpus[0]
-    command = [sys.executable, "-m", "qasr.training", str(tmp_path / "run"), "--corpus", str(root), "--steps", "2"]
+    command = [sys.executable, "-m", "testmodel.train", str(tmp_path / "run"), "--corpus", str(root), "--steps", "2"]
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), capture_output=True, text=True, timeout=600)
@@ -388,12 +388,12 @@ def test_one_command_recipe_on_an_existing_corpus_and_what_it_will_not_overwrite
     assert forced.returncode == 0, forced.stderr
     log = json.loads((tmp_path / "run" / "model" / "training_log.json").read_text())
     assert "easy_phase" not in log and [e["step"] for e in log["evals"] if not e.get("averaged")] == [1, 2]
-    warm = run(sys.executable, "-m", "qasr.training", str(tmp_path / "warm"), "--corpus", str(root), "--steps", "1",
+    warm = run(sys.executable, "-m", "testmodel.train", str(tmp_path / "warm"), "--corpus", str(root), "--steps", "1",
                "--init", str(tmp_path / "run" / "model"))
     assert warm.returncode == 0, warm.stderr
     log = json.loads((tmp_path / "warm" / "model" / "training_log.json").read_text())
     assert log["settings"]["easy_minutes"] == "0.0" and "easy_phase" not in log  # a warm start: no easy phase
-    render = run(sys.executable, "-m", "qasr.training.corpus", str(root), "--only", "calibration", "--seed", "3",
+    render = run(sys.executable, "-m", "testmodel.train.corpus", str(root), "--only", "calibration", "--seed", "3",
                  "--calibration", "6")
     assert render.returncode == 2 and "already has the split(s) calibration; add --force" in render.stderr
 
@@ -403,7 +403,7 @@ def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training()
     noise), share no sentence with the seed-0 training plan, no held-out variant or accent with its
     voices, and stay within the 15 MB audio budget."""
     from qasr.assets import ACCENTS_MANIFEST, CALIBRATION_MANIFEST, EVAL_MANIFEST
-    from qasr.training.corpus import plan_splits
+    from testmodel.train.corpus import plan_splits
 
     planned = plan_splits(seed=0)
     shipped = {"eval": EVAL_MANIFEST, "eval_accents": ACCENTS_MANIFEST, "calibration": CALIBRATION_MANIFEST}
@@ -435,7 +435,7 @@ def test_shipped_splits_are_what_the_seed_generates_and_disjoint_from_training()
 def test_guided_attention_rewards_attention_on_the_spoken_word():
     """Real attention tensors: mass on each word's share of the audio scores near 0, mass on the wrong
     end of the audio near 1, uniform attention in between."""
-    from qasr.training.train import GUIDED_HEADS, GUIDED_LAYER, guided_attention_loss
+    from testmodel.train.train import GUIDED_HEADS, GUIDED_LAYER, guided_attention_loss
 
     audio_id, prefix = 7, 2
     ids = torch.tensor([[1] + [audio_id] * 20 + [2, 3, 4, 5, 6, 8, 9]])  # 20 audio tokens, then prompt/target
@@ -461,7 +461,7 @@ def test_guided_attention_rewards_attention_on_the_spoken_word():
 
 
 def test_curriculum_grows_to_the_longest_sentence():
-    from qasr.training.train import CURRICULUM_START_WORDS, allowed_words
+    from testmodel.train.train import CURRICULUM_START_WORDS, allowed_words
 
     limits = [allowed_words(step, 600, 12) for step in range(0, 700, 50)]
     assert limits[0] == CURRICULUM_START_WORDS and limits[-1] == 12 and limits == sorted(limits)
@@ -474,7 +474,7 @@ def test_frequency_warp_moves_formants_by_its_factor():
     import numpy as np
 
     from qasr.runtime.features import FeatureSettings, LogMel
-    from qasr.training.augment import mel_centres, warp_frequency
+    from testmodel.train.augment import mel_centres, warp_frequency
 
     t = np.arange(16000) / 16000
     rng = np.random.default_rng(0)
@@ -495,7 +495,7 @@ def test_spec_augment_masks_bands_and_spans_and_shares_are_kept():
 
     import numpy as np
 
-    from qasr.training.augment import Augmentation, mask
+    from testmodel.train.augment import Augmentation, mask
 
     features = np.random.default_rng(0).standard_normal((128, 400)).astype(np.float32)
     masked = mask(features, random.Random(1), freq_masks=1, freq_width=10, time_masks=1, time_share=0.05)
@@ -516,7 +516,7 @@ def test_joined_examples_are_training_utterances_in_order_within_the_limit(corpu
 
     from qasr.assets import TEST_MODEL
     from qasr.export.spec import read_spec
-    from qasr.training.train import TrainSettings, joined_examples
+    from testmodel.train.train import TrainSettings, joined_examples
 
     root, manifests = corpus
     texts = [json.loads(l)["text"] for l in manifests["train"].read_text().splitlines() if not json.loads(l)["sentences"]]
@@ -537,7 +537,7 @@ def test_joined_examples_are_training_utterances_in_order_within_the_limit(corpu
 
 
 def test_easy_utterances_are_short_single_sentences_without_reverberation_or_babble():
-    from qasr.training.train import EASY_MAX_WORDS, is_easy
+    from testmodel.train.train import EASY_MAX_WORDS, is_easy
 
     row = {"text": "one two three", "noise": None, "snr_db": None, "reverb": False, "sentences": []}
     assert is_easy(row)
@@ -552,8 +552,8 @@ def test_easy_utterances_are_short_single_sentences_without_reverberation_or_bab
 
 @needs_espeak
 def test_easy_phase_trains_on_the_corpus_easy_utterances_first(corpus, tmp_path):
-    from qasr.runtime.errors import QasrError
-    from qasr.training.train import TrainSettings, is_easy, train
+    from qasr.errors import QasrError
+    from testmodel.train.train import TrainSettings, is_easy, train
 
     root, manifests = corpus
     easy = sum(is_easy(json.loads(line)) for name in ("train", "train_random", "train_accents", "train_shifts")
@@ -579,7 +579,7 @@ def test_features_in_worker_processes_are_the_features_in_order():
     import numpy as np
 
     from qasr.assets import SPEECH
-    from qasr.training.train import FeaturePool
+    from testmodel.train.train import FeaturePool
 
     paths = sorted((SPEECH / "eval").glob("*.flac"))[:70]
     serial = list(FeaturePool(1).map(paths))
@@ -593,14 +593,14 @@ def test_features_in_worker_processes_are_the_features_in_order():
 
 @needs_espeak
 def test_training_on_the_shipped_held_out_splits_and_another_seeds_corpus(corpus, tmp_path):
-    """What scripts/gpu_train.sh runs: --corpus holds only held-out splits (the shipped ones), the training
+    """What testmodel/gpu_train.sh runs: --corpus holds only held-out splits (the shipped ones), the training
     utterances come from --more-corpus (a corpus of another seed), and a sentence of the held-out splits is
     trained on neither alone nor in joined segments."""
     from transformers import AutoTokenizer
 
     from qasr.assets import SPEECH, TEST_MODEL
     from qasr.export.spec import read_spec
-    from qasr.training.train import TrainSettings, joined_examples, train
+    from testmodel.train.train import TrainSettings, joined_examples, train
 
     root, manifests = corpus
     rows = [json.loads(l) for l in manifests["train"].read_text().splitlines()]
@@ -638,7 +638,7 @@ def test_training_on_the_shipped_held_out_splits_and_another_seeds_corpus(corpus
 
 @needs_espeak
 def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
-    """scripts/gpu_train.sh as the device call runs it, here on the CPU and on a tiny corpus: the preflight,
+    """testmodel/gpu_train.sh as the device call runs it, here on the CPU and on a tiny corpus: the preflight,
     the corpus, two runs at once (an @share flag resolved against the minutes left), tarred checkpoints and
     logs in OUT; then a second call reuses the corpus, as on a warm machine."""
     import os
@@ -648,12 +648,12 @@ def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
 
     from qasr.assets import TEST_MODEL
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out, work = tmp_path / "out", tmp_path / "work"
     env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "OUT": str(out), "WORK": str(work), "RESERVE": "30"}
     tiny = ("--train 40 --eval 2 --accents 2 --calibration 2 --random-voices 6 --random-accents 6 "
             "--vowel-shifts 6")
-    command = ["bash", "scripts/gpu_train.sh", "run", "200", "--corpus-seed", "5", "--corpus-args", tiny, "--",
+    command = ["bash", "testmodel/gpu_train.sh", "run", "200", "--corpus-seed", "5", "--corpus-args", tiny, "--",
                "--init", str(TEST_MODEL), "--steps", "3", "--eval-every", "3", "--eval-count", "2", "--joined", "4",
                "--", "--steps", "2", "--encoder-minutes", "@0.5", "--eval-count", "2", "--workers", "1"]
     done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
@@ -676,7 +676,7 @@ def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
         assert log["examples"]["train@corpus"] == sum(r["text"] not in shipped for r in rows) > 0
         assert Path(log["settings"]["corpus"]).name == "heldout"
 
-    again = subprocess.run(["bash", "scripts/gpu_train.sh", "run", "120", "--corpus-seed", "5", "--",
+    again = subprocess.run(["bash", "testmodel/gpu_train.sh", "run", "120", "--corpus-seed", "5", "--",
                             "--init", str(TEST_MODEL), "--steps", "1", "--eval-count", "2"],
                            cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
@@ -693,7 +693,7 @@ def test_sigterm_ends_training_with_a_checkpoint(corpus, tmp_path):
     from qasr.assets import TEST_MODEL
 
     root, _ = corpus
-    run = subprocess.Popen([sys.executable, "-m", "qasr.training.train", "--corpus", str(root), "--out",
+    run = subprocess.Popen([sys.executable, "-m", "testmodel.train.train", "--corpus", str(root), "--out",
                             str(tmp_path / "model"), "--init", str(TEST_MODEL), "--minutes", "10", "--eval-every",
                             "1000", "--eval-count", "2", "--workers", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -2,16 +2,16 @@
 # Test model training on the GPU machine (issue #15), run through the `device` tool from the repository root.
 # The machine has torch with CUDA but no network, no espeak-ng and no soundfile: they travel in .devcarry.
 #
-# Here, once:   bash scripts/gpu_train.sh prepare        # .devcarry: espeak-ng's Debian packages, a libpcaudio
+# Here, once:   bash testmodel/gpu_train.sh prepare        # .devcarry: espeak-ng's Debian packages, a libpcaudio
 #                                                          # without sound devices (scripts/pcaudio_stub.c),
 #                                                          # soundfile/cffi/pycparser/jiwer/rapidfuzz wheels
 #                                                          # for Python 3.12; ~10 MB
 # Device, one call (carry [".devcarry"]), everything within SECONDS of wall time:
-#               bash scripts/gpu_train.sh run SECONDS [--corpus-seed S] [--corpus-args "..."] -- FLAGS [-- FLAGS ...]
-#   1. a 2-step preflight run, then the corpus of seed S (default 0) on all cores (qasr.training.corpus);
+#               bash testmodel/gpu_train.sh run SECONDS [--corpus-seed S] [--corpus-args "..."] -- FLAGS [-- FLAGS ...]
+#   1. a 2-step preflight run, then the corpus of seed S (default 0) on all cores (testmodel.train.corpus);
 #   2. one training run on the GPU per FLAGS group, all at once (a 5.7M-parameter model leaves the GPU
-#      mostly idle): python -m qasr.training.train --device cuda FLAGS, --corpus being the shipped held-out
-#      splits (assets/speech) and --more-corpus the new corpus, so that no sentence of the shipped eval /
+#      mostly idle): python -m testmodel.train.train --device cuda FLAGS, --corpus being the shipped held-out
+#      splits (testmodel/speech) and --more-corpus the new corpus, so that no sentence of the shipped eval /
 #      eval_accents / calibration splits is trained on whatever the seed; --minutes is what SECONDS leaves
 #      after the corpus, less RESERVE seconds (features, final evaluation, copying), and a flag value @F
 #      is F times those minutes (--encoder-minutes @0.176: the CPU recipe's 15 of 85 minutes);
@@ -50,12 +50,14 @@ setup() {  # there: espeak-ng unpacked with dpkg -x, the wheels, and this checko
   if ! $PY -c "import soundfile" 2>/dev/null && [ ! -f "$WORK/site/soundfile.py" ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .devcarry/*.whl
   fi
-  # the package layout of pyproject.toml (qasr.<dir> = <dir>) as links: no build step, no setuptools needed
+  # the package layout of pyproject.toml (qasr = qasr/, qasr.<name> = <dir>) as links: no build step, no
+  # setuptools needed; the checkout itself on the path for testmodel.train
   rm -rf "$WORK/src" && mkdir -p "$WORK/src/qasr"
-  for dir in export runtime quantize calibration benchmarks training assets reference; do
+  for file in "$PWD"/qasr/*; do ln -s "$file" "$WORK/src/qasr/"; done
+  for dir in exportformat export runtime quantize calibration benchmarks reference; do
     ln -s "$PWD/$dir" "$WORK/src/qasr/$dir"
   done
-  export PYTHONPATH="$WORK/site:$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+  export PYTHONPATH="$WORK/site:$WORK/src:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   {
     date -u +%FT%TZ; echo "cores: $(getconf _NPROCESSORS_ONLN)"; espeak-ng --version
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
@@ -69,7 +71,7 @@ shipped_splits() {  # DIR SPLIT...: the shipped splits' audio (links) and manife
   local dir=$1 split; shift
   rm -rf "$dir" && mkdir -p "$dir"
   for split in "$@"; do
-    ln -s "$PWD/assets/speech/$split" "$dir/$split" && cp "assets/speech/$split.jsonl" "$dir/"
+    ln -s "$PWD/testmodel/speech/$split" "$dir/$split" && cp "testmodel/speech/$split.jsonl" "$dir/"
   done
 }
 
@@ -80,8 +82,8 @@ preflight() {  # a 2-step warm start on the shipped calibration split (~20 s): a
   shipped_splits "$WORK/smoke-heldout" eval eval_accents
   shipped_splits "$WORK/smoke" calibration
   mv "$WORK/smoke/calibration.jsonl" "$WORK/smoke/train.jsonl"   # trained on here, so not held out here
-  $PY -m qasr.training.train --corpus "$WORK/smoke-heldout" --more-corpus "$WORK/smoke" --out "$WORK/smoke-model" \
-      --device "$1" --init assets/test-model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
+  $PY -m testmodel.train.train --corpus "$WORK/smoke-heldout" --more-corpus "$WORK/smoke" --out "$WORK/smoke-model" \
+      --device "$1" --init testmodel/model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
       > "$OUT/preflight.log" 2>&1 || { tail -5 "$OUT/preflight.log"; echo "preflight failed"; exit 3; }
   echo "preflight: $(tail -1 "$OUT/preflight.log")"
 }
@@ -104,7 +106,7 @@ run() {
     echo "reusing $WORK/corpus" | tee "$OUT/corpus.log"
   else
     # shellcheck disable=SC2086
-    $PY -m qasr.training.corpus "$WORK/corpus" --seed "$seed" --workers "$(getconf _NPROCESSORS_ONLN)" $corpus_args \
+    $PY -m testmodel.train.corpus "$WORK/corpus" --seed "$seed" --workers "$(getconf _NPROCESSORS_ONLN)" $corpus_args \
         2>&1 | tee "$OUT/corpus.log"
   fi
   local left=$(( budget - (SECONDS - start) ))
@@ -128,7 +130,7 @@ run() {
     echo "run $k: $group" | tee "$OUT/train-$k.log"
     # at the limit timeout sends SIGTERM: the trainer finishes its step, evaluates, saves; KILL 25 s later
     # shellcheck disable=SC2086
-    ( timeout -k 25 $(( left > 60 ? left - 40 : 20 )) $PY -m qasr.training.train --corpus "$WORK/heldout" \
+    ( timeout -k 25 $(( left > 60 ? left - 40 : 20 )) $PY -m testmodel.train.train --corpus "$WORK/heldout" \
         --more-corpus "$WORK/corpus" --out "$WORK/model-$k" --device "$device" --minutes "$minutes" $group \
         >> "$OUT/train-$k.log" 2>&1 ) &
     pids+=($!)

@@ -1,1 +1,0 @@
-"""qasr.training: the project's own small trained Qwen3-ASR test model (synthetic speech corpus, training)."""

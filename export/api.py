@@ -30,7 +30,7 @@ from .projector_graph import ProjectorGraph, projector_graph_spec
 from .spec import read_features
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")   # int4: 4-bit weight-only (MatMulNBits), the plain name
-# What the export is made for (asr-export --device): the graphs differ (docs/decisions.md, "Export target").
+# What the export is made for (asr-export --device): the graphs differ (docs/decisions/, "Export target").
 DEVICES = ("cpu", "cuda")
 ATTENTION_AUTO = "auto"     # the fused decoder where the checkpoint and ONNX Runtime allow it, else standard
 # Decoder attention: portable standard ops (any ONNX backend) or ONNX Runtime's fused GroupQueryAttention

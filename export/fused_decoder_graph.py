@@ -3,7 +3,7 @@
 Tracing the PyTorch module gave 54 ONNX nodes per layer (RMSNorms decomposed into eight ops each)
 and run-time shape arithmetic (Shape -> Gather -> Concat feeding every Reshape), which ONNX Runtime
 places on the CPU: CUDA-graph capture was refused and a step launched ~1,500 kernels. So this graph
-is written directly, as onnxruntime-genai's model builder writes its decoders (docs/decisions.md,
+is written directly, as onnxruntime-genai's model builder writes its decoders (docs/decisions/,
 "GPU step graph"). Per layer, 16 nodes:
 
     SkipSimplifiedLayerNormalization (input norm + the residual add of the layer before)

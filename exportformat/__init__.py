@@ -40,6 +40,10 @@ def read_manifest(directory: str | Path) -> Manifest:
     from dataclasses import replace
 
     check_pauses(manifest.limits.pauses, f"{path}: segmentation.pauses", ExportDirError)
+    known = CacheLayout(0, 0, 0, "")
+    if (manifest.cache.layout, manifest.cache.past, manifest.cache.present) != (known.layout, known.past, known.present):
+        raise ExportDirError(f"{path}: cache layout {list(manifest.cache.layout)} with {list(manifest.cache.past)} is "
+                             f"not the one this runtime binds ({list(known.layout)}, {list(known.past)})")
     return replace(manifest, directory=directory, format_version=version)
 
 

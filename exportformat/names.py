@@ -1,6 +1,6 @@
 """Tensor and file names of the exported graphs: the one place they are spelled.
 
-Exporters, the manifest and the runtime all read these; see docs/decisions.md for why they look so.
+Exporters, the manifest and the runtime all read these; see docs/decisions/ for why they look so.
 """
 
 # Audio encoder graph: log-mel features in, encoder hidden states out (after ln_post).
@@ -25,7 +25,7 @@ LOGITS = "logits"                          # float32 [batch, vocab], last positi
 
 # The fused decoder (attention "gqa": ONNX Runtime's GroupQueryAttention) differs only in these: no
 # position_ids or masks (rows are right padded, positions are cache slots), a cache written in place,
-# the next token chosen inside the graph (see docs/decisions.md, "Fused attention").
+# the next token chosen inside the graph (see docs/decisions/, "Fused attention").
 SEQLENS_K = "seqlens_k"                    # int32 [batch]: each row's total length (cache + new) minus one
 TOTAL_SEQUENCE_LENGTH = "total_sequence_length"  # int32 [1]: T for a prompt, else max(seqlens_k) + 1
 LAST_TOKEN_INDEX = "last_token_index"      # int64 [batch]: each row's last real token in the flattened [batch * T]

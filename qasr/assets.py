@@ -4,7 +4,7 @@ a checkout finds them beside the package source (an editable install, as scripts
 install through QASR_TESTMODEL=<path of a testmodel/ folder>. Exporter defaults that read them (the shipped
 calibration split, the held-out split of asr-export's drift check) refuse in one line when they are absent.
 
-- model/: a 5.6M-parameter Qwen3-ASR checkpoint in the original layout (bf16), trained on synthetic English speech;
+- test-model/: a 5.6M-parameter Qwen3-ASR checkpoint in the original layout (bf16), trained on synthetic English speech;
 - speech/eval.jsonl + speech/eval/: the held-out split (voice variants and sentences training never saw);
 - speech/eval_accents.jsonl + speech/eval_accents/: the second held-out split (whole accents training never heard);
 - speech/calibration.jsonl + speech/calibration/: the calibration split (never used for evaluation).
@@ -18,7 +18,7 @@ from pathlib import Path
 from qasr.errors import QasrError
 
 ROOT = Path(os.environ.get("QASR_TESTMODEL") or Path(__file__).resolve().parents[1] / "testmodel")
-TEST_MODEL = ROOT / "model"
+TEST_MODEL = ROOT / "test-model"
 SPEECH = ROOT / "speech"
 EVAL_MANIFEST = SPEECH / "eval.jsonl"
 ACCENTS_MANIFEST = SPEECH / "eval_accents.jsonl"

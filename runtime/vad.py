@@ -31,7 +31,7 @@ RATE = 16000
 WINDOW = 512          # samples per probability at 16 kHz
 CONTEXT = 64          # samples of the previous window the model sees with each window
 BLOCK_SECONDS = 60.0
-# What a pause between speech regions does (the model's, in its manifest; docs/decisions.md, "Pauses"):
+# What a pause between speech regions does (the model's, in its manifest; docs/decisions/, "Pauses"):
 # merge: regions join up to the segment limit; split: each region is a segment of its own.
 @dataclass(frozen=True)
 class VadSettings:

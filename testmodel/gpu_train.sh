@@ -83,7 +83,7 @@ preflight() {  # a 2-step warm start on the shipped calibration split (~20 s): a
   shipped_splits "$WORK/smoke" calibration
   mv "$WORK/smoke/calibration.jsonl" "$WORK/smoke/train.jsonl"   # trained on here, so not held out here
   $PY -m testmodel.train.train --corpus "$WORK/smoke-heldout" --more-corpus "$WORK/smoke" --out "$WORK/smoke-model" \
-      --device "$1" --init testmodel/model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
+      --device "$1" --init testmodel/test-model --steps 2 --eval-every 1 --eval-count 2 --joined 2 --workers 2 \
       > "$OUT/preflight.log" 2>&1 || { tail -5 "$OUT/preflight.log"; echo "preflight failed"; exit 3; }
   echo "preflight: $(tail -1 "$OUT/preflight.log")"
 }

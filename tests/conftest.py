@@ -11,6 +11,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach for the ne
 
 LAYOUTS = ("original", "hf")
 
+# What makes a test slow: fixtures that export, load a reference or an engine. A test marked `fast` may use none.
+SLOW_FIXTURES = {"exports", "references", "engines", "fused_export", "fused_engine", "shipped_export", "quantized",
+                 "fp32_export", "corpus", "runtime_env", "server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("fast") and (slow := SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            raise pytest.UsageError(f"{item.nodeid} is marked fast but uses {sorted(slow)} (docs/decisions/0023)")
+
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:

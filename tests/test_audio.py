@@ -9,6 +9,8 @@ import soundfile as sf
 from qasr.runtime.audio import is_silent, load_audio, split_points
 from qasr.errors import AudioError
 
+pytestmark = pytest.mark.fast   # no export: the fast tier (pytest -m fast)
+
 
 def _tone(freq, seconds, rate):
     t = np.arange(int(seconds * rate)) / rate

@@ -13,6 +13,8 @@ from qasr.export.checkpoint import load_checkpoint, resolve
 from qasr.export.layouts import expected_shapes
 from qasr.errors import CheckpointError
 
+pytestmark = pytest.mark.fast   # no export: the fast tier (pytest -m fast)
+
 
 def _copy(src, tmp_path, name="ckpt"):
     dst = tmp_path / name

@@ -109,7 +109,7 @@ def test_slow_kinds_are_refused_for_the_cpu(tmp_path):
     for args, message in ((["--precision", "fp16"], "--precision fp16 is slower than fp32"),
                           (["--precision", "int4", "--weight-bits", "8"], "--precision int4 is 4-bit weight-only"),
                           (["--precision", "int4", "--int8-mode", "static"], "--precision int4 is 4-bit weight-only")):
-        result = subprocess.run([os.path.join(BIN, "asr-export"), "--model", "testmodel/model",
+        result = subprocess.run([os.path.join(BIN, "asr-export"), "--model", "testmodel/test-model",
                                  "--out", str(tmp_path / "x"), *args], capture_output=True, text=True, timeout=120)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and "Traceback" not in result.stderr and len(errors) == 1, result.stderr

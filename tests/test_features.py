@@ -7,6 +7,8 @@ import pytest
 
 from qasr.runtime.features import FeatureSettings, LogMel, slaney_mel_filters
 
+pytestmark = pytest.mark.fast   # no export: the fast tier (pytest -m fast)
+
 
 def test_mel_filters_equal_transformers():
     from transformers.audio_utils import mel_filter_bank

@@ -1,10 +1,13 @@
-"""The order of the packages (docs/decisions.md, "Package order"), checked on every import in the tree,
+"""The order of the packages (docs/decisions/, "Package order"), checked on every import in the tree,
 function-local ones included, so that no upward import or cycle can come back hidden in a function body."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.fast   # no export: the fast tier (pytest -m fast)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Lower layers never import higher ones. `export.cli` (asr-export: export, then check against the

@@ -107,7 +107,7 @@ def test_joined_recording_is_transcribed_like_its_utterances(joined_run):
     """The long-audio issue's bar: WER of the long recording within 3 pp of the per-utterance WER, default options.
     Shipped v11, a segment per speech region (its config's qasr_segment_pauses): 9.4% vs 6.7%, 14 word errors of
     149 against 10 (v10: 8.7% vs 8.1%; v6: 8.7% vs 6.0%; v9, not shipped: 12.1%); 115 other `eval` utterances
-    joined the same way give 6.3% vs 3.8% (benchmarks/RESULTS.md, "Test model v11")."""
+    joined the same way give 6.3% vs 3.8% (testmodel/RESULTS.md, "Test model v11")."""
     per_utterance, joined_wer, _ = joined_run
     assert joined_wer <= per_utterance + 0.03
 

@@ -31,6 +31,7 @@ def test_prompt_matches_the_checkpoint_chat_template(engines, checkpoints):
     assert tokenizer.decode(ids) == rendered
 
 
+@pytest.mark.fast
 def test_parse_output():
     assert parse_output("language English<asr_text>hello there") == ("English", "hello there")
     assert parse_output("language None<asr_text>") == (None, "")
@@ -38,6 +39,7 @@ def test_parse_output():
     assert parse_output("  spoken words ", forced_language="German") == ("German", "spoken words")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("raw, expected", [
     ("language lll", (None, "")),                                  # a 0.05 s clip: the prefix, unfinished
     ("language", (None, "")),
@@ -54,10 +56,12 @@ def test_no_markup_reaches_the_text(raw, expected):
     assert "<" not in parsed.text and not parsed.text.lower().startswith("language")
 
 
+@pytest.mark.fast
 def test_forced_language_drops_a_repeated_prefix():
     assert parse_output("language English<asr_text>words", forced_language="English") == ("English", "words")
 
 
+@pytest.mark.fast
 def test_repetition_collapse_equals_the_official_rule():
     from transformers.models.qwen3_asr.processing_qwen3_asr import _detect_and_fix_repetitions
 
@@ -68,6 +72,7 @@ def test_repetition_collapse_equals_the_official_rule():
         assert collapse_repetitions(text) == _detect_and_fix_repetitions(text), text
 
 
+@pytest.mark.fast
 def test_language_names():
     assert language_name("en") == "English"
     assert language_name("english") == "English"

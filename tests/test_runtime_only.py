@@ -17,10 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def runtime_env(tmp_path_factory) -> Path:
-    env = tmp_path_factory.mktemp("runtime-only") / "venv"
+    import shutil
+
+    root = tmp_path_factory.mktemp("runtime-only")
+    env = root / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True,
+    # a clean copy of the source: a build/ left in the checkout by an earlier install would be packaged instead
+    source = shutil.copytree(ROOT, root / "src", ignore=shutil.ignore_patterns(".venv", "build", "out", ".git",
+                                                                              "*.egg-info", "testmodel"))
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)], capture_output=True, text=True,
                             timeout=900)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["?"])[-1]

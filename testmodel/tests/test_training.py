@@ -665,7 +665,7 @@ def test_gpu_training_script_runs_its_whole_call_on_the_cpu(tmp_path):
     assert 0 < share < 1.7   # half of the minutes left, not the literal "@0.5"
     # --corpus is the shipped held-out splits: the new corpus's rows are trained on, less their sentences
     shipped = {json.loads(l)["text"] for s in ("eval", "eval_accents", "calibration")
-               for l in (repo / "assets" / "speech" / f"{s}.jsonl").read_text().splitlines()}
+               for l in (repo / "testmodel" / "speech" / f"{s}.jsonl").read_text().splitlines()}
     rows = [json.loads(l) for l in (work / "corpus" / "train.jsonl").read_text().splitlines()]
     for k, steps in ((1, 3), (2, 2)):
         with tarfile.open(out / f"model-{k}.tar") as tar:

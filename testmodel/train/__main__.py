@@ -27,7 +27,7 @@ from qasr.runtime.cli_support import Progress, handle_errors
 from .corpus import build, split_report
 from .train import TrainSettings, shared_option, train
 
-# the CPU recipe from scratch as measured (benchmarks/RESULTS.md, "The CPU recipe from scratch, fourth run")
+# the CPU recipe from scratch as measured (testmodel/RESULTS.md, "The CPU recipe from scratch, fourth run")
 RECIPE = {"minutes": 85.0, "encoder_minutes": 15.0, "easy_minutes": 25.0, "eval_every": 500, "warp": 0.5,
           "spec_augment": 0.5, "average": 5}
 

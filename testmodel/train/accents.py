@@ -8,9 +8,9 @@ stress timing, and adds 2-5 phonological processes of English accents, each a se
 TH-fronting, H-dropping, G-dropping, T-glottalling, L-vocalisation, V/W mergers, final devoicing and
 vowel mergers and monophthongs. Several of them are also what the held-out accents do (en-029 stops its
 THs, West Midlands drops its Hs): training hears each process in random company, never the held-out
-accents' phoneme tables, rule sets or stress timing (docs/decisions.md, "Corpus v4").
+accents' phoneme tables, rule sets or stress timing (docs/decisions/, "Corpus v4").
 Corpus v5 adds 100 more (split `train_shifts`, `random_accents(..., shifts=True)`) with 1-3 of those
-processes and 2-4 vowel shifts, one vowel spoken as a neighbouring one (docs/decisions.md, "Corpus v5").
+processes and 2-4 vowel shifts, one vowel spoken as a neighbouring one (docs/decisions/, "Corpus v5").
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ PROCESS_COUNT = (2, 5)
 # GOAT -> MOUTH; the THOUGHT-LOT merger; TRAP-BATH broadening and flattening; STRUT-LOT; KIT lowering and
 # centralisation; the PIN-PEN merger; TRAP raising; NURSE-SQUARE and SQUARE-NEAR mergers; HAPPY laxing).
 # The diphthong shifts were added after reading the held-out accents' errors ("may" heard as "my"):
-# docs/decisions.md, "Corpus v5".
+# docs/decisions/, "Corpus v5".
 VOWEL_SHIFTS = {
     "face-price shift": ("00 eI aI",),
     "price-choice shift": ("00 aI OI",),

@@ -47,7 +47,7 @@ from testmodel.train.corpus import TRAIN_SPLITS
 # 4% of its training utterances are 20-30 s of several sentences.
 MAX_AUDIO_SECONDS = 5.0
 # It learns single utterances, so long audio reaches it one speech region per segment (qasr_segment_pauses;
-# docs/decisions.md, "Pauses"): v6, 115 held-out utterances joined, 7.97% WER against 16.99% merged (4.36% alone).
+# docs/decisions/, "Pauses"): v6, 115 held-out utterances joined, 7.97% WER against 16.99% merged (4.36% alone).
 SEGMENT_PAUSES = "split"
 SMALL_AUDIO = {"encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768, "d_model": 192,
                "downsample_hidden_size": 32, "output_dim": 256}
@@ -86,7 +86,7 @@ class TrainSettings:
     average: int = 1              # the checkpoint is the mean of the weights at the last `average` evaluations
     bf16: bool = False            # forward passes under bf16 autocast (weights and optimizer stay fp32), only where
                                   # the device computes bf16 natively (check_bf16); slower for the 5.7M test model
-                                  # on a 2-core AMX CPU (docs/decisions.md)
+                                  # on a 2-core AMX CPU (docs/decisions/)
     workers: int = 1              # processes computing the features before training (16 on the GPU machine)
 
 
@@ -555,7 +555,7 @@ def train(settings: TrainSettings, progress=print, force: bool = False) -> Path:
     model.to(settings.device)
     ctc.to(settings.device)
     # fused: one kernel for every tensor (CPU and CUDA), the same update to rounding; the per-tensor loop
-    # took 21-27 ms of a 0.42 s step on 2 cores, fused 5.5 ms (docs/decisions.md, "fourth run")
+    # took 21-27 ms of a 0.42 s step on 2 cores, fused 5.5 ms (docs/decisions/, "fourth run")
     trained = list(model.parameters()) + list(ctc.parameters())
     optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=0.01, betas=(0.9, 0.98), fused=True)
     start, step, log = time.monotonic(), 0, {"settings": {k: str(v) for k, v in vars(settings).items()},

@@ -7,6 +7,11 @@
     for segment in segments:                                 # lazy: each batch decodes as you iterate
         print(f"[{segment.start:.2f}s -> {segment.end:.2f}s] {segment.text}")
 
+    session = model.live(sample_rate=24000)                  # live: feed audio as it is spoken
+    for event in session.feed(chunk):                        # float or int16 samples
+        if event.kind == "delta":                            # confirmed text, only ever appended
+            print(event.text, end="", flush=True)
+
 Messages go to the `qasr` logger (logging.getLogger("qasr")); nothing is printed by the library.
 """
 
@@ -18,8 +23,8 @@ from qasr.runtime.version import __version__
 
 logging.getLogger("qasr").addHandler(logging.NullHandler())
 
-__all__ = ["Model", "Segment", "TranscriptionInfo", "Transcript", "QasrError", "AudioError", "ExportDirError",
-           "__version__"]
+__all__ = ["Model", "Segment", "TranscriptionInfo", "Transcript", "LiveEvent", "TurnDetection", "QasrError",
+           "AudioError", "ExportDirError", "__version__"]
 
 
 def __getattr__(name: str):
@@ -32,6 +37,14 @@ def __getattr__(name: str):
         from qasr.runtime import transcribe
 
         return getattr(transcribe, name)
+    if name == "LiveEvent":
+        from qasr.runtime.live import stream
+
+        return stream.LiveEvent
+    if name == "TurnDetection":
+        from qasr.runtime.live import turns
+
+        return turns.TurnDetection
     if name in ("QasrError", "AudioError", "ExportDirError"):
         from qasr import errors
 

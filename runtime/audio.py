@@ -15,6 +15,12 @@ from qasr.errors import AudioError
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Mono float32 samples at `sample_rate` from a file."""
+    data, rate = read_file(path)
+    return prepare_waveform(data, rate, sample_rate, name=str(path))
+
+
+def read_file(path: str | Path) -> tuple[np.ndarray, int]:
+    """([frames, channels] float32 samples, their rate) of an audio file, as it is."""
     import soundfile as sf
 
     path = Path(path)
@@ -23,11 +29,10 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise AudioError(f"{path}: not a file")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        return sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports corrupt and unknown formats alike
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(f"{path}: cannot decode audio ({reason})") from None
-    return prepare_waveform(data, rate, sample_rate, name=str(path))
 
 
 def decode_bytes(data: bytes, sample_rate: int, name: str = "<bytes>") -> np.ndarray:

@@ -13,6 +13,7 @@ from .model import Model
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
 from .subtitles import FORMATS, to_srt, to_vtt
+from .live.policy import POLICIES
 from .transcribe import VAD_MODES
 from qasr.exportformat.schema import PAUSE_MODES
 
@@ -46,11 +47,23 @@ from qasr.exportformat.schema import PAUSE_MODES
                    "(a segment per region) [default: the model's; merge for Qwen3-ASR].")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
+@click.option("--live", is_flag=True,
+              help="Replay one file as if it were being spoken and print text as it is confirmed (txt: the text of "
+                   "each turn on its line; json: one event per line).")
+@click.option("--speed", type=click.FloatRange(0.1, 1000.0), default=None,
+              help="--live: replay this many times faster than real time [default: 1, real time].")
+@click.option("--policy", type=click.Choice(POLICIES), default="agreement", show_default=True,
+              help="--live: what is confirmed: agreement (two steps agree) or rollback (all but the last tokens).")
 @handle_errors
 def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, batch_size, max_new_tokens, tokens_per_second, budget_base,
-         repetition_guard, max_segment_seconds, vad, pauses, device, threads):
+         repetition_guard, max_segment_seconds, vad, pauses, device, threads, live, speed, policy):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
     fmt = "json" if as_json else fmt
+    if live or speed is not None:
+        _check_live(live, audio, fmt, output_dir, speed)
+        model = Model(engine_dir, device=device, threads=threads, batch_size=batch_size)
+        _live(model, audio[0], language, context, fmt, speed or 1.0, policy)
+        return
     if fmt in ("srt", "vtt") and len(audio) > 1 and output_dir is None:
         fail(f"--format {fmt} with several files needs --output-dir (one subtitle file per input)")
     targets = _targets(audio, fmt, output_dir, force)
@@ -80,6 +93,39 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
             click.echo(_render(fmt, shown, header, several=len(transcripts) > 1), nl=False)
     if failed:
         sys.exit(EXIT_USER_ERROR)
+
+
+def _check_live(live: bool, audio: tuple[str, ...], fmt: str, output_dir, speed) -> None:
+    if not live:
+        fail("--speed needs --live")
+    if len(audio) != 1:
+        fail(f"--live replays one file, not {len(audio)}")
+    if fmt not in ("txt", "json"):
+        fail(f"--live prints text (txt) or events (json), not {fmt}")
+    if output_dir is not None:
+        fail("--live prints as it goes; --output-dir is for whole transcripts")
+
+
+def _live(model: Model, path: str, language, context: str, fmt: str, speed: float, policy: str) -> None:
+    """Replay `path` into a live session, printing confirmed text as it comes (a line per turn)."""
+    from .audio import read_file
+    from .live.replay import replay
+
+    data, rate = read_file(path)
+    session = model.live(language, sample_rate=rate, context=context, policy=policy)
+
+    def show(event, wall: float) -> None:
+        if fmt == "json":
+            click.echo(json.dumps({"type": event.kind, "turn": event.turn, "text": event.text, "start": event.start,
+                                   "end": event.end, "audio_s": round(event.at, 3), "wall_s": round(wall, 3),
+                                   **({"language": event.language} if event.kind == "completed" else {})},
+                                  ensure_ascii=False))
+        elif event.kind == "delta":
+            click.echo(event.text, nl=False)
+        elif event.kind == "completed":
+            click.echo("")
+
+    replay(session, data, rate, speed, show)
 
 
 def _targets(audio: tuple[str, ...], fmt: str, output_dir: Path | None, force: bool) -> list[Path]:

@@ -32,6 +32,9 @@ def handle_errors(func):
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:   # the reader went away (`| head`): stop quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except MemoryError:
             fail("out of memory; try a smaller --batch-size", EXIT_INTERNAL)
         except Exception as exc:  # a bug of ours: keep it to one line unless asked for the trace

@@ -64,9 +64,16 @@ class LogMel:
         frames = np.lib.stride_tricks.as_strided(
             x, shape=(count - 1, s.n_fft), strides=(x.strides[0] * s.hop_length, x.strides[0]), writeable=False
         )  # the last frame is dropped, as the reference does
+        log_spec = self.log_spectrum(frames)
+        return self.floored(log_spec, float(log_spec.max()))
+
+    def log_spectrum(self, frames: np.ndarray) -> np.ndarray:
+        """[count, n_mels] log10 mel power of windows of n_fft samples, before the utterance's floor."""
         spectrum = np.fft.rfft(frames * self.window, axis=-1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-        mel = power @ self.filters
-        log_spec = np.log10(np.maximum(mel, s.log_floor))
-        log_spec = np.maximum(log_spec, log_spec.max() - s.dynamic_range)
+        return np.log10(np.maximum(power @ self.filters, self.settings.log_floor))
+
+    def floored(self, log_spec: np.ndarray, peak: float) -> np.ndarray:
+        """[n_mels, frames] features: `log_spec` floored at `peak` (the utterance's maximum) less the dynamic range."""
+        log_spec = np.maximum(log_spec, peak - self.settings.dynamic_range)
         return ((log_spec + 4.0) / 4.0).T.astype(np.float32)

@@ -4,7 +4,8 @@
 iteration reaches it, in time order; stop iterating and nothing more is computed), `info` says the language,
 the duration and the duration voice activity kept. Without a forced language the first batch is decoded at once
 to name it, as faster-whisper detects the language before it returns. `transcribe_batch` runs many inputs
-through the runtime's length-sorted batching at once and returns whole transcripts.
+through the runtime's length-sorted batching at once and returns whole transcripts. `live` opens a live session
+(audio fed while it is spoken, text confirmed as it is heard: qasr.runtime.live).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .transcribe import VAD_MODES, Segment, TranscribeOptions, Transcriber, Tran
 from qasr.exportformat.schema import PAUSE_MODES
 
 log = logging.getLogger(__name__)
+TURN_DETECTION_DEFAULT = object()   # Model.live(): server_vad with OpenAI's defaults unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,24 @@ class Model:
         for batch in batches[1 if first else 0:]:
             yield from self._transcriber.decode(transcript, batch, index, language, options)
             index += len(batch)
+
+    def live(self, language: str | None = None, *, sample_rate: int = 16000, context: str = "",
+             turn_detection: "TurnDetection | None" = TURN_DETECTION_DEFAULT, policy: str = "agreement",
+             step_seconds: float = 0.5, max_turn_seconds: float | None = None) -> "LiveSession":
+        """A live transcription session: feed it audio as it is spoken (`sample_rate`: the rate you will feed,
+        float or int16 samples), get events back (qasr.runtime.live: speech_started, delta, tail, completed...).
+        `turn_detection`: voice activity ends turns (TurnDetection(threshold, prefix_padding_ms,
+        silence_duration_ms)); None: you end them with session.commit(). `policy`: agreement or rollback."""
+        from .live.session import LiveSession
+        from .live.stream import LiveOptions
+        from .live.turns import TurnDetection
+
+        if turn_detection is TURN_DETECTION_DEFAULT:
+            turn_detection = TurnDetection()
+        options = LiveOptions(language=language_name(language, self.languages), context=context,
+                              turn_detection=turn_detection, policy=policy, step_seconds=step_seconds,
+                              max_turn_seconds=max_turn_seconds)
+        return LiveSession(self.engine, options.check(), sample_rate)
 
     def transcribe_batch(self, audios: Iterable, language: str | None = None, **options) -> list[Transcript]:
         """Many inputs at once, batched by length across all of them: one Transcript each (text, language,

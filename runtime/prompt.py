@@ -144,6 +144,19 @@ def _clean(text: str) -> str:
     return " ".join(_MARKUP.sub(" ", text).split())
 
 
+def partial_text(raw: str, forced_language: str | None = None, languages: tuple[str, ...] = ()) -> str:
+    """The transcript text of an output still being written: nothing while the model may still be writing its
+    `language X<asr_text>` header (without a forced language the output starts with it, and its first tokens
+    "l", "lang", ... are not text); after that, what parse_output makes of it. A multi-byte character cut by
+    the last token is held back."""
+    raw = raw.rstrip("\ufffd")
+    if forced_language is None and ASR_TEXT not in raw:
+        head = raw.lstrip()[:8].lower()
+        if "language".startswith(head) or head.startswith("language"):
+            return ""
+    return parse_output(raw, forced_language, languages).text
+
+
 def parse_output(raw: str, forced_language: str | None = None, languages: tuple[str, ...] = ()) -> Parsed:
     """(language, transcript) from what the model wrote, as the official qwen-asr package parses it, and
     stricter where its output would carry markup into the text.

@@ -17,7 +17,7 @@ from .engine import Engine
 from qasr.errors import QasrError
 from .generate import Prompt
 from .inputs import input_name, is_pair, read_input
-from .prompt import language_name, parse_output
+from .prompt import language_name, parse_output, partial_text
 from .stopping import DecodeOptions
 
 
@@ -223,9 +223,8 @@ class Transcriber:
 
         def on_step(tokens: list[list[int]]) -> None:
             for row in watched:
-                # a token may end inside a multi-byte character: hold its replacement mark back until it completes
-                raw = engine.prompts.decode(tokens[row]).rstrip("\ufffd")
-                partials.update(jobs[row], parse_output(raw, language, engine.languages).text, finished=False)
+                text = partial_text(engine.prompts.decode(tokens[row]), language, engine.languages)
+                partials.update(jobs[row], text, finished=False)
 
         generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None)
         for job, generation in zip(jobs, generations):

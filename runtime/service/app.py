@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .settings import ServiceSettings
 
 OPEN_PATHS = {"/health", "/ready"}
-KNOWN_PATHS = OPEN_PATHS | {"/metrics", "/v1/audio/transcriptions", "/v1/transcribe", "/v1/models"}
+KNOWN_PATHS = OPEN_PATHS | {"/metrics", "/v1/audio/transcriptions", "/v1/transcribe", "/v1/models", "/v1/realtime"}
 
 
 class ApiError(Exception):
@@ -77,6 +77,7 @@ class Service:
         self.load_error: str | None = None
         self.model_name: str | None = settings.model_name
         self.created = int(time.time())
+        self.live_streams = 0             # open /v1/realtime connections
         self.stopping = asyncio.Event()   # set when shutdown begins: open requests get 503 at the deadline
 
     async def load(self) -> None:

@@ -3,7 +3,9 @@
 The event loop only queues and awaits; the engine runs in one worker thread (it is not re-entrant),
 so the loop never blocks on inference. A batch closes when it holds `max_batch` requests or
 `max_wait` has passed since its first one. Requests with different options (language, context)
-share the batch's time slot and are decoded in one engine call per option group.
+share the batch's time slot and are decoded in one engine call per option group. Live streams' decode steps
+(runtime/live) queue here too: the steps of all streams in a batch are encoded in one encoder call and decoded
+in one decoder call, in the same engine slot as the file requests beside them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class _Request:
     partial: Callable[[str], None] | None = None   # streaming: called (from the engine thread) with the text so far
 
 
+@dataclass
+class _LiveRequest:
+    work: object                 # runtime.live.stream.StepWork
+    future: asyncio.Future
+
+
 class DynamicBatcher:
     def __init__(self, transcriber: Transcriber, options: TranscribeOptions, max_batch: int, max_wait_s: float,
                  max_queue: int, metrics: Metrics):
@@ -46,6 +54,7 @@ class DynamicBatcher:
         self.queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qasr-engine")
         self.batch_sizes: list[int] = []   # every batch formed, in order (also in the metrics)
+        self.batch_mix: list[tuple[int, int]] = []   # (file requests, live steps) of each batch
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -64,6 +73,16 @@ class DynamicBatcher:
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait(_Request(samples, sample_rate, language, context, future, partial))
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        self.metrics.queue_depth.set(self.queue.qsize())
+        return future
+
+    def submit_live(self, work) -> asyncio.Future:
+        """Queue one live stream's decode step; the future gets its Generation (apply it on the event loop)."""
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait(_LiveRequest(work, future))
         except asyncio.QueueFull:
             raise QueueFull from None
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -111,6 +130,8 @@ class DynamicBatcher:
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))
+            live = sum(isinstance(r, _LiveRequest) for r in batch)
+            self.batch_mix.append((len(batch) - live, live))
             self.metrics.batch_size.observe(len(batch))
             start = time.perf_counter()
             try:
@@ -126,8 +147,21 @@ class DynamicBatcher:
                 else:
                     request.future.set_result(result)
 
-    def _transcribe(self, batch: list[_Request]) -> list[Transcript]:
-        return transcribe_requests(self.transcriber, self.options, batch)
+    def _transcribe(self, batch: list) -> list:
+        """Results in the batch's order: file requests by transcribe_requests, live steps by run_work."""
+        from ..live.runner import run_work
+
+        files = [i for i, r in enumerate(batch) if isinstance(r, _Request)]
+        live = [i for i, r in enumerate(batch) if isinstance(r, _LiveRequest)]
+        results: list = [None] * len(batch)
+        if live:
+            works = [batch[i].work for i in live]
+            for i, generation in zip(live, run_work(self.transcriber.engine, works, self.options.decode)):
+                results[i] = generation
+        if files:
+            for i, transcript in zip(files, transcribe_requests(self.transcriber, self.options, [batch[i] for i in files])):
+                results[i] = transcript
+        return results
 
 
 def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, batch: list[_Request]) -> list[Transcript]:

@@ -22,6 +22,7 @@ class Metrics:
         self.batch_size = Histogram("qasr_batch_size", "Requests per engine batch", buckets=BATCH_BUCKETS, registry=r)
         self.inference = Histogram("qasr_inference_seconds", "Engine time per batch", buckets=LATENCY_BUCKETS,
                                    registry=r)
+        self.live_streams = Gauge("qasr_live_streams", "Open /v1/realtime streams", registry=r)
         self.ready = Gauge("qasr_ready", "1 once the engine is loaded", registry=r)
 
     def render(self) -> bytes:

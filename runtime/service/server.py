@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import KNOWN_PATHS, ApiError, Service, _caused_by, error_response
 from .body_limit import BodyLimitMiddleware, BodyTooLarge, body_limit_for
+from .realtime import install_realtime
 from .routes import install_routes
 from .settings import ServiceSettings
 
@@ -43,6 +44,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(title="qasr transcription service", lifespan=lifespan)
     app.state.service = service
     install_routes(app, service)
+    install_realtime(app, service)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):

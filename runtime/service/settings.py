@@ -25,4 +25,7 @@ class ServiceSettings:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     model_name: str | None = None      # the name /v1/models lists and requests may name; None: from the manifest
     graceful_timeout_s: float = 30.0   # on shutdown, requests still open after this get a JSON 503
+    max_streams: int = 32              # live streams (/v1/realtime) at once; one more gets an error event and a close
+    stream_idle_s: float = 60.0        # a live stream that sends nothing for this long is closed
+    live_step_s: float = 0.5           # a live decode step per this much new speech
     batching: str = "qasr"             # qasr: our DynamicBatcher; ray: Ray Serve's @serve.batch (inside a replica)

@@ -26,17 +26,19 @@ class LiveSession:
         self.stream = LiveStream(engine, options)
         self.input = LiveInput(sample_rate, self.stream.rate)
         self.compute_seconds = 0.0            # wall time spent in decode steps
+        self.fed = False
 
     def feed(self, samples, sample_rate: int | None = None) -> list[LiveEvent]:
         """Audio at `sample_rate` (default: the session's), float or int16; the events it caused."""
         if sample_rate is not None and sample_rate != self.input.source:
-            if self.input.resampler.identity or self.input.resampler.total == 0:
+            if not self.fed:
                 self.input = LiveInput(sample_rate, self.stream.rate)
             else:
                 from qasr.errors import AudioError
 
                 raise AudioError(f"this session's audio is at {self.input.source} Hz; it cannot change to {sample_rate}")
         self.stream.ingest(self.input.push(samples))
+        self.fed = True
         return self._run()
 
     def commit(self) -> list[LiveEvent]:

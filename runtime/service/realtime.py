@@ -39,6 +39,7 @@ from .batcher import QueueFull
 log = logging.getLogger(__name__)
 
 MAX_APPEND_BYTES = 15 << 20        # OpenAI's limit for one input_audio_buffer.append
+MAX_FRAME_BYTES = 32 << 20         # a frame up to this is read (an append over the limit gets an error event)
 RATES = (24000, 16000)             # audio/pcm rates taken (OpenAI sends 24 kHz)
 CLOSE_POLICY, CLOSE_TRY_LATER = 1008, 1013
 

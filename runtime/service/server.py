@@ -98,4 +98,7 @@ def graceful_server(app: FastAPI, graceful_timeout: float, **config):
             app.state.service.begin_shutdown()
             await super().shutdown(sockets)
 
-    return GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0, **config))
+    from .realtime import MAX_FRAME_BYTES
+
+    return GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0,
+                                         ws_max_size=MAX_FRAME_BYTES, **config))

@@ -55,19 +55,21 @@ class StreamResampler:
 
     def _outputs(self, end: int) -> np.ndarray:
         """Output samples self.emitted .. end-1 from the history (zeros past the input's end)."""
+        from scipy.signal import upfirdn
+
         if end <= self.emitted:
             return np.zeros(0, dtype=np.float32)
-        j = np.arange(self.emitted, end)
-        centre = j * self.down + self.half                    # index in the upsampled signal
-        # input sample i sits at upsampled index i*up; taps k = centre - i*up in [0, len(h))
-        low = np.maximum(0, -(-(centre - len(self.h) + 1) // self.up))
-        span = len(self.h) // self.up + 2
-        i = low[:, None] + np.arange(span)[None, :]
-        k = centre[:, None] - i * self.up
-        valid = (k >= 0) & (k < len(self.h)) & (i < self.total) & (i >= self.first)
-        x = self.history[np.clip(i - self.first, 0, max(len(self.history) - 1, 0))] if len(self.history) else 0.0
-        taps = self.h[np.clip(k, 0, len(self.h) - 1)]
-        out = np.where(valid, x * taps, 0.0).sum(axis=1).astype(np.float32)
+        first = self.emitted * self.down + self.half          # their indices in the upsampled signal
+        last = (end - 1) * self.down + self.half
+        lo = max(0, -(-(first - len(self.h) + 1) // self.up))  # the inputs that reach them
+        hi = min(self.total - 1, last // self.up)
+        if hi < lo:
+            out = np.zeros(end - self.emitted, dtype=np.float32)
+        else:
+            filtered = upfirdn(self.h, self.history[lo - self.first: hi + 1 - self.first], self.up, 1)
+            index = np.arange(first, last + 1, self.down) - lo * self.up
+            out = np.where(index < len(filtered), filtered[np.minimum(index, len(filtered) - 1)], 0.0)
+            out = out.astype(np.float32)
         self.emitted = end
         return out
 

@@ -36,13 +36,21 @@ from .settings import ServiceSettings
 @click.option("--replicas", type=click.IntRange(1), default=1, show_default=True, help="--ray: engine replicas.")
 @click.option("--replica-cpus", type=click.FloatRange(0), default=1.0, show_default=True, help="--ray: CPUs per replica.")
 @click.option("--replica-gpus", type=click.FloatRange(0), default=0.0, show_default=True, help="--ray: GPUs per replica.")
+@click.option("--max-streams", default=32, show_default=True, type=click.IntRange(1),
+              help="Live streams (/v1/realtime) at once; one more gets an error event and is closed.")
+@click.option("--stream-idle-seconds", default=60.0, show_default=True, type=click.FloatRange(1),
+              help="A live stream that sends nothing for this long is closed.")
+@click.option("--live-step", default=0.5, show_default=True, type=click.FloatRange(0.1, 10),
+              help="Seconds of new speech per live decode step (shorter: text sooner, more compute).")
 @click.option("--model-name", default=None,
               help="The model name /v1/models lists and requests must name [default: the hub id the export was made "
                    "from, else its folder's name].")
 @handle_errors
 def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_mb, max_audio_seconds, request_timeout,
-         api_key_env, device, threads, graceful_timeout, use_ray, replicas, replica_cpus, replica_gpus, model_name):
-    """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/transcribe, /health, /ready, /metrics."""
+         api_key_env, device, threads, graceful_timeout, use_ray, replicas, replica_cpus, replica_gpus, max_streams,
+         stream_idle_seconds, live_step, model_name):
+    """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/realtime (OpenAI's Realtime transcription
+    over a WebSocket), /v1/transcribe, /health, /ready, /metrics."""
     from .server import create_app, graceful_server
 
     load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts (sha256 cached)
@@ -51,7 +59,8 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
         providers=DEVICE_PROVIDERS[device], threads=threads, checksums="size", decode=DecodeOptions(),
-        model_name=model_name, graceful_timeout_s=graceful_timeout)
+        model_name=model_name, graceful_timeout_s=graceful_timeout, max_streams=max_streams,
+        stream_idle_s=stream_idle_seconds, live_step_s=live_step)
     if use_ray:
         try:
             from .ray_serve import serve_forever

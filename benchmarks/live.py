@@ -122,8 +122,9 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def joined(utterances, count: int | None = None, seconds: float | None = None) -> tuple[np.ndarray, list[str]]:
-    """Held-out utterances joined with PAUSE_SECONDS of silence: the first `count`, or as many as fill `seconds`
+def joined(utterances, count: int | None = None, seconds: float | None = None,
+           pause: float = PAUSE_SECONDS) -> tuple[np.ndarray, list[str]]:
+    """Held-out utterances joined with `pause` seconds of silence: the first `count`, or as many as fill `seconds`
     (cycling through the set)."""
     from qasr.runtime.audio import load_audio
 
@@ -131,9 +132,9 @@ def joined(utterances, count: int | None = None, seconds: float | None = None) -
     while (count is not None and i < count) or (seconds is not None and total < seconds):
         utt = utterances[i % len(utterances)]
         audio = load_audio(utt.audio, 16000)
-        parts += [audio, np.zeros(int(PAUSE_SECONDS * 16000), dtype=np.float32)]
+        parts += [audio, np.zeros(int(pause * 16000), dtype=np.float32)]
         texts.append(utt.text)
-        total += len(audio) / 16000 + PAUSE_SECONDS
+        total += len(audio) / 16000 + pause
         i += 1
     samples = np.concatenate(parts)
     if seconds is not None:
@@ -163,12 +164,17 @@ def machine_line() -> str:
               help="An export of the 0.6B shape with random weights: compute per second at fixed tokens per step.")
 @click.option("--shape-lengths", default="10,60", show_default=True)
 @click.option("--shape-tokens", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--shape-step", type=click.FloatRange(0.1, 10), default=2.0, show_default=True,
+              help="Seconds per step for the 0.6B shape (fewer steps: a 2-core CPU runs it far slower than real time).")
+@click.option("--flat-pause", type=click.FloatRange(0), default=0.2, show_default=True,
+              help="Pause between the utterances of the compute-per-second streams: shorter than the turn detector's "
+                   "silence, so turns run to their limit (continuous speech).")
 @click.option("--streams", default="", help="Concurrent WebSocket streams to try, e.g. 4,8,16,24.")
 @click.option("--stream-seconds", type=click.FloatRange(5), default=30.0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--force", is_flag=True, help="Replace --json if it exists.")
 def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape_engine, shape_lengths, shape_tokens,
-         streams, stream_seconds, json_out, force):
+         shape_step, flat_pause, streams, stream_seconds, json_out, force):
     from qasr.assets import EVAL_MANIFEST, shipped
     from qasr.errors import QasrError
     from qasr.runtime.audio import load_audio
@@ -255,23 +261,24 @@ def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape
         report["long"][policy] = {"wer": w, "turns": len(run.turn_texts()), "compute_per_audio_s": run.compute / run.audio}
 
     # 3: compute per audio second against stream length
-    click.echo("\n## Compute per audio second against the stream's length\n")
-    click.echo("| engine | stream (s) | steps | frames encoded per audio s | prompt tokens per step | compute s per audio s "
-               "| vs the shortest |\n|---|---|---|---|---|---|---|")
+    click.echo(f"\n## Compute per audio second against the stream's length (utterances joined with {flat_pause:g} s "
+               "pauses: continuous speech, turns run to their limit)\n")
+    click.echo("| engine | stream (s) | step (s) | steps | frames encoded per audio s | prompt tokens per step | compute s per audio s "
+               "| vs the shortest |\n|---|---|---|---|---|---|---|---|")
     report["flat"] = []
-    shapes = [(engine_dir, engine, lengths, None)]
+    shapes = [(engine_dir, engine, lengths, None, step)]
     if shape_engine:
         shapes.append((shape_engine, Engine(shape_engine), shape_lengths,
-                       DecodeOptions(max_new_tokens=shape_tokens, min_new_tokens=shape_tokens)))
-    for name, eng, lens, decode in shapes:
+                       DecodeOptions(max_new_tokens=shape_tokens, min_new_tokens=shape_tokens), shape_step))
+    for name, eng, lens, decode, every in shapes:
         first = None
         for seconds in lens:
-            samples, _ = joined(utterances, seconds=seconds)
-            run = stream_audio(eng, samples, policies[0], step, decode)
+            samples, _ = joined(utterances, seconds=seconds, pause=flat_pause)
+            run = stream_audio(eng, samples, policies[0], every, decode)
             per = run.compute / run.audio
             first = first or per
             s = run.stats
-            click.echo(f"| {name} | {seconds:g} | {s['steps']} | {s['encoded_frames'] / run.audio:.0f} | "
+            click.echo(f"| {name} | {seconds:g} | {every:g} | {s['steps']} | {s['encoded_frames'] / run.audio:.0f} | "
                        f"{s['prompt_tokens'] / max(1, s['steps']):.0f} | {per:.3f} | {per / first:.2f}x |")
             report["flat"].append({"engine": str(name), "seconds": seconds, **s, "compute_per_audio_s": per})
             click.echo(f"  {name}: {seconds:g} s streamed", err=True)

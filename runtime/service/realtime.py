@@ -207,6 +207,7 @@ class RealtimeConnection:
                 await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item,
                                  "content_index": 0, "delta": event.text})
             elif event.kind == COMPLETED:
+                self.service.metrics.audio_seconds.inc(max(0.0, event.end - event.start))
                 await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
                                  "content_index": 0, "transcript": event.text})
                 self.items.pop(event.turn, None)

@@ -263,7 +263,7 @@ def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape
     # 3: compute per audio second against stream length
     click.echo(f"\n## Compute per audio second against the stream's length (utterances joined with {flat_pause:g} s "
                "pauses: continuous speech, turns run to their limit)\n")
-    click.echo("| engine | stream (s) | step (s) | steps | frames encoded per audio s | prompt tokens per step | compute s per audio s "
+    click.echo("| engine | stream (s) | step (s) | steps | frames encoded per audio s | tokens prefilled per step | compute s per audio s "
                "| vs the shortest |\n|---|---|---|---|---|---|---|---|")
     report["flat"] = []
     shapes = [(engine_dir, engine, lengths, None, step)]

@@ -63,5 +63,18 @@ class DeviceKVCache:
         flat = self._flat[index].numpy()[first_row * row: (first_row + batch) * row]
         return flat.reshape(batch, self.kv_heads, capacity, self.head_dim)
 
+    def host_view(self, index: int, batch: int, capacity: int, first_row: int = 0) -> np.ndarray:
+        """Buffer `index` as a writable numpy view [batch, kv_heads, capacity, head_dim] (a CPU cache only)."""
+        import ctypes
+
+        if self.device[0] != "cpu":
+            raise QasrError("a device cache on CUDA has no host view")
+        flat = self._flat[index]
+        count = self.slots * self.kv_heads * self.head_dim
+        cells = ({4: ctypes.c_float, 2: ctypes.c_uint16}[self.dtype.itemsize] * count).from_address(flat.data_ptr())
+        row = self.kv_heads * capacity * self.head_dim
+        array = np.frombuffer(cells, dtype=self.dtype)[first_row * row: (first_row + batch) * row]
+        return array.reshape(batch, self.kv_heads, capacity, self.head_dim)
+
     def nbytes(self) -> int:
         return sum(flat.tensor_size_in_bytes() for flat in self._flat)

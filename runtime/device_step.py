@@ -26,7 +26,7 @@ import numpy as np
 from qasr.exportformat import names
 from .device_cache import DeviceKVCache
 from qasr.errors import QasrError
-from .generate import PREFILL_CHUNK, DecoderShape, Observer, Prompt
+from .generate import PREFILL_CHUNK, DecoderShape, Observer, PrefixCache, Prompt
 
 
 @dataclass
@@ -169,7 +169,8 @@ class DeviceCacheRun:
         """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers.
         Prompts longer than the generator's prefill_chunk run row by row in chunks (each chunk attends to the cache the
         ones before it wrote), so a long prompt's attention never spans [tokens x tokens] at once."""
-        if max(len(p.ids) for p in prompts) > self.gen.prefill_chunk:
+        self.kept: list[PrefixCache | None] = [None] * len(prompts)
+        if max(len(p.ids) for p in prompts) > self.gen.prefill_chunk or any(p.reuse or p.keep for p in prompts):
             for row, prompt in enumerate(prompts):
                 self._prefill_row(row, prompt)
             return np.array([len(p.ids) - 1 for p in prompts], dtype=np.int32)
@@ -182,14 +183,24 @@ class DeviceCacheRun:
         return seqlens
 
     def _prefill_row(self, row: int, prompt: Prompt) -> None:
+        """One row in chunks. A prompt that brings an earlier call's cache (a CPU cache: host views) has it copied
+        into its row and starts after it; one that asks to keep its first tokens' cache gets a copy of them."""
         ids, audio, _ = self.gen.shape.pad_prompts([prompt], left=False)
         length, chunk = ids.shape[1], self.gen.prefill_chunk
-        for lo in range(0, length, chunk):
+        start = prompt.reused()
+        if start:
+            for index, kv in enumerate(prompt.reuse.kv):
+                self.cache.host_view(index, 1, self.capacity, row)[0, :, :start] = kv[:, :start]
+        for lo in range(start, length, chunk):
             hi = min(length, lo + chunk)   # the first chunk is a first prompt (S == total), the rest follow it
             self._run_prefill({names.INPUT_IDS: ids[:, lo:hi], names.DECODER_AUDIO_EMBEDS: audio[:, lo:hi],
                                names.SEQLENS_K: np.array([hi - 1], dtype=np.int32),
                                names.TOTAL_SEQUENCE_LENGTH: np.array([hi], dtype=np.int32),
                                names.LAST_TOKEN_INDEX: np.array([hi - lo - 1], dtype=np.int64)}, first_row=row)
+        if prompt.keep:
+            self.kept[row] = PrefixCache(prompt.keep, tuple(
+                self.cache.host_view(i, 1, self.capacity, row)[0, :, :prompt.keep].copy()
+                for i in range(len(self.gen.past_names))))
 
     def _run_prefill(self, feeds: dict[str, np.ndarray], first_row: int = 0) -> None:
         """One prefill run of rows first_row.. (as many as `feeds` holds): host feeds in, the cache rows written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,12 @@ class Engine:
         return self.decoder.providers
 
     @property
+    def reuses_prefixes(self) -> bool:
+        """Whether a prompt may bring back an earlier call's cache (Prompt.reuse): host caches, and device caches on
+        the CPU (a CUDA cache would need device copies, not written yet)."""
+        return self.attention != names.ATTENTION_GQA or self.cache.device[0] == "cpu"
+
+    @property
     def cache_slot_bytes(self) -> int:
         """Bytes of KV cache one token of one row takes (all layers, keys and values)."""
         c = self.cache
@@ -183,5 +190,5 @@ class Engine:
             if min(room) < 1:
                 raise QasrError(f"a prompt of {max(len(p.ids) for p in prompts)} tokens does not fit this export's "
                                 f"{self.max_positions} positions (asr-export --max-positions)")
-            prompts = [Prompt(p.ids, p.audio_embeds, min(p.budget, r)) for p, r in zip(prompts, room)]
+            prompts = [replace(p, budget=min(p.budget, r)) for p, r in zip(prompts, room)]
         return self.generator.generate(prompts, options, on_step=on_step)

@@ -29,10 +29,20 @@ PREFILL_CHUNK = 1024
 Observer = Callable[[str, dict], None]   # (graph name, host copies of one run's feeds): calibration records them
 
 
+@dataclass(frozen=True)
+class PrefixCache:
+    """The keys and values a prompt's first `tokens` tokens left in the cache: [key_0, value_0, ...], each
+    [kv_heads, tokens, head_dim] on the host. A later prompt that starts with the same tokens (and embeddings)
+    hands it back and only the rest of it is prefilled (live streams: the audio before the open window)."""
+    tokens: int
+    kv: tuple[np.ndarray, ...]
+
+
 @dataclass
 class Generation:
     tokens: list[int]     # generated ids, EOS excluded
     stop_reason: str      # eos | budget | repetition
+    kept: PrefixCache | None = None   # the prompt's first `keep` tokens' cache, when asked
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,12 @@ class Prompt:
     ids: list[int]
     audio_embeds: np.ndarray   # [audio tokens, hidden], in placeholder order
     budget: int
+    reuse: PrefixCache | None = None   # the cache of the first reuse.tokens ids, from an earlier call
+    keep: int = 0                      # hand back the cache of the first `keep` ids (Generation.kept)
+
+    def reused(self) -> int:
+        """How many leading ids need no prefill (at least one id is always run, for the first logits)."""
+        return min(self.reuse.tokens, len(self.ids) - 1) if self.reuse is not None else 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ class Run(Protocol):
     def set_bias(self, bias: np.ndarray) -> None: ...      # the graph's logit_bias (graph_chooses only)
     def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None: ...
     def summary(self) -> dict: ...
+    kept: list[PrefixCache | None]                         # per row: the cache its prompt asked to keep
 
 
 class Steps(Protocol):
@@ -155,7 +172,7 @@ class Generator:
             run.feed(chosen, live, step)
             steps += 1
         self.last_run = {"batch": batch, "decode_steps": steps, **run.summary(), "host_filters": rules.needs_logits}
-        return [Generation(t, r or BUDGET) for t, r in zip(tokens, reasons)]
+        return [Generation(t, r or BUDGET, k) for t, r, k in zip(tokens, reasons, run.kept)]
 
     def _advance(self, tokens: list[int], token: int, budget: int, options: DecodeOptions) -> str | None:
         """Append `token` to a live row; return why the row stops now, or None."""

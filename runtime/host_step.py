@@ -11,7 +11,7 @@ import numpy as np
 
 from qasr.exportformat import names
 
-from .generate import PREFILL_CHUNK, DecoderShape, Observer, Prompt
+from .generate import PREFILL_CHUNK, DecoderShape, Observer, PrefixCache, Prompt
 from .kv_cache import KVCache
 from .session import Runner
 
@@ -58,22 +58,32 @@ class HostCacheRun:
         self._logits = np.empty((batch, shape.vocab), dtype=np.float32)
         self.presents = [np.empty((batch, cache.kv_heads, 1, cache.head_dim), dtype=shape.dtype)
                          for _ in range(2 * cache.layers)]
-        self._prefill(ids, audio, capacity)
+        self._prefill(ids, audio, capacity, prompts)
         self.rows, self.capacity = batch, capacity
 
-    def _prefill(self, ids: np.ndarray, audio: np.ndarray, capacity: int) -> None:
+    def _prefill(self, ids: np.ndarray, audio: np.ndarray, capacity: int, prompts: list[Prompt]) -> None:
         """The prompt runs in chunks, each attending to the cache the chunks before it wrote: a long prompt never
-        makes a [tokens x tokens] score matrix (memory linear in its length)."""
+        makes a [tokens x tokens] score matrix (memory linear in its length). A prompt that brings an earlier
+        call's cache for its first tokens has them copied in; the chunks start after the shortest such prefix
+        (positions another row has cached are run again and written with the same values)."""
         steps = self.steps
         length = ids.shape[1]
+        reused = [p.reused() for p in prompts]
+        start = min(int(pad) + n for pad, n in zip(self.pads, reused))
+        for row, (prompt, n) in enumerate(zip(prompts, reused)):
+            if n:
+                pad = int(self.pads[row])
+                for buf, kv in zip(self.cache, prompt.reuse.kv):
+                    buf[row, :, pad: pad + n] = kv[:, :n]
+                self.past_mask[row, pad: min(pad + n, start)] = True
         positions = np.arange(length)[None, :]
         feeds = {names.INPUT_IDS: ids, names.DECODER_AUDIO_EMBEDS: audio,
                  names.POSITION_IDS: np.maximum(positions - self.pads[:, None], 0),
                  names.NEW_MASK: positions >= self.pads[:, None]}
         chunk_len = min(steps.prefill_chunk, max(64, PREFILL_SCORES // capacity))
-        if length <= steps.prefill_chunk and length * capacity <= 4 * PREFILL_SCORES:
-            chunk_len = length   # short prompts in one run
-        for lo in range(0, length, chunk_len):
+        if length - start <= steps.prefill_chunk and (length - start) * capacity <= 4 * PREFILL_SCORES:
+            chunk_len = length - start   # short prompts in one run
+        for lo in range(start, length, chunk_len):
             hi = min(length, lo + chunk_len)
             chunk = {name: value[:, lo:hi] for name, value in feeds.items()}
             chunk.update({names.PAST_MASK: self.past_mask, **dict(zip(steps.past_names, self.cache))})
@@ -82,6 +92,8 @@ class HostCacheRun:
                 buf[:, :, lo:hi] = out[name]
             self.past_mask[:, lo:hi] = chunk[names.NEW_MASK]
         self.offset = length
+        self.kept = [PrefixCache(p.keep, tuple(buf[row, :, pad: pad + p.keep].copy() for buf in self.cache))
+                     if p.keep else None for row, (p, pad) in enumerate(zip(prompts, self.pads.tolist()))]
 
     def logits(self) -> np.ndarray:
         return self._logits

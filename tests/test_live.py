@@ -300,3 +300,39 @@ def test_asr_transcribe_live_replays_a_file(shipped_export):
                           (("--live", "--format", "srt"), "--live prints text (txt) or events (json), not srt")):
         failed = _cli("--engine", str(shipped_export), *args, str(CALL))
         assert failed.returncode == 2 and failed.stderr.strip() == f"error: {message}"
+
+
+def _reuse_matches(engine, waves) -> None:
+    """A prompt that brings back the cache an earlier call kept for its first tokens decodes exactly as the same
+    prompt prefilled whole, alone and in a batch beside a prompt without one; the kept cache equals a fresh one."""
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import DecodeOptions
+
+    x = waves[25.3]
+    embeds = engine.encode([engine.features(x)])[0]
+    ids = engine.prompts.build(len(embeds), "", None)
+    keep = ids.index(engine.prompts.audio_token_id) + 2 * engine.audio_tokens(engine.window_frames)
+    options = DecodeOptions(max_new_tokens=12, min_new_tokens=12)
+    first = engine.generate([Prompt(ids, embeds, 12, keep=keep)], options)[0]
+    assert first.kept is not None and first.kept.tokens == keep
+    longer = ids + first.tokens[:3]
+    plain = engine.generate([Prompt(longer, embeds, 12, keep=keep)], options)[0]
+    reused = engine.generate([Prompt(longer, embeds, 12, reuse=first.kept)], options)[0]
+    assert reused.tokens == plain.tokens
+    for a, b in zip(first.kept.kv, plain.kept.kv):
+        assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max())
+    other_embeds = engine.encode([engine.features(waves[7.3])])[0]
+    other = Prompt(engine.prompts.build(len(other_embeds), "", None), other_embeds, 12)
+    alone = engine.generate([other], options)[0]
+    both = engine.generate([Prompt(longer, embeds, 12, reuse=first.kept), other], options)
+    assert [g.tokens for g in both] == [plain.tokens, alone.tokens]
+
+
+def test_decoder_prefix_reuse_standard_decoder(engines, waves):
+    assert engines["original"].attention == "standard" and engines["original"].reuses_prefixes
+    _reuse_matches(engines["original"], waves)
+
+
+def test_decoder_prefix_reuse_fused_decoder(fused_engine, waves):
+    assert fused_engine.attention == "gqa" and fused_engine.reuses_prefixes
+    _reuse_matches(fused_engine, waves)

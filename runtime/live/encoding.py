@@ -34,6 +34,7 @@ class TurnEncoding:
         self.open_frames = 0
         self.encoded_frames = 0                    # frames encoded, all steps (compute accounting)
         self.reencoded = 0                         # kept windows encoded again after a floor change
+        self.changed_from = 0                      # the first kept window encoded again since the last step
         self._plan: list[tuple[int, float, float]] = []
 
     def append(self, samples: np.ndarray) -> None:
@@ -53,6 +54,7 @@ class TurnEncoding:
             complete = max(0, complete - 1)
         features = self.engine.features.floored(spec, peak)
         plan, work = [], []
+        self.changed_from = complete
         for index in range(complete + 1):
             lo, hi = index * w, min(frames, (index + 1) * w)
             kept = self.kept.get(index)
@@ -60,6 +62,7 @@ class TurnEncoding:
                 continue
             if index < complete and kept is not None:
                 self.reencoded += 1
+                self.changed_from = min(self.changed_from, index)
             plan.append((index, floor, float(spec[lo:hi].min())))
             work.append(features[:, lo:hi])
         self._plan = plan
@@ -81,6 +84,14 @@ class TurnEncoding:
     def embeddings(self) -> np.ndarray:
         parts = [self.kept[i].embeds for i in range(self._complete)] + [self.open]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    @property
+    def complete(self) -> int:
+        """Completed windows (all but the open one) as of the last pending()."""
+        return self._complete
+
+    def window_tokens(self) -> int:
+        return self.engine.audio_tokens(self.window)
 
     def audio_tokens(self) -> int:
         return self._complete * self.engine.audio_tokens(self.window) + self.engine.audio_tokens(self.open_frames)

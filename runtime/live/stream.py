@@ -22,7 +22,7 @@ import numpy as np
 from qasr.errors import QasrError
 
 from ..audio import is_silent
-from ..generate import Generation, Prompt
+from ..generate import Generation, PrefixCache, Prompt
 from ..prompt import parse_output, partial_text
 from ..stopping import DecodeOptions
 from ..vad import WINDOW
@@ -84,6 +84,8 @@ class _Turn:
         self.sound = False                              # any sample above digital silence yet
         self.speech = speech                            # any window voice activity called speech
         self.end: int | None = None                     # stream sample where it ended
+        self.prefix: PrefixCache | None = None          # the decoder cache of the prompt up to the open window
+        self.prefix_windows = 0                         # the completed windows it covers
 
     @property
     def samples(self) -> int:
@@ -100,12 +102,29 @@ class StepWork:
         self.stream, self.turn, self.final = stream, turn, final
         self.features = turn.encoding.pending()
         self.samples = turn.samples
+        self.windows, self.reused = 0, 0
 
     def prompt(self) -> Prompt:
+        """The official prompt over the turn's audio so far, then its confirmed tokens. The cache of the prompt up to
+        the open window is kept (the template's head and the completed windows' audio tokens do not change) and
+        brought back next step, so only the open window and what follows it are prefilled again."""
         stream, turn = self.stream, self.turn
-        ids = stream.engine.prompts.build(turn.encoding.audio_tokens(), stream.options.context, stream.options.language)
+        encoding = turn.encoding
+        ids = stream.engine.prompts.build(encoding.audio_tokens(), stream.options.context, stream.options.language)
         budget = stream.options.decode.budget(self.samples / stream.rate) - len(turn.confirmed)
-        return Prompt(ids + turn.confirmed, turn.encoding.embeddings(), max(budget, 8))
+        reuse, keep = None, 0
+        if stream.engine.reuses_prefixes:
+            window = encoding.window_tokens()
+            if turn.prefix is not None:   # what is still the same: up to the first window encoded again
+                still = stream.head + min(turn.prefix_windows, encoding.changed_from) * window
+                if still > stream.head:
+                    reuse = PrefixCache(still, tuple(kv[:, :still] for kv in turn.prefix.kv))
+            if not self.final and encoding.complete:
+                keep = stream.head + encoding.complete * window
+        self.windows = encoding.complete
+        prompt = Prompt(ids + turn.confirmed, encoding.embeddings(), max(budget, 8), reuse=reuse, keep=keep)
+        self.reused = prompt.reused()
+        return prompt
 
 
 class LiveStream:
@@ -116,6 +135,8 @@ class LiveStream:
         self.max_turn = int((options.max_turn_seconds or min(limit, LIVE_TURN_SECONDS)) * self.rate)
         self.step = int(options.step_seconds * self.rate)
         self.policy = Policy(options.policy, WordStarts(engine.prompts.tokenizer), options.rollback_tokens)
+        # prompt ids before the first audio placeholder: the part of every prompt that never changes
+        self.head = engine.prompts.build(1, options.context, options.language).index(engine.prompts.audio_token_id)
         detect = options.turn_detection
         self.vad = StreamingVad(vad) if detect else None
         self.tracker = TurnTracker(detect) if detect else None
@@ -128,7 +149,7 @@ class LiveStream:
         self.turns = 0
         self.events: list[LiveEvent] = []
         self.stats = {"steps": 0, "final_steps": 0, "encoded_frames": 0, "prompt_tokens": 0, "generated": 0,
-                      "reencoded_windows": 0}
+                      "reencoded_windows": 0, "reused_tokens": 0}
 
     # -- audio in ----------------------------------------------------------------------------------------
     def ingest(self, samples: np.ndarray) -> None:
@@ -270,9 +291,14 @@ class LiveStream:
         self.stats["steps"] += 1
         self.stats["final_steps"] += work.final
         self.stats["encoded_frames"] += sum(f.shape[1] for f in work.features)
-        self.stats["prompt_tokens"] += turn.encoding.audio_tokens() + len(turn.confirmed)
+        self.stats["prompt_tokens"] += turn.encoding.audio_tokens() + len(turn.confirmed) - work.reused
         self.stats["generated"] += len(generation.tokens)
         turn.stepped_at = work.samples
+        if generation.kept is not None:
+            turn.prefix, turn.prefix_windows = generation.kept, work.windows
+        elif work.final:
+            turn.prefix = None
+        self.stats["reused_tokens"] += work.reused
         hypothesis = generation.tokens
         if work.final:
             tokens = turn.confirmed + hypothesis

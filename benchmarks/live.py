@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -55,13 +55,15 @@ class LiveRun:
         return " ".join(t for t in self.turn_texts() if t)
 
 
-def stream_audio(engine, samples: np.ndarray, policy: str, step: float, decode=None, chunk: float = 0.1) -> LiveRun:
+def stream_audio(engine, samples: np.ndarray, policy: str, step: float, decode=None, chunk: float = 0.1,
+                 reuse: bool = True, vad: bool = True) -> LiveRun:
     """Feed `samples` (16 kHz) in `chunk` pieces as fast as the session takes them; stamp each event."""
     from qasr.runtime.live.session import LiveSession
     from qasr.runtime.live.stream import LiveOptions
     from qasr.runtime.stopping import DecodeOptions
 
-    session = LiveSession(engine, LiveOptions(policy=policy, step_seconds=step, decode=decode or DecodeOptions()))
+    options = LiveOptions(policy=policy, step_seconds=step, decode=decode or DecodeOptions(), reuse_prefix=reuse)
+    session = LiveSession(engine, options if vad else replace(options, turn_detection=None))
     run = LiveRun(audio=len(samples) / 16000)
     size = int(16000 * chunk)
     pieces = [samples[i:i + size] for i in range(0, len(samples), size)]
@@ -166,6 +168,8 @@ def machine_line() -> str:
 @click.option("--shape-tokens", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--shape-step", type=click.FloatRange(0.1, 10), default=2.0, show_default=True,
               help="Seconds per step for the 0.6B shape (fewer steps: a 2-core CPU runs it far slower than real time).")
+@click.option("--compare-reuse", is_flag=True,
+              help="Also run the compute-per-second streams with every step prefilling the whole prompt.")
 @click.option("--flat-pause", type=click.FloatRange(0), default=0.2, show_default=True,
               help="Pause between the utterances of the compute-per-second streams: shorter than the turn detector's "
                    "silence, so turns run to their limit (continuous speech).")
@@ -174,7 +178,7 @@ def machine_line() -> str:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--force", is_flag=True, help="Replace --json if it exists.")
 def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape_engine, shape_lengths, shape_tokens,
-         shape_step, flat_pause, streams, stream_seconds, json_out, force):
+         shape_step, compare_reuse, flat_pause, streams, stream_seconds, json_out, force):
     from qasr.assets import EVAL_MANIFEST, shipped
     from qasr.errors import QasrError
     from qasr.runtime.audio import load_audio
@@ -217,20 +221,22 @@ def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape
         points.append(recognition_points(transcriber, audio, normalise(text).split()))
         click.echo(f"  word ends estimated {i + 1}/{len(audios)}", err=True) if (i + 1) % 20 == 0 else None
     rows = [("offline", wer(truth, offline), None, None, None, None, offline_time / sum(len(a) for a in audios) * 16000)]
-    for policy in policies:
+    for policy, vad in [(p, v) for v in (True, False) for p in policies]:
         runs = []
         for i, audio in enumerate(audios):
-            runs.append(stream_audio(engine, audio, policy, step))
+            runs.append(stream_audio(engine, audio, policy, step, vad=vad))
             if (i + 1) % 20 == 0:
                 click.echo(f"  {policy}: {i + 1}/{len(audios)} streamed", err=True)
         live = [r.text() for r in runs]
         words = [x for r, p in zip(runs, points) for x in word_latencies(r, p)]
         ends = [x for r in runs for x in turn_end_latencies(r)]
         compute = sum(r.compute for r in runs) / sum(r.audio for r in runs)
-        rows.append((policy, wer(truth, live), percentile(words, 50), percentile(words, 95), percentile(ends, 50),
+        name = f"{policy}, {'server_vad turns' if vad else 'one commit at the end'}"
+        rows.append((name, wer(truth, live), percentile(words, 50), percentile(words, 95), percentile(ends, 50),
                      percentile(ends, 95), compute))
-        report[f"utterances_{policy}"] = {"wer": rows[-1][1], "word_latency": words, "turn_end_latency": ends,
-                                          "compute_per_audio_s": compute}
+        report[f"utterances_{policy}_{'vad' if vad else 'commit'}"] = {
+            "wer": rows[-1][1], "word_latency": words, "turn_end_latency": ends, "compute_per_audio_s": compute,
+            "turns": sum(len(r.turn_texts()) for r in runs)}
     click.echo("## Each held-out utterance streamed alone\n")
     click.echo("| system | WER % | vs offline (pp) | word latency median / p95 (s) | turn end to text median / p95 (s) "
                "| compute s per audio s |\n|---|---|---|---|---|---|")
@@ -263,25 +269,28 @@ def main(engine_dir, manifest, limit, long_count, step, policies, lengths, shape
     # 3: compute per audio second against stream length
     click.echo(f"\n## Compute per audio second against the stream's length (utterances joined with {flat_pause:g} s "
                "pauses: continuous speech, turns run to their limit)\n")
-    click.echo("| engine | stream (s) | step (s) | steps | frames encoded per audio s | tokens prefilled per step | compute s per audio s "
-               "| vs the shortest |\n|---|---|---|---|---|---|---|---|")
+    click.echo("| engine | decoder cache kept | stream (s) | step (s) | steps | frames encoded per audio s | tokens prefilled per step | compute s per audio s "
+               "| vs the shortest |\n|---|---|---|---|---|---|---|---|---|")
     report["flat"] = []
     shapes = [(engine_dir, engine, lengths, None, step)]
     if shape_engine:
         shapes.append((shape_engine, Engine(shape_engine), shape_lengths,
                        DecodeOptions(max_new_tokens=shape_tokens, min_new_tokens=shape_tokens), shape_step))
     for name, eng, lens, decode, every in shapes:
-        first = None
-        for seconds in lens:
-            samples, _ = joined(utterances, seconds=seconds, pause=flat_pause)
-            run = stream_audio(eng, samples, policies[0], every, decode)
-            per = run.compute / run.audio
-            first = first or per
-            s = run.stats
-            click.echo(f"| {name} | {seconds:g} | {every:g} | {s['steps']} | {s['encoded_frames'] / run.audio:.0f} | "
-                       f"{s['prompt_tokens'] / max(1, s['steps']):.0f} | {per:.3f} | {per / first:.2f}x |")
-            report["flat"].append({"engine": str(name), "seconds": seconds, **s, "compute_per_audio_s": per})
-            click.echo(f"  {name}: {seconds:g} s streamed", err=True)
+        for reuse in ((True, False) if compare_reuse else (True,)):
+            first = None
+            for seconds in lens:
+                samples, _ = joined(utterances, seconds=seconds, pause=flat_pause)
+                run = stream_audio(eng, samples, policies[0], every, decode, reuse=reuse)
+                per = run.compute / run.audio
+                first = first or per
+                s = run.stats
+                click.echo(f"| {name} | {'yes' if reuse else 'no'} | {seconds:g} | {every:g} | {s['steps']} | "
+                           f"{s['encoded_frames'] / run.audio:.0f} | {s['prompt_tokens'] / max(1, s['steps']):.0f} | "
+                           f"{per:.3f} | {per / first:.2f}x |")
+                report["flat"].append({"engine": str(name), "reuse": reuse, "seconds": seconds, **s,
+                                       "compute_per_audio_s": per})
+                click.echo(f"  {name}: {seconds:g} s streamed", err=True)
 
     # 4: concurrency through the service
     if counts:

@@ -336,3 +336,20 @@ def test_decoder_prefix_reuse_standard_decoder(engines, waves):
 def test_decoder_prefix_reuse_fused_decoder(fused_engine, waves):
     assert fused_engine.attention == "gqa" and fused_engine.reuses_prefixes
     _reuse_matches(fused_engine, waves)
+
+
+def test_live_steps_with_the_kept_cache_equal_steps_without(engine, held_out):
+    """Turns of up to 20 s without turn detection: completed windows exist, their decoder cache is brought back
+    each step, and every event is the same as with the whole prompt prefilled at every step."""
+    from qasr.runtime.live.session import LiveSession
+    from qasr.runtime.live.stream import LiveOptions
+
+    audios, _ = held_out
+    x = np.concatenate([np.concatenate([a, np.zeros(3200, np.float32)]) for a in audios])
+    runs = {}
+    for reuse in (True, False):
+        session = LiveSession(engine, LiveOptions(turn_detection=None, max_turn_seconds=20, reuse_prefix=reuse))
+        runs[reuse] = ([(e.kind, e.turn, e.text) for e in _events(session, x)], dict(session.stream.stats))
+    assert runs[True][0] == runs[False][0]
+    assert runs[True][1]["reused_tokens"] > 0 and runs[False][1]["reused_tokens"] == 0
+    assert runs[True][1]["prompt_tokens"] < 0.7 * runs[False][1]["prompt_tokens"]

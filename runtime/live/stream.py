@@ -46,6 +46,7 @@ class LiveOptions:
     step_seconds: float = 0.5                    # a decode step per this much new audio
     rollback_tokens: int = 5                     # rollback: unconfirmed tokens at the end of each hypothesis
     max_turn_seconds: float | None = None        # None: the model's segment limit, at most LIVE_TURN_SECONDS
+    reuse_prefix: bool = True                    # bring back the decoder cache up to the open window (when the engine can)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def check(self) -> "LiveOptions":
@@ -113,7 +114,7 @@ class StepWork:
         ids = stream.engine.prompts.build(encoding.audio_tokens(), stream.options.context, stream.options.language)
         budget = stream.options.decode.budget(self.samples / stream.rate) - len(turn.confirmed)
         reuse, keep = None, 0
-        if stream.engine.reuses_prefixes:
+        if stream.options.reuse_prefix and stream.engine.reuses_prefixes:
             window = encoding.window_tokens()
             if turn.prefix is not None:   # what is still the same: up to the first window encoded again
                 still = stream.head + min(turn.prefix_windows, encoding.changed_from) * window

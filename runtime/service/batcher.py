@@ -44,6 +44,7 @@ class _Request:
 class _LiveRequest:
     work: object                 # runtime.live.stream.StepWork
     future: asyncio.Future
+    started: bool = False        # taken into a batch (from then on it runs; before, cancelling drops it)
 
 
 class DynamicBatcher:
@@ -78,15 +79,16 @@ class DynamicBatcher:
         self.metrics.queue_depth.set(self.queue.qsize())
         return future
 
-    def submit_live(self, work) -> asyncio.Future:
-        """Queue one live stream's decode step; the future gets its Generation (apply it on the event loop)."""
-        future = asyncio.get_running_loop().create_future()
+    def submit_live(self, work) -> _LiveRequest:
+        """Queue one live stream's decode step; its future gets the Generation (apply it on the event loop). Until the
+        batcher takes it (`started`), cancelling the future drops the step."""
+        request = _LiveRequest(work, asyncio.get_running_loop().create_future())
         try:
-            self.queue.put_nowait(_LiveRequest(work, future))
+            self.queue.put_nowait(request)
         except asyncio.QueueFull:
             raise QueueFull from None
         self.metrics.queue_depth.set(self.queue.qsize())
-        return future
+        return request
 
     async def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         loop = asyncio.get_running_loop()
@@ -127,6 +129,9 @@ class DynamicBatcher:
             batch, stopping = await self._collect(first)
             self.metrics.queue_depth.set(self.queue.qsize())
             batch = [r for r in batch if not r.future.done()]  # timed out or disconnected meanwhile
+            for request in batch:
+                if isinstance(request, _LiveRequest):
+                    request.started = True
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))

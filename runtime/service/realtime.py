@@ -68,6 +68,7 @@ class RealtimeConnection:
         self.items: dict[int, str] = {}          # turn -> item id
         self.last_item: str | None = None
         self.stepping: asyncio.Task | None = None
+        self.inflight = None                     # the step queued or running (batcher._LiveRequest)
         self.closed = False
 
     # -- the session -----------------------------------------------------------------------------------
@@ -223,21 +224,34 @@ class RealtimeConnection:
             while not self.closed and (work := self.stream.work()) is not None:
                 await self.flush()   # completed events of turns with nothing to decode
                 try:
-                    future = self.service.batcher.submit_live(work)
+                    self.inflight = self.service.batcher.submit_live(work)
                 except QueueFull:
                     await asyncio.sleep(self.service.settings.retry_after_s / 10)
                     continue
-                try:
-                    generation = await future
-                except Exception as exc:   # an engine failure fails this step's turn, not the connection
-                    log.exception("live step failed")
-                    await self.error(f"transcription failed: {exc}", "transcription_failed", kind="server_error")
+                future = self.inflight.future
+                await asyncio.wait({future})
+                self.inflight = None
+                if future.cancelled():   # a partial step dropped before it ran: a turn ended, its final goes first
+                    continue
+                if future.exception() is not None:   # an engine failure fails this step, not the connection
+                    log.error("live step failed: %s", future.exception())
+                    await self.error(f"transcription failed: {future.exception()}", "transcription_failed",
+                                     kind="server_error")
                     return
-                self.stream.apply(work, generation)
+                self.stream.apply(work, future.result())
                 await self.flush()
             await self.flush()
         finally:
             self.stepping = None
+            if self.inflight is not None:
+                self.inflight.future.cancel()
+                self.inflight = None
+
+    def hurry(self) -> None:
+        """A turn just ended: a partial step still waiting in the queue is dropped, so the final step goes next."""
+        request = self.inflight
+        if request is not None and not request.started and not request.work.final and self.stream.closing:
+            request.future.cancel()
 
     # -- client events -------------------------------------------------------------------------------------
     async def handle(self, text: str) -> None:
@@ -256,12 +270,14 @@ class RealtimeConnection:
                                 if legacy else {"type": "session.updated", "session": self.session_object()})
             elif kind == "input_audio_buffer.append":
                 self.append(event.get("audio"))
+                self.hurry()
                 await self.flush()
                 self.kick()
             elif kind == "input_audio_buffer.commit":
                 if not self.stream.commit():
                     raise ProtocolError("the input audio buffer is empty; append audio before committing",
                                         "input_audio_buffer_commit_empty")
+                self.hurry()
                 await self.flush()
                 self.kick()
             elif kind == "input_audio_buffer.clear":

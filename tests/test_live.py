@@ -353,3 +353,11 @@ def test_live_steps_with_the_kept_cache_equal_steps_without(engine, held_out):
     assert runs[True][0] == runs[False][0]
     assert runs[True][1]["reused_tokens"] > 0 and runs[False][1]["reused_tokens"] == 0
     assert runs[True][1]["prompt_tokens"] < 0.7 * runs[False][1]["prompt_tokens"]
+
+
+def test_the_live_example_runs(shipped_export):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "live.py"), str(shipped_export), str(CALL)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == CALL_TEXT and lines[1].endswith(f"English] {CALL_TEXT}") and lines[1].startswith("[turn 0: 0.00-")

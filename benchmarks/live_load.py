@@ -28,6 +28,8 @@ from scipy.signal import resample_poly
 
 from qasr.reference.wer import normalise
 
+from .live_measures import PAUSE_SECONDS, percentile, recognition_points
+
 GOAL_WORD_MEDIAN, GOAL_END_MEDIAN = 1.5, 0.3
 
 
@@ -149,7 +151,6 @@ def _latencies(events, spans, points) -> tuple[list[float], list[float]]:
 
 
 def concurrency_table(engine_dir, utterances, counts: list[int], seconds: float, transcriber) -> list[dict]:
-    from .live import PAUSE_SECONDS, percentile, recognition_points
     from qasr.runtime.audio import load_audio
 
     click.echo(f"\n## Concurrent real-time streams (one asr-serve process, {seconds:g} s of held-out speech each)\n")

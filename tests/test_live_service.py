@@ -257,3 +257,27 @@ def test_sse_stream_without_a_language_sends_only_text(live):
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
     assert events[-1].type == "transcript.text.done" and events[-1].text == CALL_TEXT
     assert len(deltas) >= 2 and "".join(deltas) == CALL_TEXT
+
+
+def test_the_live_benchmark_prints_its_tables(shipped_export, tmp_path):
+    """python -m qasr.benchmarks.live end to end on a small slice (two utterances, one 6 s stream, two concurrent
+    WebSocket clients against an asr-serve process): every table, numbers in the JSON; a bad option is one line."""
+    import subprocess
+    import sys
+
+    report = tmp_path / "live.json"
+    command = [sys.executable, "-m", "qasr.benchmarks.live", "--engine", str(shipped_export), "--limit", "2",
+               "--long-count", "2", "--lengths", "6", "--policies", "agreement", "--streams", "2",
+               "--stream-seconds", "6", "--json", str(report)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for title in ("## Each held-out utterance streamed alone", "held-out utterances joined with 1 s pauses",
+                  "## Compute per audio second", "## Concurrent real-time streams"):
+        assert title in done.stdout
+    numbers = json.loads(report.read_text())
+    assert numbers["utterances"] == 2 and numbers["concurrency"][0]["streams"] == 2
+    assert numbers["concurrency"][0]["turns"] >= 1 and numbers["flat"][0]["steps"] > 0
+    refused = subprocess.run(command[:5] + ["--policies", "eager"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "unknown policy 'eager'" in refused.stderr
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists; pass --force" in again.stderr

@@ -154,9 +154,11 @@ class Transcriber:
         self.sample_rate = engine.features.settings.sample_rate
 
     def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
-                   partial: dict[int, Callable[[str], None]] | None = None) -> list[Transcript]:
+                   partial: dict[int, Callable[[str], None]] | None = None, riders=None) -> list[Transcript]:
         """Each input is what qasr.runtime.inputs reads (a path, samples, bytes, ...). Bad inputs get `error`, others
-        go on. `partial` (streaming): {input index: called with that input's text so far, as it decodes}."""
+        go on. `partial` (streaming): {input index: called with that input's text so far, as it decodes}.
+        `riders` (runtime.live.runner.Riders, the service): live steps run in the first batch's encoder and decoder
+        calls; their results are left in riders.results (None when there was nothing to decode)."""
         if not isinstance(inputs, (list, tuple)) or is_pair(inputs):
             raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
         language = language_name(options.language, self.engine.languages)
@@ -170,7 +172,8 @@ class Transcriber:
         partials = _Partials(partial, jobs) if partial else None
         jobs.sort(key=lambda j: j.features.shape[1])
         for batch in self._batches(jobs, options):
-            self._run_batch(batch, language, options, partials)
+            self._run_batch(batch, language, options, partials, riders)
+            riders = None
         for transcript in transcripts:
             finish(transcript, language)
         return transcripts
@@ -211,14 +214,17 @@ class Transcriber:
             yield batch
 
     def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions,
-                   partials: _Partials | None = None) -> None:
+                   partials: _Partials | None = None, riders=None) -> None:
         engine = self.engine
-        embeds = engine.encode([j.features for j in jobs])
+        extra = riders.features() if riders is not None else []
+        embeds = engine.encode([j.features for j in jobs] + extra)
         prompts = [
             Prompt(engine.prompts.build(len(e), options.context, language), e,
                    options.decode.budget(j.end - j.start))
             for j, e in zip(jobs, embeds)
         ]
+        if riders is not None:
+            prompts += riders.prompts(embeds[len(jobs):])
         watched = [row for row, job in enumerate(jobs) if partials and job.source in partials.watchers]
 
         def on_step(tokens: list[list[int]]) -> None:
@@ -227,6 +233,8 @@ class Transcriber:
                 partials.update(jobs[row], text, finished=False)
 
         generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None)
+        if riders is not None:
+            riders.results = generations[len(jobs):]
         for job, generation in zip(jobs, generations):
             parsed = parse_output(engine.prompts.decode(generation.tokens), language, engine.languages)
             job.transcript.segments.append(

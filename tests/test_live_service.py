@@ -281,3 +281,38 @@ def test_the_live_benchmark_prints_its_tables(shipped_export, tmp_path):
     assert refused.returncode == 2 and "unknown policy 'eager'" in refused.stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "exists; pass --force" in again.stderr
+
+
+def test_file_segments_and_live_steps_share_one_encoder_and_decoder_call(shipped_export):
+    """A batch holding a file request and two streams' steps: the steps ride in the file's encoder and decoder
+    calls, and every result equals what each gets alone."""
+    import asyncio
+
+    from qasr.runtime.engine import Engine
+    from qasr.runtime.live.runner import run_work
+    from qasr.runtime.live.stream import LiveOptions, LiveStream, StepWork
+    from qasr.runtime.service.batcher import DynamicBatcher, _LiveRequest, _Request
+    from qasr.runtime.service.metrics import Metrics
+    from qasr.runtime.transcribe import TranscribeOptions, Transcriber
+
+    engine = Engine(shipped_export)
+    x = load_audio(CALL, 16000)
+    loop = asyncio.new_event_loop()
+
+    def steps() -> list[StepWork]:
+        works = []
+        for seconds in (1.5, 2.5):
+            stream = LiveStream(engine, LiveOptions(turn_detection=None))
+            stream.ingest(x[: int(seconds * 16000)])
+            works.append(stream.work())
+        return works
+
+    alone = run_work(engine, steps())
+    batcher = DynamicBatcher(Transcriber(engine), TranscribeOptions(), 8, 0.01, 8, Metrics())
+    batch = [_LiveRequest(w, loop.create_future()) for w in steps()]
+    batch.insert(1, _Request(x, 16000, None, "", loop.create_future()))
+    results = batcher._transcribe(batch)
+    loop.close()
+    assert batcher.joint_calls == 1
+    assert results[1].text == CALL_TEXT
+    assert [results[0].tokens, results[2].tokens] == [g.tokens for g in alone]

@@ -56,6 +56,7 @@ class DynamicBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qasr-engine")
         self.batch_sizes: list[int] = []   # every batch formed, in order (also in the metrics)
         self.batch_mix: list[tuple[int, int]] = []   # (file requests, live steps) of each batch
+        self.joint_calls = 0               # batches whose files and live steps shared the encoder and decoder calls
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -153,24 +154,32 @@ class DynamicBatcher:
                     request.future.set_result(result)
 
     def _transcribe(self, batch: list) -> list:
-        """Results in the batch's order: file requests by transcribe_requests, live steps by run_work."""
-        from ..live.runner import run_work
+        """Results in the batch's order. File requests by transcribe_requests; live steps ride in its first encoder
+        and decoder calls (run_work runs them alone when there is no file, or nothing of it to decode)."""
+        from ..live.runner import Riders, run_work
 
         files = [i for i, r in enumerate(batch) if isinstance(r, _Request)]
         live = [i for i, r in enumerate(batch) if isinstance(r, _LiveRequest)]
         results: list = [None] * len(batch)
-        if live:
-            works = [batch[i].work for i in live]
-            for i, generation in zip(live, run_work(self.transcriber.engine, works, self.options.decode)):
-                results[i] = generation
+        riders = Riders([batch[i].work for i in live]) if live else None
         if files:
-            for i, transcript in zip(files, transcribe_requests(self.transcriber, self.options, [batch[i] for i in files])):
+            done = transcribe_requests(self.transcriber, self.options, [batch[i] for i in files], riders)
+            for i, transcript in zip(files, done):
                 results[i] = transcript
+        joint = riders is not None and riders.results is not None and bool(files)
+        if riders is not None and riders.results is None:
+            riders.results = run_work(self.transcriber.engine, riders.works, self.options.decode)
+        if riders is not None:
+            for i, generation in zip(live, riders.results):
+                results[i] = generation
+        self.joint_calls += joint
         return results
 
 
-def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, batch: list[_Request]) -> list[Transcript]:
-    """One engine call per (language, context) group of a batch of requests."""
+def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, batch: list[_Request],
+                        riders=None) -> list[Transcript]:
+    """One engine call per (language, context) group of a batch of requests; `riders` (live steps) go along in the
+    first group's first batch."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, request in enumerate(batch):
         groups[(request.language, request.context)].append(i)
@@ -181,6 +190,8 @@ def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, ba
         group_options = replace(options, language=language, context=context)
         inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
         partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
-        for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None)):
+        for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None, riders)):
             results[i] = transcript
+        if riders is not None and riders.results is not None:
+            riders = None
     return results

@@ -53,20 +53,26 @@ def decode_bytes(data: bytes, sample_rate: int, name: str = "<bytes>") -> np.nda
 
 def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, name: str = "audio") -> np.ndarray:
     """Check samples ([frames] or [frames, channels]), downmix to mono and resample to `sample_rate`."""
+    data = mono(data, name)
+    if data.size == 0:
+        raise AudioError(f"{name}: the audio is empty (0 samples)")
+    if rate <= 0:
+        raise AudioError(f"{name}: invalid sample rate {rate}")
+    if rate != sample_rate:
+        data = resample(data, rate, sample_rate)
+    return data
+
+
+def mono(data, name: str = "audio") -> np.ndarray:
+    """Samples ([frames] or [frames, channels]) downmixed to mono float32; NaN or infinite samples refused."""
     data = np.asarray(data)
     if data.ndim == 2:
         data = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     elif data.ndim != 1:
         raise AudioError(f"{name}: expected samples as [frames] or [frames, channels], got shape {data.shape}")
-    if data.size == 0:
-        raise AudioError(f"{name}: the audio is empty (0 samples)")
     data = data.astype(np.float32, copy=False)
     if not np.isfinite(data).all():
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    if rate <= 0:
-        raise AudioError(f"{name}: invalid sample rate {rate}")
-    if rate != sample_rate:
-        data = resample(data, rate, sample_rate)
     return data
 
 

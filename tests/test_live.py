@@ -50,6 +50,8 @@ def test_resampling_in_pieces_equals_resampling_the_whole(source):
 def test_live_input_takes_int16_and_refuses_what_it_cannot_read():
     live = LiveInput(16000, 16000)
     assert live.push(np.array([16384, -32768], dtype=np.int16)).tolist() == [0.5, -1.0]
+    stereo = np.array([[16384, 0], [-32768, -32768]], dtype=np.int16)    # int16 is scaled before the downmix
+    assert live.push(stereo).tolist() == [0.25, -1.0]
     with pytest.raises(AudioError, match="NaN"):
         live.push(np.array([0.0, np.nan], dtype=np.float32))
     with pytest.raises(AudioError, match="float or int16"):

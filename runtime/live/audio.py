@@ -13,22 +13,17 @@ import numpy as np
 
 from qasr.errors import AudioError
 
+from ..audio import mono
+
 
 def as_float(samples, name: str = "audio") -> np.ndarray:
     """Mono float32 in [-1, 1] from int16 or float samples ([frames] or [frames, channels])."""
     data = np.asarray(samples)
-    if data.ndim == 2:
-        data = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if data.ndim != 1:
-        raise AudioError(f"{name}: expected samples as [frames] or [frames, channels], got shape {data.shape}")
     if data.dtype == np.int16:
-        return data.astype(np.float32) / 32768.0
-    if not np.issubdtype(data.dtype, np.floating):
+        data = data.astype(np.float32) / 32768.0
+    elif not np.issubdtype(data.dtype, np.floating):
         raise AudioError(f"{name}: samples must be float or int16, not {data.dtype}")
-    data = data.astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
-        raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    return data
+    return mono(data, name)
 
 
 class StreamResampler:

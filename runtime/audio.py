@@ -106,13 +106,14 @@ def split_points(samples: np.ndarray, sample_rate: int, max_seconds: float, sear
         target = start + limit
         lo = max(start + window, target - search)
         hi = min(len(samples) - window, target + search, start + limit)
-        region = samples[lo:hi + window].astype(np.float64) ** 2
-        if hi <= lo or len(region) < window:
-            cut = target
-        else:
-            energy = np.convolve(region, np.ones(window), mode="valid")
-            cut = lo + int(np.argmin(energy)) + window // 2
+        cut = target if hi <= lo else quietest(samples, lo, hi + window, window)
         bounds.append(cut)
         start = cut
     bounds.append(len(samples))
     return bounds
+
+
+def quietest(samples: np.ndarray, lo: int, hi: int, window: int) -> int:
+    """The middle of the quietest `window` samples (least energy) within samples[lo:hi]."""
+    energy = np.convolve(samples[lo:hi].astype(np.float64) ** 2, np.ones(window), mode="valid")
+    return lo + int(np.argmin(energy)) + window // 2

@@ -54,6 +54,12 @@ class LogMel:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """[n_mels, frames] float32 features of one utterance."""
+        log_spec = self.utterance_spectrum(samples)
+        return self.floored(log_spec, float(log_spec.max()))
+
+    def utterance_spectrum(self, samples: np.ndarray) -> np.ndarray:
+        """[frames, n_mels] log10 mel of one utterance (zero padded to min_samples, reflect padded, the last frame
+        dropped as the reference does), before the floor."""
         s = self.settings
         x = np.asarray(samples, dtype=np.float32)
         if len(x) < s.min_samples:
@@ -63,9 +69,8 @@ class LogMel:
         count = 1 + (len(x) - s.n_fft) // s.hop_length
         frames = np.lib.stride_tricks.as_strided(
             x, shape=(count - 1, s.n_fft), strides=(x.strides[0] * s.hop_length, x.strides[0]), writeable=False
-        )  # the last frame is dropped, as the reference does
-        log_spec = self.log_spectrum(frames)
-        return self.floored(log_spec, float(log_spec.max()))
+        )
+        return self.log_spectrum(frames)
 
     def log_spectrum(self, frames: np.ndarray) -> np.ndarray:
         """[count, n_mels] log10 mel power of windows of n_fft samples, before the utterance's floor."""

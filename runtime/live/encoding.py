@@ -40,10 +40,6 @@ class TurnEncoding:
     def append(self, samples: np.ndarray) -> None:
         self.mel.append(samples)
 
-    @property
-    def seconds(self) -> float:
-        return self.mel.seconds
-
     def pending(self) -> list[np.ndarray]:
         """Features ([n_mels, frames]) to encode now: changed or newly completed windows, then the open one."""
         spec, peak = self.mel.log_spectrum()
@@ -94,4 +90,4 @@ class TurnEncoding:
         return self.engine.audio_tokens(self.window)
 
     def audio_tokens(self) -> int:
-        return self._complete * self.engine.audio_tokens(self.window) + self.engine.audio_tokens(self.open_frames)
+        return self._complete * self.window_tokens() + self.engine.audio_tokens(self.open_frames)

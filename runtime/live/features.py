@@ -35,10 +35,6 @@ class StreamingLogMel:
         self.samples[self.count: need] = samples
         self.count = need
 
-    @property
-    def seconds(self) -> float:
-        return self.count / self.logmel.settings.sample_rate
-
     def _frames(self, lo: int, hi: int) -> np.ndarray:
         """Windows of frames lo..hi-1 of the reflect-padded signal received so far."""
         n = self.count
@@ -54,11 +50,7 @@ class StreamingLogMel:
         """([frames, n_mels] log10 mel of every frame so far, before the floor; their maximum)."""
         n = self.count
         if n < self.min_samples:   # offline pads a short utterance with zeros: no frame is final yet
-            x = self.samples[:self.min_samples] if len(self.samples) >= self.min_samples else \
-                np.pad(self.samples[:n], (0, self.min_samples - n))
-            x = x.copy()
-            x[n:] = 0.0
-            spec = self._padded_spectrum(x)
+            spec = self.logmel.utterance_spectrum(self.samples[:n])
             return spec, float(spec.max())
         total = n // self.hop
         final = min(total, max(0, (n - self.half) // self.hop + 1))
@@ -75,11 +67,3 @@ class StreamingLogMel:
         spec = self.spec[:final] if tail is None else np.concatenate([self.spec[:final], tail])
         peak = self.peak if tail is None else max(self.peak, float(tail.max()))
         return spec, peak
-
-    def _padded_spectrum(self, x: np.ndarray) -> np.ndarray:
-        padded = np.pad(x, (self.half, self.half), mode="reflect")
-        count = 1 + (len(padded) - self.n_fft) // self.hop
-        frames = np.lib.stride_tricks.as_strided(padded, shape=(count - 1, self.n_fft),
-                                                 strides=(padded.strides[0] * self.hop, padded.strides[0]),
-                                                 writeable=False)
-        return self.logmel.log_spectrum(frames)

@@ -21,11 +21,11 @@ import numpy as np
 
 from qasr.errors import QasrError
 
-from ..audio import is_silent
+from ..audio import is_silent, quietest
 from ..generate import Generation, PrefixCache, Prompt
 from ..prompt import parse_output, partial_text
 from ..stopping import DecodeOptions
-from ..vad import WINDOW
+from ..vad import WINDOW, trim_leading_silence
 from .encoding import TurnEncoding
 from .policy import POLICIES, Policy, WordStarts
 from .turns import StreamingVad, TurnDetection, TurnTracker
@@ -197,12 +197,12 @@ class LiveStream:
 
     def _append(self, turn: _Turn, samples: np.ndarray) -> None:
         if not turn.sound:   # digital silence before the first sound carries nothing (and the model hears words in it)
-            loud = np.flatnonzero(np.abs(samples) >= SILENCE)
-            if not len(loud):
+            kept = trim_leading_silence(samples, 0, len(samples), SILENCE)
+            if kept is None:
                 turn.start += len(samples)
                 return
-            turn.start += int(loud[0])
-            samples = samples[loud[0]:]
+            turn.start += kept[0]
+            samples = samples[kept[0]:]
             turn.sound = True
         turn.encoding.append(samples)
         if turn.samples >= self.max_turn:
@@ -213,8 +213,7 @@ class LiveStream:
         audio = turn.audio()
         frame = self.rate // 50
         lo = max(len(audio) // 2, len(audio) - 2 * self.step)
-        energy = [float(np.square(audio[i:i + frame]).mean()) for i in range(lo, len(audio) - frame + 1, frame)]
-        cut = lo + int(np.argmin(energy)) * frame + frame // 2 if energy else len(audio)
+        cut = quietest(audio, lo, len(audio), frame) if len(audio) - lo >= frame else len(audio)
         first = _Turn(turn.index, turn.start, self.engine, turn.speech)
         first.encoding.append(audio[:cut])
         first.sound, first.confirmed, first.sent = True, turn.confirmed, turn.sent
@@ -236,11 +235,6 @@ class LiveStream:
         self._emit(COMMITTED, turn, end=end / self.rate)
 
     # -- what the caller asks ----------------------------------------------------------------------------------
-    @property
-    def buffered_seconds(self) -> float:
-        """Audio in the open turn (and waiting for voice activity)."""
-        return ((self.open.samples if self.open else 0) + len(self.pending)) / self.rate
-
     def commit(self) -> bool:
         """End the open turn now (the caller's commit); False when there is no audio to commit."""
         self._flush_pending()

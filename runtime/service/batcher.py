@@ -73,23 +73,22 @@ class DynamicBatcher:
     def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str,
                partial: Callable[[str], None] | None = None) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait(_Request(samples, sample_rate, language, context, future, partial))
-        except asyncio.QueueFull:
-            raise QueueFull from None
-        self.metrics.queue_depth.set(self.queue.qsize())
+        self._enqueue(_Request(samples, sample_rate, language, context, future, partial))
         return future
 
     def submit_live(self, work) -> _LiveRequest:
         """Queue one live stream's decode step; its future gets the Generation (apply it on the event loop). Until the
         batcher takes it (`started`), cancelling the future drops the step."""
         request = _LiveRequest(work, asyncio.get_running_loop().create_future())
+        self._enqueue(request)
+        return request
+
+    def _enqueue(self, request) -> None:
         try:
             self.queue.put_nowait(request)
         except asyncio.QueueFull:
             raise QueueFull from None
         self.metrics.queue_depth.set(self.queue.qsize())
-        return request
 
     async def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         loop = asyncio.get_running_loop()

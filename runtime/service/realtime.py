@@ -182,8 +182,7 @@ class RealtimeConnection:
 
     async def error(self, message: str, code: str, param: str | None = None, event_id: str | None = None,
                     kind: str = "invalid_request_error") -> None:
-        await self.send({"type": "error", "error": {"type": kind, "code": code, "message": message, "param": param,
-                                                   "event_id": event_id}})
+        await self.send(error_event(message, code, param, event_id, kind))
 
     def _item(self, turn: int) -> str:
         if turn not in self.items:
@@ -321,9 +320,7 @@ def install_realtime(app: FastAPI, service: Service) -> None:
         if service.batcher is None or getattr(service.batcher, "submit_live", None) is None:
             reason = "the engine is not loaded yet" if service.batcher is None else \
                 "live transcription is not available with Ray Serve batching"
-            await ws.send_text(json.dumps({"type": "error", "event_id": _id("event"), "error": {
-                "type": "server_error", "code": "not_ready", "message": reason, "param": None, "event_id": None}}))
-            await ws.close(code=CLOSE_TRY_LATER)
+            await _refuse(ws, reason, "not_ready", CLOSE_TRY_LATER, "server_error")
             return
         model = ws.query_params.get("model")
         if model and model != service.model_name:
@@ -363,9 +360,17 @@ def install_realtime(app: FastAPI, service: Service) -> None:
             service.metrics.live_streams.set(service.live_streams)
 
 
-async def _refuse(ws: WebSocket, message: str, code: str, close_code: int) -> None:
-    await ws.send_text(json.dumps({"type": "error", "event_id": _id("event"), "error": {
-        "type": "invalid_request_error", "code": code, "message": message, "param": None, "event_id": None}}))
+def error_event(message: str, code: str, param: str | None = None, event_id: str | None = None,
+                kind: str = "invalid_request_error") -> dict:
+    """OpenAI's `error` server event (`event_id` inside: the client event it answers)."""
+    return {"type": "error", "error": {"type": kind, "code": code, "message": message, "param": param,
+                                       "event_id": event_id}}
+
+
+async def _refuse(ws: WebSocket, message: str, code: str, close_code: int,
+                  kind: str = "invalid_request_error") -> None:
+    """An error event, then the close: for a connection refused before its session starts."""
+    await ws.send_text(json.dumps({"event_id": _id("event"), **error_event(message, code, kind=kind)}))
     await ws.close(code=close_code)
 
 

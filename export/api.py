@@ -18,6 +18,7 @@ from qasr.errors import CheckpointError, QasrError
 from qasr.quantize.api import Int8Settings, derive_int8_export
 from qasr.quantize.groups import possible_groups
 
+from .aligner_graph import AlignerGraph, aligner_graph_spec
 from .checkpoint import Checkpoint, load_checkpoint
 from .decoder_graph import DecoderGraph, decoder_graph_spec
 from .fused_decoder_graph import (DEFAULT_MAX_POSITIONS, MIN_ONNXRUNTIME, build_fused_decoder, fused_decoder_graph_spec,
@@ -133,6 +134,13 @@ def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, decoder: bool = Tru
     load_module_weights(projector, checkpoint.weights, "model.multi_modal_projector.", dtype)
     graphs = {names.ENCODER: (encoder.eval(), encoder_graph_spec(spec.audio, dtype)),
               names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype))}
+    if spec.alignment is not None:   # a forced aligner: the text model without a cache and the bins' head
+        aligner = AlignerGraph(spec.text, spec.audio_token_id, spec.alignment.classes)
+        text_weights = {k.replace("model.language_model.", "aligner."): v for k, v in checkpoint.weights.items()}
+        text_weights["aligner.score.weight"] = checkpoint.weights["score.weight"]
+        load_module_weights(aligner, text_weights, "aligner.", dtype)
+        graphs[names.ALIGNER] = (aligner.eval(), aligner_graph_spec(spec.text, spec.alignment.classes, dtype))
+        return graphs
     if not decoder:
         return graphs
     decoder = DecoderGraph(spec.text, spec.audio_token_id)
@@ -157,12 +165,18 @@ def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
     spec = checkpoint.spec
     audio_token = tokenizer.convert_ids_to_tokens(spec.audio_token_id)
     needed = ["<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<asr_text>"]
+    if spec.alignment is not None:   # the aligner's input has no chat template: audio delimiters and its slots
+        needed = ["<|audio_start|>", "<|audio_end|>"]
+        slot = tokenizer.convert_ids_to_tokens(spec.alignment.timestamp_token_id)
+        if slot != spec.alignment.timestamp_token:
+            raise CheckpointError(f"{checkpoint.path}: token {spec.alignment.timestamp_token_id} is {slot!r}, not "
+                                  f"{spec.alignment.timestamp_token} (config.json's timestamp_token_id)")
     vocab = tokenizer.get_vocab()
     missing = [t for t in needed if t not in vocab]
     if missing or audio_token is None:
         raise CheckpointError(f"{checkpoint.path}: tokenizer lacks prompt tokens {missing or [spec.audio_token_id]}")
-    eos = list(spec.eos_token_ids) or [vocab["<|im_end|>"], vocab.get("<|endoftext|>", vocab["<|im_end|>"])]
-    pad = spec.pad_id if spec.pad_id is not None else eos[0]
+    eos = list(spec.eos_token_ids) or [vocab[t] for t in ("<|im_end|>", "<|endoftext|>") if t in vocab]
+    pad = spec.pad_id if spec.pad_id is not None else (eos[0] if eos else vocab["<|audio_end|>"])
     return {"audio_token": audio_token, "audio_token_id": spec.audio_token_id, "eos_token_ids": eos,
             "pad_token_id": pad, **{t: vocab[t] for t in needed}}
 
@@ -170,7 +184,8 @@ def _token_table(checkpoint: Checkpoint, out: Path) -> dict:
 def _write_graphs(checkpoint: Checkpoint, dtype: torch.dtype, directory: Path, progress: Progress,
                   settings: ExportSettings) -> dict:
     written = {}
-    fused = settings.attention == names.ATTENTION_GQA   # built from the weights, not traced (fused_decoder_graph.py)
+    # the fused decoder is built from the weights, not traced (fused_decoder_graph.py); an aligner has no decoder
+    fused = settings.attention == names.ATTENTION_GQA and checkpoint.spec.alignment is None
     graphs = build_graphs(checkpoint, dtype, decoder=not fused)
     total = len(graphs) + fused
     for i, (name, (module, spec)) in enumerate(graphs.items(), 1):
@@ -250,7 +265,18 @@ def export_checkpoint(settings: ExportSettings, progress: Progress = lambda _: N
 
 
 def _resolve(settings: ExportSettings, checkpoint: Checkpoint, progress: Progress) -> ExportSettings:
-    """What the checkpoint decides: the attention (auto, or gqa refused for it) and the exclusion groups it has."""
+    """What the checkpoint decides: the attention (auto, or gqa refused for it) and the exclusion groups it has.
+    An aligner has no decoder cache to fuse: its one pass is the standard graph (auto means that)."""
+    if checkpoint.spec.alignment is not None:
+        if settings.attention == names.ATTENTION_GQA:
+            raise QasrError(f"{settings.model} is a forced aligner (one pass, no KV cache): --attention gqa applies "
+                            "to speech recognition decoders; use --attention standard or auto")
+        quantization = settings.quantization()
+        if quantization is not None and quantization.mode == "static":
+            raise QasrError(f"{settings.model} is a forced aligner: its INT8 form is weight-only (--int8-mode "
+                            "weight-only or --precision int4); static INT8 calibrates the speech recognition decoder")
+        progress("forced aligner: encoder, projector and the aligner graph (no decoder cache)")
+        return replace(settings, attention=names.ATTENTION_STANDARD)
     if settings.attention == names.ATTENTION_GQA and (problem := gqa_support_problem(checkpoint.spec.text)):
         raise QasrError(problem)
     attention, why_standard = settings.resolve_attention(checkpoint)

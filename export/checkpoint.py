@@ -116,7 +116,7 @@ def map_weights(spec: ModelSpec, raw: dict[str, torch.Tensor], where: str) -> di
     mapped: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for name, tensor in raw.items():
-        target = canonical_name(spec.layout, name)
+        target = canonical_name(spec.layout, name, aligner=spec.alignment is not None)
         if target is None:
             if not name.endswith(IGNORED_SUFFIXES):
                 unknown.append(name)
@@ -142,7 +142,7 @@ def map_weights(spec: ModelSpec, raw: dict[str, torch.Tensor], where: str) -> di
         problems.append(f"{len(wrong)} mis-shaped: {_short_list(wrong)}")
     if problems:
         raise CheckpointError(f"{where} does not match its config.json: " + "; ".join(problems))
-    if "lm_head.weight" not in mapped:
+    if "lm_head.weight" not in mapped and spec.alignment is None:
         mapped["lm_head.weight"] = mapped["model.language_model.embed_tokens.weight"]
     return mapped
 

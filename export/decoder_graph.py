@@ -69,6 +69,12 @@ class DecoderAttention(nn.Module):
         # Grouped-query attention without copying the cache: query heads of one KV head side by side.
         qg = q.reshape(batch, self.kv_heads, groups * steps, self.head_dim)
         scale = self.head_dim ** -0.5
+        if past_k is None:   # no cache (the aligner's one pass): the new tokens attend causally to each other
+            s_new = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
+            s_new = s_new.reshape(batch, self.kv_heads, groups, steps, steps) + new_bias
+            probs = torch.softmax(s_new, dim=-1).to(v.dtype).reshape(batch, self.kv_heads, groups * steps, steps)
+            out = torch.matmul(probs, v).reshape(batch, self.heads, steps, self.head_dim).transpose(1, 2)
+            return self.o_proj(out.reshape(batch, steps, self.heads * self.head_dim)), k, v
         s_past = torch.matmul(qg, past_k.transpose(-1, -2)).float() * scale
         s_new = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
         capacity = past_k.shape[2]

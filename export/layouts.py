@@ -26,11 +26,18 @@ PREFIX_TABLE: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+# An aligner's classification head: canonical `score` (transformers' Qwen3ASRForTokenClassification); the original
+# layout stores it where the ASR models keep their LM head.
+ALIGNER_HEAD = {ORIGINAL: "thinker.lm_head.", HF: "score."}
+SCORE = "score."
+
 # Buffers some exporters of checkpoints leave in; they are recomputed, never read.
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq", "positional_embedding.positional_embedding", "positional_embedding")
 
 
-def canonical_name(layout: str, name: str) -> str | None:
+def canonical_name(layout: str, name: str, aligner: bool = False) -> str | None:
+    if aligner and name.startswith(ALIGNER_HEAD[layout]):
+        return SCORE + name[len(ALIGNER_HEAD[layout]):]
     for source, target in PREFIX_TABLE[layout]:
         if name.startswith(source):
             return target + name[len(source):]
@@ -39,6 +46,8 @@ def canonical_name(layout: str, name: str) -> str | None:
 
 def checkpoint_name(layout: str, canonical: str) -> str:
     """The inverse of canonical_name: how `layout` spells a canonical weight."""
+    if canonical.startswith(SCORE):
+        return ALIGNER_HEAD[layout] + canonical[len(SCORE):]
     for source, target in PREFIX_TABLE[layout]:
         if canonical.startswith(target):
             return source + canonical[len(target):]
@@ -98,7 +107,10 @@ def _text_shapes(spec: ModelSpec, shapes: dict) -> None:
         _linear(shapes, f"{layer}.mlp.up_proj", t.ffn_dim, t.hidden_size, bias=False)
         _linear(shapes, f"{layer}.mlp.down_proj", t.hidden_size, t.ffn_dim, bias=False)
     _norm(shapes, f"{base}.norm", t.hidden_size, bias=False)
-    shapes["lm_head.weight"] = (t.vocab_size, t.hidden_size)
+    if spec.alignment is not None:
+        shapes["score.weight"] = (spec.alignment.classes, t.hidden_size)
+    else:
+        shapes["lm_head.weight"] = (t.vocab_size, t.hidden_size)
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -111,4 +123,4 @@ def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
 
 def optional_weights(spec: ModelSpec) -> set[str]:
     """Weights a checkpoint may leave out: lm_head when tied to the embeddings."""
-    return {"lm_head.weight"} if spec.text.tie_word_embeddings else set()
+    return {"lm_head.weight"} if spec.text.tie_word_embeddings and spec.alignment is None else set()

@@ -35,7 +35,8 @@ def graph_entry(spec: GraphSpec, file: str) -> Graph:
 def build_manifest(spec: ModelSpec, graphs: dict[str, tuple[GraphSpec, str]], tokens: dict,
                    features: FeatureSettings, export: ExportInfo, source: Source) -> Manifest:
     text = spec.text
-    dtype = graphs[names.DECODER][0].inputs[-1].dtype
+    aligner = spec.alignment is not None
+    dtype = graphs[names.ALIGNER if aligner else names.DECODER][0].inputs[1].dtype
     fused = export.attention == names.ATTENTION_GQA
     limits = Segmentation(spec.max_audio_seconds, spec.segment_pauses)
     known = {"audio_token", "audio_token_id", "eos_token_ids", "pad_token_id"}
@@ -48,12 +49,13 @@ def build_manifest(spec: ModelSpec, graphs: dict[str, tuple[GraphSpec, str]], to
         tokens=Tokens(tokens["audio_token"], tokens["audio_token_id"], tuple(tokens["eos_token_ids"]),
                       tokens["pad_token_id"], {k: v for k, v in tokens.items() if k not in known}),
         features=features,
-        prompt=PromptFormat(DEFAULT_TEMPLATE, LANGUAGE_PREFIX),
+        prompt=None if aligner else PromptFormat(DEFAULT_TEMPLATE, LANGUAGE_PREFIX),
         # only a checkpoint that declares other limits than the official ones (the test model) writes the section
-        segmentation=None if limits == Segmentation() else limits,
-        cache=CacheLayout(text.layers, text.kv_heads, text.head_dim, dtype, written_by=(
+        segmentation=None if limits == Segmentation() or aligner else limits,
+        cache=None if aligner else CacheLayout(text.layers, text.kv_heads, text.head_dim, dtype, written_by=(
             "graph, in place (past and present bound to one buffer), at each row's seqlens_k offset" if fused
             else "runtime, at an offset; graphs return only the new positions")),
+        alignment=spec.alignment,
         graphs={name: graph_entry(graph, file) for name, (graph, file) in graphs.items()},
         files={},
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qasr.exportformat.audio_tokens import audio_token_count as _audio_token_count
-from qasr.exportformat.schema import AudioSpec, TextSpec  # noqa: F401  (the exporter's names for them)
+from qasr.exportformat.schema import Alignment, AudioSpec, TextSpec  # noqa: F401  (the exporter's names for them)
 from qasr.errors import CheckpointError
 from qasr.exportformat.schema import check_pauses
 
@@ -37,6 +37,8 @@ class ModelSpec:
     # What a pause between speech regions does in long audio: merge (regions join up to the limit) unless
     # the config says `qasr_segment_pauses: "split"` (the test model: it learnt single utterances).
     segment_pauses: str = "merge"
+    # A forced aligner (Qwen3-ForcedAligner): the classification head's bins instead of the LM head
+    alignment: Alignment | None = None
 
     @property
     def pad_id(self) -> int | None:
@@ -130,6 +132,38 @@ def _as_tuple(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
 
 
+# How the aligner checkpoints say what they are: the original layout's thinker `model_type` (its head is
+# `thinker.lm_head`, `classify_num` rows); the -hf layout's architecture (its head is `score`, `num_labels` rows).
+ALIGNER_THINKER = "qwen3_forced_aligner"
+ALIGNER_ARCHITECTURE = "Qwen3ASRForTokenClassification"
+DEFAULT_TIMESTAMP_TOKEN_ID = 151705
+DEFAULT_SEGMENT_MS = 80.0
+
+
+def _alignment(config: dict[str, Any], root: dict[str, Any], layout: str, checkpoint: Path, where: str
+               ) -> Alignment | None:
+    if layout == ORIGINAL:
+        if root.get("model_type") != ALIGNER_THINKER and "classify_num" not in root:
+            return None
+        classes = int(_need(root, "classify_num", where + " thinker_config"))
+    else:
+        if ALIGNER_ARCHITECTURE not in (config.get("architectures") or []):
+            return None
+        labels = config.get("id2label")
+        classes = int(config.get("num_labels") or (len(labels) if labels else 0))
+        if classes < 2:
+            raise CheckpointError(f"{where}: a token-classification aligner needs num_labels or id2label")
+    token = root.get("timestamp_token_id", config.get("timestamp_token_id", DEFAULT_TIMESTAMP_TOKEN_ID))
+    segment = root.get("timestamp_segment_time", config.get("timestamp_segment_time"))
+    processor = checkpoint / "processor_config.json"
+    if segment is None and processor.is_file():   # the -hf layout keeps it with the processor
+        segment = _read_json(processor).get("timestamp_segment_time")
+    segment = float(DEFAULT_SEGMENT_MS if segment is None else segment)
+    if segment <= 0:
+        raise CheckpointError(f"{where}: timestamp_segment_time must be positive, not {segment}")
+    return Alignment(classes=classes, timestamp_token_id=int(token), segment_ms=segment)
+
+
 def read_spec(checkpoint: Path) -> ModelSpec:
     """Build the ModelSpec from `checkpoint/config.json` (+ generation_config.json for EOS ids)."""
     where = str(checkpoint / "config.json")
@@ -148,7 +182,9 @@ def read_spec(checkpoint: Path) -> ModelSpec:
         generation = _read_json(checkpoint / "generation_config.json")
     eos = _as_tuple(generation.get("eos_token_id")) or _as_tuple(root.get("eos_token_id") or config.get("eos_token_id"))
     pad = generation.get("pad_token_id", root.get("pad_token_id", config.get("pad_token_id")))
+    alignment = _alignment(config, root, layout, checkpoint, where)
     return ModelSpec(
+        alignment=alignment,
         layout=layout,
         audio=audio,
         text=text,

@@ -22,6 +22,9 @@ from .spec import ORIGINAL, ModelSpec, read_spec
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"]
 PLAIN_ADDED_TOKENS = ["<asr_text>"]  # an added token that decoding keeps (the real tokenizer does the same)
+TIMESTAMP_TOKEN = "<timestamp>"      # the aligner's slot token (a special token of the real vocabulary)
+ALIGNER_CLASSES = 5000               # Qwen3-ForcedAligner's bins: 5000 x 80 ms = 400 s
+SEGMENT_MS = 80
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
     "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
@@ -50,6 +53,11 @@ SIZES = {
               "downsample_hidden_size": 480, "output_dim": 1024},
              {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
               "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936}),
+    # Qwen3-ForcedAligner-0.6B: the 1.7B model's audio tower (24 layers, d_model 1024) before the 0.6B text model
+    "0.6b-aligner": ({"encoder_layers": 24, "encoder_attention_heads": 16, "encoder_ffn_dim": 4096, "d_model": 1024,
+                      "downsample_hidden_size": 480, "output_dim": 1024},
+                     {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+                      "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936}),
     "1.7b": ({"encoder_layers": 24, "encoder_attention_heads": 16, "encoder_ffn_dim": 4096, "d_model": 1024,
               "downsample_hidden_size": 480, "output_dim": 2048},
              {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
@@ -63,7 +71,7 @@ AUDIO_TOKENS = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_star
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
-def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, int]:
+def _write_tokenizer(out: Path, texts: list[str], vocab_size: int, aligner: bool = False) -> dict[str, int]:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
     tok = Tokenizer(models.BPE())
@@ -74,9 +82,10 @@ def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, 
     tok.train_from_iterator(texts, trainer)
     tok.model.save(str(out))  # vocab.json + merges.txt, the real checkpoints' format
     base = tok.get_vocab_size()
-    ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + PLAIN_ADDED_TOKENS)}
+    special = SPECIAL_TOKENS + ([TIMESTAMP_TOKEN] if aligner else [])
+    ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + PLAIN_ADDED_TOKENS + ([TIMESTAMP_TOKEN] if aligner else []))}
     added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                      "special": t in SPECIAL_TOKENS} for t, i in ids.items()}
+                      "special": t in special} for t, i in ids.items()}
     config = {"tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "eos_token": "<|im_end|>",
               "pad_token": "<|endoftext|>", "bos_token": None, "unk_token": None, "errors": "replace",
               "model_max_length": 65536, "clean_up_tokenization_spaces": False, "split_special_tokens": False,
@@ -85,6 +94,21 @@ def _write_tokenizer(out: Path, texts: list[str], vocab_size: int) -> dict[str, 
     # the real repositories ship the template as a file too: the official processor reads it from there
     (out / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
     return ids
+
+
+def aligner_config(config: dict, layout: str, timestamp_token_id: int, classes: int = ALIGNER_CLASSES) -> dict:
+    """An ASR checkpoint's config.json made a forced aligner's, as each layout writes it."""
+    config = json.loads(json.dumps(config))
+    if layout == ORIGINAL:
+        fields = {"classify_num": classes, "timestamp_token_id": timestamp_token_id, "timestamp_segment_time": SEGMENT_MS}
+        config["thinker_config"].update({"model_type": "qwen3_forced_aligner", **fields})
+        config["thinker_config"]["text_config"]["tie_word_embeddings"] = False
+        config.update({"architectures": ["Qwen3ForcedAligner"], "timestamp_token_id": timestamp_token_id,
+                       "timestamp_segment_time": SEGMENT_MS})
+    else:
+        config.update({"architectures": ["Qwen3ASRForTokenClassification"], "timestamp_token_id": timestamp_token_id,
+                       "id2label": {str(i): f"LABEL_{i}" for i in range(classes)}})
+    return config
 
 
 def _configs(ids: dict[str, int], layout: str, vocab: int, audio_size: dict, text_size: dict) -> dict:
@@ -127,15 +151,17 @@ def _random_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, 
 
 def write_checkpoint_files(out: str | Path, layout: str, texts: list[str], tokenizer_vocab: int,
                            audio: dict, text: dict, max_audio_seconds: float | None = None,
-                           segment_pauses: str | None = None) -> ModelSpec:
+                           segment_pauses: str | None = None, aligner: bool = False) -> ModelSpec:
     """Everything of a checkpoint but its weights: tokenizer trained on `texts`, configs; returns its spec.
     `max_audio_seconds`: the longest segment the model takes, when it is less than the official 1200 s;
     `segment_pauses`: "split" for a model that takes one utterance per segment (qasr_segment_pauses)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = _write_tokenizer(out, texts, tokenizer_vocab)
+    ids = _write_tokenizer(out, texts, tokenizer_vocab, aligner)
     vocab = text.get("vocab_size") or ((max(ids.values()) + 1 + 63) // 64) * 64
     config = _configs(ids, layout, vocab, audio, text)
+    if aligner:
+        config = aligner_config(config, layout, ids[TIMESTAMP_TOKEN])
     if max_audio_seconds is not None:
         config["qasr_max_audio_seconds"] = max_audio_seconds
     if segment_pauses is not None:
@@ -161,10 +187,12 @@ def save_weights(out: str | Path, layout: str, weights: dict[str, torch.Tensor])
 
 
 def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0, size: str = "tiny",
-                          text: dict | None = None) -> Path:
-    """A random checkpoint of one of SIZES; `text` overrides text-config fields (e.g. an odd head_dim)."""
+                          text: dict | None = None, aligner: bool = False) -> Path:
+    """A random checkpoint of one of SIZES; `text` overrides text-config fields (e.g. an odd head_dim); `aligner`:
+    a forced aligner's (a 5000-bin classification head instead of the LM head)."""
     audio_size, text_size = SIZES[size]
-    spec = write_checkpoint_files(out, layout, [CORPUS] * 4, 300, audio_size, {**text_size, **(text or {})})
+    spec = write_checkpoint_files(out, layout, [CORPUS] * 4, 300, audio_size, {**text_size, **(text or {})},
+                                  aligner=aligner or size.endswith("-aligner"))
     shapes = {k: v for k, v in expected_shapes(spec).items() if k != "lm_head.weight"}
     save_weights(out, layout, _random_weights(shapes, seed))
     return Path(out)
@@ -174,12 +202,14 @@ def write_tiny_checkpoint(out: str | Path, layout: str = ORIGINAL, seed: int = 0
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--layout", type=click.Choice(["original", "hf"]), default="original", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--aligner", is_flag=True, help="A forced aligner's checkpoint (Qwen3-ForcedAligner's head and token).")
 @click.option("--size", type=click.Choice(list(SIZES)), default="tiny", show_default=True,
               help="tiny, or the full 0.6B / 1.7B shapes (random weights, for speed and scale checks).")
-def main(out: str, layout: str, seed: int, size: str) -> None:
+def main(out: str, layout: str, seed: int, size: str, aligner: bool) -> None:
     """Write a random Qwen3-ASR checkpoint to OUT (for tests and demos; it transcribes noise)."""
-    path = write_tiny_checkpoint(out, layout, seed, size)
-    click.echo(f"wrote a random {size} {layout}-layout checkpoint to {path}")
+    path = write_tiny_checkpoint(out, layout, seed, size, aligner=aligner)
+    kind = "aligner" if aligner or size.endswith("-aligner") else "checkpoint"
+    click.echo(f"wrote a random {size} {layout}-layout {kind} to {path}")
 
 
 if __name__ == "__main__":

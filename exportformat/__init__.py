@@ -13,14 +13,14 @@ from qasr.errors import ExportDirError
 from . import names
 from .files import CHECKSUM_MODES, check_files, file_table, sha256_file
 from .migrate import migrate
-from .schema import (EXPORT_FORMAT, EXPORT_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, AudioSpec, CacheLayout,
+from .schema import (EXPORT_FORMAT, EXPORT_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, Alignment, AudioSpec, CacheLayout,
                      ExportInfo, FeatureSettings, FileEntry, Graph, Manifest, ModelInfo, PromptFormat, Quantization,
                      Segmentation, Source, Tensor, TextSpec, Tokens, check_pauses)
 
 __all__ = ["names", "Manifest", "load_manifest", "read_manifest", "write_manifest", "file_table", "sha256_file",
            "check_files", "CHECKSUM_MODES", "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS",
            "AudioSpec", "TextSpec", "ModelInfo", "FeatureSettings", "Tokens", "PromptFormat", "Segmentation",
-           "CacheLayout", "Tensor", "Graph", "FileEntry", "Source", "Quantization", "ExportInfo"]
+           "CacheLayout", "Alignment", "Tensor", "Graph", "FileEntry", "Source", "Quantization", "ExportInfo"]
 
 
 def read_manifest(directory: str | Path) -> Manifest:
@@ -41,7 +41,9 @@ def read_manifest(directory: str | Path) -> Manifest:
 
     check_pauses(manifest.limits.pauses, f"{path}: segmentation.pauses", ExportDirError)
     known = CacheLayout(0, 0, 0, "")
-    if (manifest.cache.layout, manifest.cache.past, manifest.cache.present) != (known.layout, known.past, known.present):
+    if manifest.alignment is None and (manifest.prompt is None or manifest.cache is None):
+        raise ExportDirError(f"{path}: a speech recognition export needs its prompt and cache sections")
+    if manifest.cache is not None and (manifest.cache.layout, manifest.cache.past, manifest.cache.present) != (known.layout, known.past, known.present):
         raise ExportDirError(f"{path}: cache layout {list(manifest.cache.layout)} with {list(manifest.cache.past)} is "
                              f"not the one this runtime binds ({list(known.layout)}, {list(known.past)})")
     return replace(manifest, directory=directory, format_version=version)

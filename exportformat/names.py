@@ -32,6 +32,13 @@ LAST_TOKEN_INDEX = "last_token_index"      # int64 [batch]: each row's last real
 LOGIT_BIAS = "logit_bias"                  # float32 [vocab]: added to every row's logits (e.g. EOS suppressed)
 NEXT_TOKEN = "next_token"                  # int64 [batch]: argmax of the biased logits, at each row's last token
 
+# Aligner graph (Qwen3-ForcedAligner): the decoder without a cache over the whole sequence (audio, then each
+# word followed by two <timestamp> slots), its classification head read only at the slots.
+ALIGNER = "aligner"
+SLOT_POSITIONS = "slot_positions"          # int64 [batch, slots]: where the <timestamp> tokens are
+SLOT_LOGITS = "slot_logits"                # float32 [batch, slots, classes]: the head's scores at each slot
+SLOT_BINS = "slot_bins"                    # int64 [batch, slots]: their argmax (the time bin)
+
 # Decoder attention kinds (manifest export.attention)
 ATTENTION_STANDARD = "standard"
 ATTENTION_GQA = "gqa"
@@ -53,7 +60,8 @@ def present_value(i: int) -> str:
     return f"present.{i}.value"
 
 
-GRAPHS = (ENCODER, PROJECTOR, DECODER)     # every export's graphs, in pipeline order
+GRAPHS = (ENCODER, PROJECTOR, DECODER)     # every speech recognition export's graphs, in pipeline order
+ALIGNER_GRAPHS = (ENCODER, PROJECTOR, ALIGNER)   # an aligner export's
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"

@@ -130,6 +130,20 @@ class PromptFormat:
 
 
 @dataclass(frozen=True)
+class Alignment:
+    """What a forced aligner (Qwen3-ForcedAligner) predicts: at each `<timestamp>` slot one of `classes` time
+    bins of `segment_ms` milliseconds (docs/decisions/0025-word-timestamps.md)."""
+    classes: int
+    timestamp_token_id: int
+    segment_ms: float = 80.0
+    timestamp_token: str = "<timestamp>"
+
+    @property
+    def max_seconds(self) -> float:
+        return self.classes * self.segment_ms / 1000.0
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """What the model takes per segment: the official Qwen3-ASR limits unless the checkpoint says otherwise
     (the section is written only then; a model that learnt single short utterances says `split`)."""
@@ -226,12 +240,15 @@ class Manifest:
     model: ModelInfo
     tokens: Tokens
     features: FeatureSettings
-    prompt: PromptFormat
-    cache: CacheLayout
     graphs: dict[str, Graph]
     files: dict[str, FileEntry]
+    # speech recognition exports: the prompt and the decoder's KV cache (an aligner has neither)
+    prompt: PromptFormat | None = None
+    cache: CacheLayout | None = None
     tokenizer: dict[str, str] = field(default_factory=lambda: {"file": names.TOKENIZER})
     segmentation: Segmentation | None = None
+    # aligner exports (Qwen3-ForcedAligner): what the classification head predicts
+    alignment: Alignment | None = None
     # Where it was loaded from (not part of the JSON): graph_path() and tokenizer_path resolve against it.
     directory: Path | None = field(default=None, compare=False)
 
@@ -239,6 +256,10 @@ class Manifest:
     @property
     def precision(self) -> str:
         return self.export.precision
+
+    @property
+    def is_aligner(self) -> bool:
+        return self.alignment is not None
 
     @property
     def limits(self) -> Segmentation:

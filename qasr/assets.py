@@ -7,7 +7,10 @@ calibration split, the held-out split of asr-export's drift check) refuse in one
 - test-model/: a 5.6M-parameter Qwen3-ASR checkpoint in the original layout (bf16), trained on synthetic English speech;
 - speech/eval.jsonl + speech/eval/: the held-out split (voice variants and sentences training never saw);
 - speech/eval_accents.jsonl + speech/eval_accents/: the second held-out split (whole accents training never heard);
-- speech/calibration.jsonl + speech/calibration/: the calibration split (never used for evaluation).
+- speech/calibration.jsonl + speech/calibration/: the calibration split (never used for evaluation);
+- test-aligner/: a forced aligner made from the test model (Qwen3-ForcedAligner's form), trained on separately
+  spoken words with exact boundaries;
+- speech/words.jsonl + speech/words/: held-out words with exact boundaries (voices the aligner never heard).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ SPEECH = ROOT / "speech"
 EVAL_MANIFEST = SPEECH / "eval.jsonl"
 ACCENTS_MANIFEST = SPEECH / "eval_accents.jsonl"
 CALIBRATION_MANIFEST = SPEECH / "calibration.jsonl"
+TEST_ALIGNER = ROOT / "test-aligner"
+WORDS_MANIFEST = SPEECH / "words.jsonl"
 
 
 def shipped(path: Path, what: str, instead: str) -> Path:

@@ -173,11 +173,14 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
             feeds = recorded_feeds(fp32_dir, data, progress=progress)
             record["calibration"] = {"source": data.source, "utterances": len(data.files),
                                      "audio_sha256": data.checksum()}
-    for i, graph in enumerate(names.GRAPHS, 1):
+    from qasr.exportformat import read_manifest
+
+    graphs = list(read_manifest(fp32_dir).graphs)   # an aligner export's graphs: encoder, projector, aligner
+    for i, graph in enumerate(graphs, 1):
         src, dst = fp32_dir / f"{graph}.onnx", out_dir / f"{graph}.onnx"
         groups = node_groups(graph, onnx.load(str(src), load_external_data=False))
         skip = [n for g in excluded for n in groups.get(g, [])]
-        progress(f"[{i}/{len(names.GRAPHS)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
+        progress(f"[{i}/{len(graphs)}] quantizing {graph} ({settings.mode}; {len(skip)} nodes kept in float)")
         if settings.mode == "static":
             quantize_static_graph(src, dst, ranges[graph], skip, matmul_per_channel=settings.weights == "per-channel")
         elif settings.weight_algorithm == "awq":
@@ -188,7 +191,7 @@ def _quantize(fp32_dir: Path, out_dir: Path, settings: Int8Settings, data, progr
             progress(f"awq: {graph}: {sum(r['alpha'] > 0 for r in record['awq'][graph])} of "
                      f"{len(record['awq'][graph])} groups scaled")
             quantize_weight_only_graph(scaled, dst, settings.weight_bits, settings.block_size, skip, algorithm="rtn")
-        elif settings.target == "cpu" and graph != names.DECODER and settings.weight_algorithm == "rtn":
+        elif settings.target == "cpu" and graph in (names.ENCODER, names.PROJECTOR) and settings.weight_algorithm == "rtn":
             from .dynamic import DYNAMIC_RECORD, quantize_dynamic_graph
 
             quantize_dynamic_graph(src, dst, skip)

@@ -45,6 +45,10 @@ def hf_config(spec: ModelSpec):
         "tie_word_embeddings": t.tie_word_embeddings,
         "max_position_embeddings": 65536,
     }
+    aligner = {}
+    if spec.alignment is not None:   # Qwen3ASRForTokenClassification: `num_labels` bins, no bias (its default)
+        aligner = {"num_labels": spec.alignment.classes, "timestamp_token_id": spec.alignment.timestamp_token_id,
+                   "token_classification_bias": False}
     return Qwen3ASRConfig(
         audio_config=audio_config,
         text_config=text_config,
@@ -52,14 +56,17 @@ def hf_config(spec: ModelSpec):
         eos_token_id=list(spec.eos_token_ids),
         pad_token_id=spec.pad_id,
         tie_word_embeddings=t.tie_word_embeddings,
+        **aligner,
     )
 
 
 def build_reference(checkpoint: Checkpoint, dtype: torch.dtype = torch.float32):
-    """The transformers model with the checkpoint's weights, in eval mode."""
-    from transformers import Qwen3ASRForConditionalGeneration
+    """The transformers model with the checkpoint's weights, in eval mode: Qwen3ASRForConditionalGeneration, or
+    Qwen3ASRForTokenClassification for a forced aligner."""
+    from transformers import Qwen3ASRForConditionalGeneration, Qwen3ASRForTokenClassification
 
-    model = Qwen3ASRForConditionalGeneration(hf_config(checkpoint.spec))
+    kind = Qwen3ASRForTokenClassification if checkpoint.spec.alignment else Qwen3ASRForConditionalGeneration
+    model = kind(hf_config(checkpoint.spec))
     missing, unexpected = load_weights(model, checkpoint.weights, dtype)
     if missing or unexpected:
         raise RuntimeError(f"reference model does not take the checkpoint: missing {missing}, unexpected {unexpected}")

@@ -43,7 +43,7 @@ class TokenCheck:
         return len(set(self.reference))
 
 
-def _err(graph: str, ours: np.ndarray, ref: np.ndarray) -> GraphError:
+def graph_error(graph: str, ours: np.ndarray, ref: np.ndarray) -> GraphError:
     diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
     return GraphError(graph, float(diff.max()), float(diff.mean()), float(np.abs(ref).max()))
 
@@ -51,26 +51,32 @@ def _err(graph: str, ours: np.ndarray, ref: np.ndarray) -> GraphError:
 @torch.no_grad()
 def graph_parity(ref, engine: Engine, waves: list[np.ndarray], context: str = "") -> list[GraphError]:
     """Each graph alone against its reference module, fed the reference's own inputs."""
-    feats = [engine.features(w) for w in waves]
-    batch, mask = batch_features(feats, engine.chunk_frames)
+    errors, per_row = audio_parity(ref, engine.front, waves)
+    prompts = [engine.prompts.build(len(e), context) for e in per_row]
+    errors += _decoder_parity(ref, engine, prompts, per_row)
+    return errors
+
+
+@torch.no_grad()
+def audio_parity(ref, front, waves: list[np.ndarray]) -> tuple[list[GraphError], list[np.ndarray]]:
+    """The encoder and projector graphs (an Engine's or an Aligner's AudioFront) against the reference's audio
+    tower and projector, each fed the reference's inputs; also the reference's audio embeddings per row."""
+    feats = [front.features(w) for w in waves]
+    batch, mask = batch_features(feats, front.chunk_frames)
     lengths = mask.sum(-1)
     ref_hidden = ref.model.audio_tower(batch, mask).last_hidden_state.numpy()
-    ours = engine.encoder.infer({names.INPUT_FEATURES: batch.numpy().astype(engine.feature_dtype),
-                                 names.FEATURE_LENGTHS: lengths.numpy()})[names.AUDIO_HIDDEN]
-    counts = [engine.audio_tokens(int(n)) for n in lengths]
+    ours = front.encoder.infer({names.INPUT_FEATURES: batch.numpy().astype(front.feature_dtype),
+                                names.FEATURE_LENGTHS: lengths.numpy()})[names.AUDIO_HIDDEN]
+    counts = [front.audio_tokens(int(n)) for n in lengths]
     ours_packed = np.concatenate([ours[i, :c] for i, c in enumerate(counts)])
-    errors = [_err(names.ENCODER, ours_packed, ref_hidden)]
+    errors = [graph_error(names.ENCODER, ours_packed, ref_hidden)]
 
     hidden = torch.from_numpy(ref_hidden)
     ref_embeds = ref.model.multi_modal_projector(hidden).numpy()
-    ours_embeds = engine.projector.infer({names.AUDIO_HIDDEN: ref_hidden[None].astype(engine.dtype)})[names.AUDIO_EMBEDS][0]
-    errors.append(_err(names.PROJECTOR, ours_embeds, ref_embeds))
-
-    splits = np.cumsum(counts)[:-1]
-    prompts = [engine.prompts.build(c, context) for c in counts]
-    per_row = np.split(ref_embeds, splits)
-    errors += _decoder_parity(ref, engine, prompts, per_row)
-    return errors
+    ours_embeds = front.projector.infer({names.AUDIO_HIDDEN: ref_hidden[None].astype(front.feature_dtype)}
+                                        )[names.AUDIO_EMBEDS][0]
+    errors.append(graph_error(names.PROJECTOR, ours_embeds, ref_embeds))
+    return errors, np.split(ref_embeds, np.cumsum(counts)[:-1])
 
 
 def _decoder_parity(ref, engine: Engine, prompts: list[list[int]], embeds: list[np.ndarray]) -> list[GraphError]:
@@ -88,8 +94,8 @@ def _decoder_parity(ref, engine: Engine, prompts: list[list[int]], embeds: list[
     mask2 = torch.cat([mask, torch.ones_like(next_ids)], 1)
     pos2 = (mask2.cumsum(-1) - 1).clamp(min=0)
     ref_step = ref(inputs_embeds=embeds2, attention_mask=mask2, position_ids=pos2).logits[:, -1]
-    return [_err(f"{names.DECODER} (prefill logits)", ours_prefill, ref_logits.numpy()),
-            _err(f"{names.DECODER} (cached step logits)", ours_step, ref_step.numpy())]
+    return [graph_error(f"{names.DECODER} (prefill logits)", ours_prefill, ref_logits.numpy()),
+            graph_error(f"{names.DECODER} (cached step logits)", ours_step, ref_step.numpy())]
 
 
 def _our_two_steps(engine: Engine, prompts: list[Prompt]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,6 +6,11 @@ from __future__ import annotations
 from .parity import TOLERANCES, format_report, parity, within_tolerance
 
 WER_DRIFT_LIMIT_PP = {"fp16": 0.5, "int8": 2.0, "int4": 2.0}   # held-out WER change (pp) an export may show
+# An aligner export below fp32: this share of the slots the reference is sure of (top-1 minus top-2 score at least
+# CONFIDENT_MARGIN) within one bin (80 ms) of the reference's, end to end
+SLOTS_WITHIN_ONE_BIN = 0.9
+CONFIDENT_MARGIN = 1.0
+ALIGNER_TEXTS = ("the quick brown fox jumps over the lazy dog", "one two three, four five six seven eight nine ten!")
 
 
 def held_out_drift(export_dir, reference, engine, manifest, limit: int) -> tuple[str, float]:
@@ -37,6 +42,8 @@ def verify_export(export_dir, model, new_tokens: int = 20, seconds: tuple[float,
     from .model import build_reference
 
     checkpoint = load_checkpoint(model) if isinstance(model, str) else model
+    if checkpoint.spec.alignment is not None:
+        return verify_aligner_export(export_dir, checkpoint, seconds)
     engine = Engine(export_dir)
     reference = build_reference(checkpoint)
     errors, checks = parity(reference, engine, seconds, new_tokens)
@@ -62,5 +69,42 @@ def verify_export(export_dir, model, new_tokens: int = 20, seconds: tuple[float,
         report += f"\nWER drift on held-out speech:\n{table}"
         ok = ok and drift <= WER_DRIFT_LIMIT_PP[precision]
     header = (f"accuracy against transformers' Qwen3ASRForConditionalGeneration ({precision}; {rule}): "
+              f"{'PASS' if ok else 'FAIL'}")
+    return header + "\n" + report, ok
+
+
+def verify_aligner_export(export_dir, checkpoint, seconds: tuple[float, ...] = (1.7, 9.3)) -> tuple[str, bool]:
+    """An aligner export against Qwen3ASRForTokenClassification on synthetic speech: graph errors and slot bins.
+    fp32 passes at the graph tolerance with every slot's bin equal; other precisions when at least
+    SLOTS_WITHIN_ONE_BIN of the slots are within one bin of the reference's."""
+    from transformers import AutoTokenizer
+
+    from qasr.runtime.aligner import Aligner
+    from qasr.runtime.synthetic_audio import synthetic_speech
+
+    from .alignment import aligner_parity, format_alignment_report
+    from .model import build_reference
+
+    aligner = Aligner(export_dir)
+    reference = build_reference(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path))
+    waves = [synthetic_speech(s, seed=i) for i, s in enumerate(seconds)]
+    texts = [ALIGNER_TEXTS[i % len(ALIGNER_TEXTS)] for i in range(len(waves))]
+    errors, checks = aligner_parity(reference, aligner, tokenizer, waves, texts)
+    precision = aligner.manifest.precision
+    slots = sum(len(c.reference) for c in checks)
+    near = sum(c.near()[0] for c in checks)
+    sure_near, sure = (sum(x) for x in zip(*(c.near(CONFIDENT_MARGIN) for c in checks)))
+    if precision == "fp32":
+        ok = all(within_tolerance(e, precision) for e in errors) and all(c.agree == len(c.reference) for c in checks)
+        rule = f"graphs within max|err| <= {TOLERANCES['fp32']['atol']:g} + {TOLERANCES['fp32']['rtol']:g}*max|ref|, " \
+               "every slot's bin equal"
+    else:
+        ok = sure_near >= SLOTS_WITHIN_ONE_BIN * sure
+        rule = (f"at least {SLOTS_WITHIN_ONE_BIN:.0%} of the slots the reference is sure of (margin >= "
+                f"{CONFIDENT_MARGIN:g}) within one bin of its choice")
+    report = format_alignment_report(errors, checks) + (f"\nslots within one bin: {near}/{slots}; of the slots the "
+                                                        f"reference is sure of: {sure_near}/{sure}")
+    header = (f"accuracy against transformers' Qwen3ASRForTokenClassification ({precision}; {rule}): "
               f"{'PASS' if ok else 'FAIL'}")
     return header + "\n" + report, ok

@@ -25,8 +25,13 @@ from qasr.exportformat.schema import PAUSE_MODES
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True,
-              help="txt: the text; json: text, language, segments with start/end and why each stopped; "
-                   "srt / vtt: subtitles, one cue per segment.")
+              help="txt: the text; json: text, language, segments with start/end and why each stopped (and words "
+                   "with --word-timestamps); srt / vtt: subtitles (cues of at most 2 lines of 42 characters and 7 s, "
+                   "cut at pauses, and at word boundaries with an aligner).")
+@click.option("--aligner", "aligner_dir", type=click.Path(), default=None,
+              help="A forced aligner export (asr-export --model Qwen/Qwen3-ForcedAligner-0.6B): word timestamps for "
+                   "--word-timestamps and word-timed subtitle cues.")
+@click.option("--word-timestamps", is_flag=True, help="JSON: each segment's words with start and end (needs --aligner).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one file per input (<name>.<format>) here instead of printing.")
 @click.option("--force", is_flag=True, help="Replace files that already exist in --output-dir.")
@@ -40,11 +45,13 @@ from qasr.exportformat.schema import PAUSE_MODES
               help="Stop a segment whose output keeps repeating the same tokens.")
 @click.option("--max-segment-seconds", type=click.FloatRange(1.0), default=None,
               help="Longest segment decoded at once [default: the model's: 1200 s for Qwen3-ASR].")
-@click.option("--vad", type=click.Choice(VAD_MODES), default="auto", show_default=True,
-              help="Voice-activity segmentation: auto (audio longer than the segment limit), on, off (energy cuts).")
+@click.option("--vad", type=click.Choice(VAD_MODES), default=None,
+              help="Voice-activity segmentation: auto (audio longer than the segment limit), on, off (energy cuts) "
+                   "[default: auto; on for subtitles without an aligner].")
 @click.option("--pauses", type=click.Choice(PAUSE_MODES), default=None,
               help="With voice activity: merge speech regions up to the segment limit, or split at every pause "
-                   "(a segment per region) [default: the model's; merge for Qwen3-ASR].")
+                   "(a segment per region) [default: the model's, merge for Qwen3-ASR; split for subtitles without "
+                   "an aligner].")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @click.option("--live", is_flag=True,
@@ -55,10 +62,15 @@ from qasr.exportformat.schema import PAUSE_MODES
 @click.option("--policy", type=click.Choice(POLICIES), default="agreement", show_default=True,
               help="--live: what is confirmed: agreement (two steps agree) or rollback (all but the last tokens).")
 @handle_errors
-def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, batch_size, max_new_tokens, tokens_per_second, budget_base,
-         repetition_guard, max_segment_seconds, vad, pauses, device, threads, live, speed, policy):
+def main(engine_dir, audio, language, context, as_json, fmt, aligner_dir, word_timestamps, output_dir, force, batch_size,
+         max_new_tokens, tokens_per_second, budget_base, repetition_guard, max_segment_seconds, vad, pauses, device,
+         threads, live, speed, policy):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
     fmt = "json" if as_json else fmt
+    words = _check_words(fmt, aligner_dir, word_timestamps, live)
+    if fmt in ("srt", "vtt") and not words and vad is None and pauses is None:
+        vad, pauses = "on", "split"   # a cue per run of speech: cues never span a pause
+    vad = vad or "auto"
     if live or speed is not None:
         _check_live(live, audio, fmt, output_dir, speed)
         model = Model(engine_dir, device=device, threads=threads, batch_size=batch_size)
@@ -68,12 +80,12 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
         fail(f"--format {fmt} with several files needs --output-dir (one subtitle file per input)")
     targets = _targets(audio, fmt, output_dir, force)
     # CUDA graphs (gqa exports on CUDA) are captured per batch bucket up to the batch size used here
-    model = Model(engine_dir, device=device, threads=threads, batch_size=batch_size)
+    model = Model(engine_dir, device=device, threads=threads, batch_size=batch_size, aligner=aligner_dir)
     engine = model.engine
     transcripts = model.transcribe_batch(list(audio), language, context=context, max_segment_seconds=max_segment_seconds,
                                          vad=vad, pauses=pauses, max_new_tokens=max_new_tokens,
                                          tokens_per_second=tokens_per_second, budget_base=budget_base,
-                                         repetition_guard=repetition_guard)
+                                         repetition_guard=repetition_guard, word_timestamps=words)
     failed = [t for t in transcripts if t.error]
     for t in failed:
         click.echo(f"error: {t.error}", err=True)
@@ -81,7 +93,8 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
               "cuda_graph": engine.cuda_graph_note,
               "decoding": {"budget": "fixed" if max_new_tokens else "audio length",
                            "tokens_per_second": tokens_per_second, "budget_base": budget_base,
-                           "max_new_tokens": max_new_tokens, "repetition_guard": repetition_guard}}
+                           "max_new_tokens": max_new_tokens, "repetition_guard": repetition_guard},
+              **({"aligner": str(aligner_dir)} if aligner_dir else {})}
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for t, target in zip(transcripts, targets):
@@ -93,6 +106,23 @@ def main(engine_dir, audio, language, context, as_json, fmt, output_dir, force, 
             click.echo(_render(fmt, shown, header, several=len(transcripts) > 1), nl=False)
     if failed:
         sys.exit(EXIT_USER_ERROR)
+
+
+def _check_words(fmt: str, aligner_dir, word_timestamps: bool, live: bool) -> bool:
+    """Whether words are aligned: --word-timestamps (JSON) needs --aligner; an aligner times subtitle cues too."""
+    from .transcribe import NO_ALIGNER
+
+    if word_timestamps and aligner_dir is None:
+        fail(NO_ALIGNER)
+    if aligner_dir is None:
+        return False
+    if live:
+        fail("--live confirms text as it is heard; word timestamps are for whole files (drop --aligner)")
+    if fmt == "txt":
+        fail("--format txt has no times; word timestamps need --format json, srt or vtt")
+    if fmt == "json" and not word_timestamps:
+        fail("--aligner with --format json: add --word-timestamps for the words")
+    return True
 
 
 def _check_live(live: bool, audio: tuple[str, ...], fmt: str, output_dir, speed) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from qasr.exportformat import names
-from qasr.exportformat.audio_tokens import audio_token_count
-from .features import FeatureSettings, LogMel
 from qasr.exportformat import Manifest, load_manifest
+
+from .audio_front import NP_DTYPES, AudioFront
 
 from .device_cache import DeviceKVCache
 from .device_step import DeviceCacheSteps
@@ -26,13 +26,6 @@ from .session import CUDA, ObservedRunner, OrtRunner, default_providers, disable
 from .stopping import DecodeOptions
 
 log = logging.getLogger(__name__)
-
-NP_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-# The encoder runs long audio piece by piece (pieces cut at its attention windows: same result, bounded memory).
-ENCODER_PIECE_WINDOWS = 8          # 8 windows of 800 frames: 64 s of audio per piece
-ENCODER_RUN_FRAMES = 8 * 6400      # padded frames per encoder run (8 pieces of 64 s)
 
 # CUDA graphs need a cache reserved up front: these sizes unless the caller gives max_batch / max_len.
 GRAPH_MAX_BATCH, GRAPH_MAX_LEN = 8, 1024
@@ -51,6 +44,9 @@ class Engine:
         start = time.perf_counter()
         self.manifest: Manifest = load_manifest(export_dir, checksums=checksums)
         m = self.manifest
+        if m.is_aligner:
+            raise QasrError(f"{export_dir} is a forced aligner export (word timestamps), not a speech recognition "
+                            "one; give it as --aligner (qasr.Model(..., aligner=...))")
         disabled = disabled_optimizers_for(m.export)
         self.attention = m.export.attention
         required = (m.export.requires or {}).get("onnxruntime")
@@ -59,22 +55,16 @@ class Engine:
         if self.attention == names.ATTENTION_GQA and (providers or default_providers())[0] == CUDA:
             self._check_fused_on_cuda(m.graph_path(names.DECODER))
         self.max_positions = m.export.max_positions
-        self.encoder = ObservedRunner.wrap(OrtRunner(m.graph_path(names.ENCODER), providers, threads, disabled),
-                                           names.ENCODER, observer)
-        self.projector = ObservedRunner.wrap(OrtRunner(m.graph_path(names.PROJECTOR), providers, threads, disabled),
-                                             names.PROJECTOR, observer)
+        self.front = AudioFront(m, providers, threads, disabled, observer)
+        self.encoder, self.projector, self.features = self.front.encoder, self.front.projector, self.front.features
         self.decoder, self.cuda_graph, self.cuda_graph_note = self._decoder(providers, threads, disabled, cuda_graph)
-        self.features = LogMel(m.features)
         tokens = m.tokens
         self.prompts = PromptBuilder(m.tokenizer_path, tokens.audio_token, m.prompt.template, m.prompt.language_prefix)
         self.eos_ids = tuple(tokens.eos_token_ids)
         self.languages = tuple(m.model.support_languages)   # what the model may name
         self.dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.DECODER, names.past_key(0))])
-        self.feature_dtype = np.dtype(NP_DTYPES[m.graph_dtype(names.ENCODER, names.INPUT_FEATURES)])
-        audio = m.model.audio
-        self.chunk_frames = audio.chunk_frames
-        self.window_frames = audio.n_window_infer   # the encoder's attention window
-        self.tokens_per_chunk = m.model.tokens_per_chunk
+        self.feature_dtype, self.chunk_frames = self.front.feature_dtype, self.front.chunk_frames
+        self.window_frames = self.front.window_frames   # the encoder's attention window
         shape = DecoderShape(m.model.text.hidden_size, m.model.text.vocab_size, tokens.audio_token_id, self.eos_ids,
                              tokens.pad_token_id, self.dtype)
         layout = (m.cache.layers, m.cache.kv_heads, m.cache.head_dim, self.dtype)
@@ -144,45 +134,11 @@ class Engine:
         return 2 * c.layers * c.kv_heads * c.head_dim * c.dtype.itemsize
 
     def audio_tokens(self, frames: int) -> int:
-        return audio_token_count(frames, self.chunk_frames, self.tokens_per_chunk)
+        return self.front.audio_tokens(frames)
 
     def encode(self, features: list[np.ndarray]) -> list[np.ndarray]:
-        """Audio embeddings ([tokens, hidden]) for per-utterance features ([mels, frames]).
-
-        The encoder attends within windows of n_window_infer frames only, so a long row is cut at window
-        boundaries into pieces of at most ENCODER_PIECE_WINDOWS windows, and pieces run in batches of at
-        most ENCODER_RUN_FRAMES padded frames: memory stays bounded however long the audio, and the
-        embeddings are the same as one run over the whole row (tested)."""
-        size = self.window_frames * ENCODER_PIECE_WINDOWS
-        pieces = [(row, f[:, i: i + size]) for row, f in enumerate(features) for i in range(0, f.shape[1], size)]
-        by_length = sorted(range(len(pieces)), key=lambda i: -pieces[i][1].shape[1])   # little padding per run
-        runs, run = [], []
-        for index in by_length:
-            if run and (len(run) + 1) * self._padded(pieces[run[0]][1].shape[1]) > ENCODER_RUN_FRAMES:
-                runs.append(run)
-                run = []
-            run.append(index)
-        runs.append(run)
-        embeds: dict[int, np.ndarray] = {}
-        for run in runs:
-            embeds.update(zip(run, self._encode_run([pieces[i][1] for i in run])))
-        parts: list[list[np.ndarray]] = [[] for _ in features]
-        for index, (row, _) in enumerate(pieces):   # pieces are in row and time order
-            parts[row].append(embeds[index])
-        return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
-
-    def _padded(self, frames: int) -> int:
-        return -(-frames // self.chunk_frames) * self.chunk_frames
-
-    def _encode_run(self, features: list[np.ndarray]) -> list[np.ndarray]:
-        frames = self._padded(max(f.shape[1] for f in features))
-        batch = np.zeros((len(features), features[0].shape[0], frames), dtype=self.feature_dtype)
-        for row, f in enumerate(features):
-            batch[row, :, : f.shape[1]] = f
-        lengths = np.array([f.shape[1] for f in features], dtype=np.int64)
-        hidden = self.encoder.infer({names.INPUT_FEATURES: batch, names.FEATURE_LENGTHS: lengths})[names.AUDIO_HIDDEN]
-        embeds = self.projector.infer({names.AUDIO_HIDDEN: hidden})[names.AUDIO_EMBEDS]
-        return [embeds[row, : self.audio_tokens(int(n))] for row, n in enumerate(lengths)]
+        """Audio embeddings ([tokens, hidden]) for per-utterance features ([mels, frames]): AudioFront.encode."""
+        return self.front.encode(features)
 
     def generate(self, prompts: list[Prompt], options: DecodeOptions, on_step=None) -> list[Generation]:
         if self.max_positions:  # the fused decoder's RoPE tables end there

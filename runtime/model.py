@@ -45,10 +45,11 @@ class Model:
     `device`: auto (CUDA when onnxruntime-gpu has it, else the CPU), cpu or cuda; `threads`: ONNX Runtime's
     intra-op threads (0: its default); `batch_size`: segments decoded together (and the CUDA-graph buckets);
     `checksums`: how the export's files are checked on load: cached (sha256 once per file version), full, size.
+    `aligner`: a forced aligner export (asr-export of Qwen3-ForcedAligner) for `word_timestamps=True`.
     """
 
     def __init__(self, export_dir: str | os.PathLike, device: str = "auto", threads: int = 0, *, batch_size: int = 8,
-                 checksums: str = "cached", cuda_graph: bool | None = None):
+                 checksums: str = "cached", cuda_graph: bool | None = None, aligner: str | os.PathLike | None = None):
         if device not in DEVICE_PROVIDERS:
             raise QasrError(f"unknown device {device!r}; choose from {', '.join(DEVICE_PROVIDERS)}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -57,7 +58,12 @@ class Model:
         self.batch_size = batch_size
         self.engine = Engine(self.path, providers=DEVICE_PROVIDERS[device], threads=threads, checksums=checksums,
                              max_batch=batch_size, cuda_graph=cuda_graph)
-        self._transcriber = Transcriber(self.engine)
+        self.aligner = None
+        if aligner is not None:
+            from .aligner import Aligner
+
+            self.aligner = Aligner(aligner, providers=DEVICE_PROVIDERS[device], threads=threads, checksums=checksums)
+        self._transcriber = Transcriber(self.engine, self.aligner)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -75,7 +81,8 @@ class Model:
     def options(self, language: str | None = None, *, context: str = "", vad: str = "auto", pauses: str | None = None,
                 max_segment_seconds: float | None = None, batch_size: int | None = None,
                 max_new_tokens: int | None = None, tokens_per_second: float = DecodeOptions.tokens_per_second,
-                budget_base: int = DecodeOptions.budget_base, repetition_guard: bool = True) -> TranscribeOptions:
+                budget_base: int = DecodeOptions.budget_base, repetition_guard: bool = True,
+                word_timestamps: bool = False) -> TranscribeOptions:
         """The options one transcription runs with, checked (one clear error each) before any audio is read."""
         if vad not in VAD_MODES:
             raise QasrError(f"vad must be one of {', '.join(VAD_MODES)}, not {vad!r}")
@@ -93,8 +100,9 @@ class Model:
             raise QasrError("tokens_per_second must be positive and budget_base at least 1")
         decode = DecodeOptions(tokens_per_second=tokens_per_second, budget_base=budget_base, max_new_tokens=max_new_tokens,
                                repetition_max_period=DecodeOptions.repetition_max_period if repetition_guard else 0)
-        return TranscribeOptions(language=language, context=context, batch_size=batch_size,
-                                 max_segment_seconds=max_segment_seconds, vad=vad, pauses=pauses, decode=decode)
+        return self._transcriber.checked(TranscribeOptions(
+            language=language, context=context, batch_size=batch_size, max_segment_seconds=max_segment_seconds, vad=vad,
+            pauses=pauses, decode=decode, word_timestamps=bool(word_timestamps)))
 
     def transcribe(self, audio, language: str | None = None, **options) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """One input (a path, a 16 kHz array, (array, sample_rate), bytes, a data URI or a binary file object):

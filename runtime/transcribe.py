@@ -7,8 +7,8 @@ long ones), encoded, decoded greedily and parsed; a file's segment texts are joi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -19,6 +19,13 @@ from .generate import Prompt
 from .inputs import input_name, is_pair, read_input
 from .prompt import language_name, parse_output, partial_text
 from .stopping import DecodeOptions
+from .words import Word
+
+if TYPE_CHECKING:
+    from .aligner import Aligner
+
+NO_ALIGNER = ("word timestamps need a forced aligner export (asr-export --model Qwen/Qwen3-ForcedAligner-0.6B); "
+              "give it with --aligner DIR")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class TranscribeOptions:
     silence_threshold: float = 1e-4      # peak amplitude below which audio counts as silence
     max_cache_gb: float = 4.0            # batches are cut so that their KV cache stays under this (one row may exceed)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    word_timestamps: bool = False        # each segment's words with start and end (needs the Transcriber's aligner)
 
 
 @dataclass
@@ -42,6 +50,13 @@ class Segment:
     language: str | None
     stop_reason: str
     tokens: int
+    words: list[Word] | None = None      # with word timestamps: the text's words, times from the input's start
+
+    def to_json(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k != "words"}
+        if self.words is not None:
+            data["words"] = [w.to_json() for w in self.words]
+        return data
 
 
 @dataclass
@@ -54,7 +69,8 @@ class Transcript:
     error: str | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**{k: v for k, v in asdict(self).items() if k != "segments"},
+                "segments": [s.to_json() for s in self.segments]}
 
 
 VAD_MODES = ("auto", "on", "off")
@@ -115,6 +131,7 @@ class _Job:
     end: float
     features: np.ndarray
     source: int = 0        # which input of the transcribe() call
+    samples: np.ndarray | None = None   # kept for word alignment only
 
 
 class _Partials:
@@ -149,8 +166,11 @@ class _Partials:
 
 
 class Transcriber:
-    def __init__(self, engine: Engine):
+    """`aligner` (runtime.aligner.Aligner): word timestamps for the options that ask for them."""
+
+    def __init__(self, engine: Engine, aligner: "Aligner | None" = None):
         self.engine = engine
+        self.aligner = aligner
         self.sample_rate = engine.features.settings.sample_rate
 
     def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
@@ -161,6 +181,7 @@ class Transcriber:
         calls; their results are left in riders.results (None when there was nothing to decode)."""
         if not isinstance(inputs, (list, tuple)) or is_pair(inputs):
             raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
+        options = self.checked(options)
         language = language_name(options.language, self.engine.languages)
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
@@ -178,15 +199,29 @@ class Transcriber:
             finish(transcript, language)
         return transcripts
 
+    def checked(self, options: TranscribeOptions) -> TranscribeOptions:
+        """`options` as they will run: word timestamps need the aligner, and segments no longer than it aligns at
+        a time (180 s, as the official package cuts audio when timestamps are on)."""
+        if not options.word_timestamps:
+            return options
+        if self.aligner is None:
+            raise QasrError(NO_ALIGNER)
+        cap = self.aligner.max_seconds
+        limit = min(options.max_segment_seconds or self.engine.manifest.limits.max_seconds, cap)
+        return replace(options, max_segment_seconds=limit)
+
     def split(self, item, options: TranscribeOptions) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
         """One input read, checked and cut into the segments to decode (load_segments with this model's limits)."""
+        options = self.checked(options)
         limits = self.engine.manifest.limits
         return load_segments(item, self.sample_rate, options, limits.max_seconds, limits.pauses)
 
     def decode(self, transcript: Transcript, pieces: list[tuple[float, float, np.ndarray]], first_index: int,
                language: str | None, options: TranscribeOptions) -> list[Segment]:
         """Decode some of one input's segments as one batch (they are added to `transcript`); the new segments."""
-        jobs = [_Job(transcript, first_index + i, start, end, self.engine.features(samples))
+        options = self.checked(options)
+        jobs = [_Job(transcript, first_index + i, start, end, self.engine.features(samples),
+                     samples=samples if options.word_timestamps else None)
                 for i, (start, end, samples) in enumerate(pieces)]
         before = len(transcript.segments)
         for batch in self._batches(sorted(jobs, key=lambda j: j.features.shape[1]), options):
@@ -195,7 +230,8 @@ class Transcriber:
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
         transcript, pieces = self.split(item, options)
-        jobs = [_Job(transcript, i, start, end, self.engine.features(samples))
+        jobs = [_Job(transcript, i, start, end, self.engine.features(samples),
+                     samples=samples if options.word_timestamps else None)
                 for i, (start, end, samples) in enumerate(pieces)]
         return transcript, jobs
 
@@ -235,10 +271,21 @@ class Transcriber:
         generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None)
         if riders is not None:
             riders.results = generations[len(jobs):]
+        segments = []
         for job, generation in zip(jobs, generations):
             parsed = parse_output(engine.prompts.decode(generation.tokens), language, engine.languages)
-            job.transcript.segments.append(
-                Segment(job.start, job.end, parsed.text, parsed.language, generation.stop_reason,
-                        len(generation.tokens)))
+            segments.append(Segment(job.start, job.end, parsed.text, parsed.language, generation.stop_reason,
+                                    len(generation.tokens)))
+        if options.word_timestamps:
+            self._align(jobs, segments, language)
+        for job, segment in zip(jobs, segments):
+            job.transcript.segments.append(segment)
             if partials:
-                partials.update(job, parsed.text, finished=True)
+                partials.update(job, segment.text, finished=True)
+
+    def _align(self, jobs: list[_Job], segments: list[Segment], language: str | None) -> None:
+        """Each segment's words, timed in its own audio and offset by its start (voice activity's cuts)."""
+        words = self.aligner.align_batch([(job.samples, segment.text, segment.language or language, job.start)
+                                          for job, segment in zip(jobs, segments)])
+        for segment, found in zip(segments, words):
+            segment.words = found

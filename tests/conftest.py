@@ -13,7 +13,7 @@ LAYOUTS = ("original", "hf")
 
 # What makes a test slow: fixtures that export, load a reference or an engine. A test marked `fast` may use none.
 SLOW_FIXTURES = {"exports", "references", "engines", "fused_export", "fused_engine", "shipped_export", "quantized",
-                 "fp32_export", "corpus", "runtime_env", "server"}
+                 "fp32_export", "corpus", "runtime_env", "server", "aligner_exports", "shipped_aligner"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -84,3 +84,30 @@ def shipped_export(tmp_path_factory) -> Path:
     from qasr.export.api import ExportSettings, export
 
     return export(ExportSettings(model=str(TEST_MODEL), out=tmp_path_factory.mktemp("shipped") / "fp32"))
+
+
+@pytest.fixture(scope="session")
+def aligner_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random forced aligners (Qwen3-ForcedAligner's form) in both layouts, the same weights."""
+    from qasr.export.tiny import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("aligner-checkpoints")
+    return {layout: write_tiny_checkpoint(root / layout, layout, seed=3, aligner=True) for layout in LAYOUTS}
+
+
+@pytest.fixture(scope="session")
+def aligner_exports(aligner_checkpoints, tmp_path_factory) -> dict[str, Path]:
+    from qasr.export.api import ExportSettings, export
+
+    root = tmp_path_factory.mktemp("aligner-exports")
+    return {layout: export(ExportSettings(model=str(path), out=root / layout))
+            for layout, path in aligner_checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def shipped_aligner(tmp_path_factory) -> Path:
+    """The shipped trained test aligner's fp32 export."""
+    from qasr.assets import TEST_ALIGNER
+    from qasr.export.api import ExportSettings, export
+
+    return export(ExportSettings(model=str(TEST_ALIGNER), out=tmp_path_factory.mktemp("shipped-aligner") / "fp32"))

@@ -57,7 +57,7 @@ def test_declared_limits_are_written_and_read(tmp_path):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda d: d.pop("cache"), r"manifest.json.cache is missing"),
+    (lambda d: d.pop("cache"), r"a speech recognition export needs its prompt and cache sections"),
     (lambda d: d["export"].update(opset="18"), r"export.opset must be int, not str"),
     (lambda d: d["model"]["audio"].update(layers=True), r"model.audio.layers must be int, not bool"),
     (lambda d: d["tokens"].update(eos_token_ids=302), r"tokens.eos_token_ids must be a list, not int"),

@@ -92,9 +92,9 @@ def _clock(text: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def test_subtitles_and_segment_timestamps(server, clips, expected):
-    """srt and vtt parse with subtitle libraries, their cue times are the verbose_json segments' times;
-    segment timestamps are honoured and word timestamps refused with OpenAI's 400 error shape."""
+def test_subtitles_and_segment_timestamps(server, clips, expected, engines):
+    """srt and vtt parse with subtitle libraries and agree; the srt is the library's for the same segmentation;
+    segment timestamps are honoured and word timestamps, without an aligner, refused with OpenAI's 400 error shape."""
     import io
 
     import srt
@@ -105,16 +105,20 @@ def test_subtitles_and_segment_timestamps(server, clips, expected):
     assert full.status_code == 200, full.text
     segments = [s for s in full.json()["segments"] if s["text"]]
     assert segments and all(s["end"] > s["start"] >= 0 for s in segments)
-    cues = list(srt.parse(_post_file(server.url, clip, response_format="srt").text))
+    subtitles = _post_file(server.url, clip, response_format="srt").text
+    cues = list(srt.parse(subtitles))
     vtt = _post_file(server.url, clip, response_format="vtt")
     assert vtt.headers["content-type"].startswith("text/vtt")
     captions = webvtt.from_buffer(io.StringIO(vtt.text)).captions
-    assert [c.content for c in cues] == [c.text for c in captions] == [s["text"] for s in segments]
-    for cue, caption, segment in zip(cues, captions, segments):
-        assert cue.start.total_seconds() == pytest.approx(segment["start"], abs=1e-3)
-        assert cue.end.total_seconds() == pytest.approx(segment["end"], abs=1e-3)
-        assert _clock(caption.start) == pytest.approx(segment["start"], abs=1e-3)
-        assert _clock(caption.end) == pytest.approx(segment["end"], abs=1e-3)
+    assert [c.content for c in cues] == [c.text for c in captions]
+    for cue, caption in zip(cues, captions):
+        assert _clock(caption.start) == pytest.approx(cue.start.total_seconds(), abs=1e-3)
+        assert _clock(caption.end) == pytest.approx(cue.end.total_seconds(), abs=1e-3)
+    # subtitles without an aligner: a segment per run of speech (voice activity on, pauses split), as the CLI does
+    from qasr.runtime.subtitles import to_srt
+
+    library = Transcriber(engines["original"]).transcribe([clip], TranscribeOptions(vad="on", pauses="split"))[0]
+    assert subtitles == to_srt(library)
     word = _post_file(server.url, clip, response_format="verbose_json", **{"timestamp_granularities[]": "word"})
     assert word.status_code == 400 and "word" in word.json()["error"]["message"]
 

@@ -73,6 +73,7 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.engine: Engine | None = None
+        self.aligner = None                # runtime.aligner.Aligner when started with an aligner
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
         self.model_name: str | None = settings.model_name
@@ -85,6 +86,10 @@ class Service:
         try:
             self.engine = await run_in_threadpool(Engine, s.engine_dir, s.providers, s.threads, s.checksums,
                                                   max_batch=s.max_batch)   # CUDA-graph buckets up to it
+            if s.aligner_dir is not None:
+                from ..aligner import Aligner
+
+                self.aligner = await run_in_threadpool(Aligner, s.aligner_dir, s.providers, s.threads, s.checksums)
         except QasrError as exc:
             self.load_error = str(exc)
             return
@@ -93,7 +98,7 @@ class Service:
         batcher = DynamicBatcher
         if s.batching == "ray":   # a Ray Serve replica (ray_serve.py): Ray's request batching
             from .ray_batcher import RayBatcher as batcher
-        self.batcher = batcher(Transcriber(self.engine), options, s.max_batch, s.max_wait_ms / 1000, s.max_queue,
+        self.batcher = batcher(Transcriber(self.engine, self.aligner), options, s.max_batch, s.max_wait_ms / 1000, s.max_queue,
                                self.metrics)
         self.batcher.start()
         self.metrics.ready.set(1)
@@ -123,8 +128,9 @@ class Service:
         return samples
 
     async def transcribe(self, data: bytes, language: str | None, context: str,
-                         partial: Callable[[str], None] | None = None) -> Transcript:
-        """The transcript of `data`; `partial` (streaming) is called on the event loop with the text so far."""
+                         partial: Callable[[str], None] | None = None, overrides: tuple = ()) -> Transcript:
+        """The transcript of `data`; `partial` (streaming) is called on the event loop with the text so far;
+        `overrides`: (option, value) pairs of TranscribeOptions this request changes."""
         if self.batcher is None:
             raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
         try:
@@ -135,7 +141,7 @@ class Service:
         try:
             loop = asyncio.get_running_loop()
             relay = (lambda text: loop.call_soon_threadsafe(partial, text)) if partial else None
-            future = self.batcher.submit(samples, self.sample_rate, language, context or "", relay)
+            future = self.batcher.submit(samples, self.sample_rate, language, context or "", relay, overrides)
         except QueueFull:
             raise ApiError(503, "the server is busy; try again shortly", "server_busy",
                            {"Retry-After": str(self.settings.retry_after_s)}) from None

@@ -38,6 +38,7 @@ class _Request:
     context: str
     future: asyncio.Future
     partial: Callable[[str], None] | None = None   # streaming: called (from the engine thread) with the text so far
+    overrides: tuple = ()        # (option, value) pairs this request changes (word timestamps, subtitle segmentation)
 
 
 @dataclass
@@ -71,9 +72,9 @@ class DynamicBatcher:
         self.executor.shutdown(wait=True)
 
     def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str,
-               partial: Callable[[str], None] | None = None) -> asyncio.Future:
+               partial: Callable[[str], None] | None = None, overrides: tuple = ()) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        self._enqueue(_Request(samples, sample_rate, language, context, future, partial))
+        self._enqueue(_Request(samples, sample_rate, language, context, future, partial, overrides))
         return future
 
     def submit_live(self, work) -> _LiveRequest:
@@ -177,16 +178,16 @@ class DynamicBatcher:
 
 def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, batch: list[_Request],
                         riders=None) -> list[Transcript]:
-    """One engine call per (language, context) group of a batch of requests; `riders` (live steps) go along in the
-    first group's first batch."""
+    """One engine call per (language, context, overrides) group of a batch of requests; `riders` (live steps) go
+    along in the first group's first batch."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, request in enumerate(batch):
-        groups[(request.language, request.context)].append(i)
+        groups[(request.language, request.context, request.overrides)].append(i)
     results: list[Transcript | None] = [None] * len(batch)
-    for (language, context), rows in groups.items():
+    for (language, context, overrides), rows in groups.items():
         # every request's segments (long audio is segmented as in asr-transcribe) share batches of up
         # to max_batch rows with the other requests' segments
-        group_options = replace(options, language=language, context=context)
+        group_options = replace(options, language=language, context=context, **dict(overrides))
         inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
         partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
         for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None, riders)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -42,25 +43,31 @@ from .settings import ServiceSettings
               help="A live stream that sends nothing for this long is closed.")
 @click.option("--live-step", default=0.5, show_default=True, type=click.FloatRange(0.1, 10),
               help="Seconds of new speech per live decode step (shorter: text sooner, more compute).")
+@click.option("--aligner", "aligner_dir", type=click.Path(), default=None,
+              help="A forced aligner export: word timestamps (timestamp_granularities=['word']) and word-timed "
+                   "subtitles.")
 @click.option("--model-name", default=None,
               help="The model name /v1/models lists and requests must name [default: the hub id the export was made "
                    "from, else its folder's name].")
 @handle_errors
 def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_mb, max_audio_seconds, request_timeout,
          api_key_env, device, threads, graceful_timeout, use_ray, replicas, replica_cpus, replica_gpus, max_streams,
-         stream_idle_seconds, live_step, model_name):
+         stream_idle_seconds, live_step, aligner_dir, model_name):
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/realtime (OpenAI's Realtime transcription
     over a WebSocket), /v1/transcribe, /health, /ready, /metrics."""
     from .server import create_app, graceful_server
 
     load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts (sha256 cached)
+    if aligner_dir is not None and not load_manifest(aligner_dir).is_aligner:
+        raise QasrError(f"--aligner {aligner_dir} is a speech recognition export, not a forced aligner's")
     settings = ServiceSettings(
         engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_audio_seconds=max_audio_seconds,
         request_timeout_s=request_timeout, api_key=os.environ.get(api_key_env) or None,
         providers=DEVICE_PROVIDERS[device], threads=threads, checksums="size", decode=DecodeOptions(),
         model_name=model_name, graceful_timeout_s=graceful_timeout, max_streams=max_streams,
-        stream_idle_s=stream_idle_seconds, live_step_s=live_step)
+        stream_idle_s=stream_idle_seconds, live_step_s=live_step,
+        aligner_dir=Path(aligner_dir) if aligner_dir else None)
     if use_ray:
         try:
             from .ray_serve import serve_forever

@@ -49,12 +49,12 @@ class RayBatcher:
         self.executor.shutdown(wait=True)
 
     def submit(self, samples: np.ndarray, sample_rate: int, language: str | None, context: str,
-               partial: Callable[[str], None] | None = None) -> asyncio.Future:
+               partial: Callable[[str], None] | None = None, overrides: tuple = ()) -> asyncio.Future:
         if self.waiting >= self.max_queue:
             raise QueueFull
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        request = _Request(samples, sample_rate, language, context, future, partial)
+        request = _Request(samples, sample_rate, language, context, future, partial, overrides)
         self.waiting += 1
         self.metrics.queue_depth.set(self.waiting)
 

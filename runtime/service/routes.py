@@ -14,18 +14,33 @@ from ..transcribe import Transcript
 from .app import ApiError, Service, read_limited
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
-GRANULARITIES = ("segment",)   # "word" needs word alignment, which the runtime does not do yet
+GRANULARITIES = ("segment", "word")   # "word" needs the server started with --aligner
 RAW_TYPES = ("audio/", "application/octet-stream")
 
 
-def verbose(transcript: Transcript) -> dict:
-    """OpenAI's verbose_json: segments with start/end in seconds (from the segmentation), plus why each stopped."""
+def verbose(transcript: Transcript, granularities: tuple[str, ...] = ("segment",)) -> dict:
+    """OpenAI's verbose_json: segments with start/end in seconds (from the segmentation), plus why each stopped;
+    with the word granularity, `words` (each with start and end) over the whole input."""
     segments = sorted(transcript.segments, key=lambda s: s.start)
-    return {"task": "transcribe", "language": transcript.language, "duration": transcript.duration,
-            "text": transcript.text,
-            "segments": [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
-                          "temperature": 0.0, "stop_reason": s.stop_reason, "language": s.language}
-                         for i, s in enumerate(segments)]}
+    out = {"task": "transcribe", "language": transcript.language, "duration": transcript.duration,
+           "text": transcript.text}
+    if "word" in granularities:
+        out["words"] = [w.to_json() for s in segments for w in (s.words or [])]
+    if "segment" in granularities or "word" not in granularities:
+        out["segments"] = [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
+                            "temperature": 0.0, "stop_reason": s.stop_reason, "language": s.language}
+                           for i, s in enumerate(segments)]
+    return out
+
+
+def request_overrides(service: Service, response_format: str, granularities: list[str]) -> tuple:
+    """What a request changes: words when asked for (or for subtitles when the server has an aligner), and a
+    segment per run of speech for subtitles without one (cues never span a pause)."""
+    if "word" in granularities or (response_format in ("srt", "vtt") and service.aligner is not None):
+        return (("word_timestamps", True),)
+    if response_format in ("srt", "vtt"):
+        return (("vad", "on"), ("pauses", "split"))
+    return ()
 
 
 async def _upload_bytes(upload: UploadFile, limit: int) -> bytes:
@@ -94,10 +109,11 @@ def install_routes(app: FastAPI, service: Service) -> None:
         problem = None
         if response_format not in RESPONSE_FORMATS:
             problem = f"response_format {response_format!r} is not supported; use one of {RESPONSE_FORMATS}"
-        elif "word" in asked:
-            problem = "timestamp_granularities ['word'] is not supported yet (no word alignment); use ['segment']"
         elif unknown := [g for g in asked if g not in GRANULARITIES]:
-            problem = f"unknown timestamp_granularities {unknown}; use ['segment']"
+            problem = f"unknown timestamp_granularities {unknown}; use ['segment'], ['word'] or both"
+        elif "word" in asked and service.aligner is None and service.batcher is not None:
+            problem = ("timestamp_granularities ['word'] needs word alignment: start the server with --aligner DIR "
+                       "(a forced aligner export)")
         elif asked and response_format != "verbose_json":
             problem = "timestamp_granularities needs response_format verbose_json"
         elif stream and response_format not in ("json", "text"):
@@ -114,11 +130,12 @@ def install_routes(app: FastAPI, service: Service) -> None:
         data = await _upload_bytes(file, limit)
         if stream:
             return await _stream(service, data, language or None, prompt)
-        transcript = await service.transcribe(data, language or None, prompt)
+        transcript = await service.transcribe(data, language or None, prompt,
+                                              overrides=request_overrides(service, response_format, asked))
         if response_format == "text":
             return PlainTextResponse(transcript.text)
         if response_format == "verbose_json":
-            return verbose(transcript)
+            return verbose(transcript, tuple(asked) or ("segment",))
         if response_format == "srt":
             return PlainTextResponse(to_srt(transcript))
         if response_format == "vtt":

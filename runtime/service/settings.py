@@ -29,3 +29,4 @@ class ServiceSettings:
     stream_idle_s: float = 60.0        # a live stream that sends nothing for this long is closed
     live_step_s: float = 0.5           # a live decode step per this much new speech
     batching: str = "qasr"             # qasr: our DynamicBatcher; ray: Ray Serve's @serve.batch (inside a replica)
+    aligner_dir: Path | None = None    # a forced aligner export: word timestamps and word-timed subtitles

@@ -267,6 +267,7 @@ def export_checkpoint(settings: ExportSettings, progress: Progress = lambda _: N
 def _resolve(settings: ExportSettings, checkpoint: Checkpoint, progress: Progress) -> ExportSettings:
     """What the checkpoint decides: the attention (auto, or gqa refused for it) and the exclusion groups it has.
     An aligner has no decoder cache to fuse: its one pass is the standard graph (auto means that)."""
+    _check_exclusions(settings, checkpoint)
     if checkpoint.spec.alignment is not None:
         if settings.attention == names.ATTENTION_GQA:
             raise QasrError(f"{settings.model} is a forced aligner (one pass, no KV cache): --attention gqa applies "
@@ -281,11 +282,15 @@ def _resolve(settings: ExportSettings, checkpoint: Checkpoint, progress: Progres
         raise QasrError(problem)
     attention, why_standard = settings.resolve_attention(checkpoint)
     progress(f"decoder attention: {attention}" + (f" ({why_standard})" if why_standard else ""))
+    return replace(settings, attention=attention)
+
+
+def _check_exclusions(settings: ExportSettings, checkpoint: Checkpoint) -> None:
     if settings.quantization() is not None and settings.int8 is not None and settings.int8.exclude:
-        known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers)
+        known = possible_groups(checkpoint.spec.audio.layers, checkpoint.spec.text.layers,
+                                names.ALIGNER if checkpoint.spec.alignment else names.DECODER)
         if unknown := sorted(set(settings.int8.exclude) - known):
             raise QasrError(f"unknown --int8-exclude groups {unknown}; this model has {sorted(known)}")
-    return replace(settings, attention=attention)
 
 
 def _export_info(settings: ExportSettings, precision: str) -> ExportInfo:

@@ -82,7 +82,8 @@ def default_out(model: str, precision: str, attention: str = "standard", int8: I
 @handle_errors
 def main(model, out, precision, device, backend, attention, max_positions, force, verify, verify_tokens, int8_mode, calibration, calibration_limit, calibration_method,
          int8_weights, weight_bits, weight_block_size, int8_exclude, smooth_alpha, weight_algorithm, quiet):
-    """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache)."""
+    """Export a Qwen3-ASR checkpoint to ONNX (audio encoder, projector, decoder with KV cache), or a
+    Qwen3-ForcedAligner checkpoint (audio encoder, projector, aligner graph) for word timestamps."""
     progress = Progress(quiet)
     given = {k: v for k, v in {"mode": int8_mode, "calibration": calibration, "calibration_limit": calibration_limit,
                                "method": calibration_method, "weights": int8_weights,

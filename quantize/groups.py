@@ -47,7 +47,7 @@ def node_groups(graph_name: str, model: onnx.ModelProto) -> dict[str, list[str]]
             group = "conv"
         elif match := re.match(r"layers\.(\d+)\.", scope):
             group = f"layer{int(match.group(1))}"
-        elif scope == "lm_head" or node.op_type == "Gemm":
+        elif scope in ("lm_head", "score") or node.op_type == "Gemm":
             group = "lm_head"
         else:
             group = "other"
@@ -55,11 +55,11 @@ def node_groups(graph_name: str, model: onnx.ModelProto) -> dict[str, list[str]]
     return dict(groups)
 
 
-def possible_groups(encoder_layers: int, decoder_layers: int) -> set[str]:
+def possible_groups(encoder_layers: int, decoder_layers: int, text_graph: str = "decoder") -> set[str]:
     """Every group name node_groups can give for a model of these sizes: `--int8-exclude` is checked against
     it before any export work (the groups of the graphs themselves are known only once they are written)."""
-    names = {"encoder.conv", "encoder.attention", "encoder.other", "projector", "decoder.attention",
-             "decoder.lm_head", "decoder.other"}
-    names |= {f"encoder.layer{i}" for i in range(encoder_layers)} | {f"decoder.layer{i}" for i in range(decoder_layers)}
+    names = {"encoder.conv", "encoder.attention", "encoder.other", "projector", f"{text_graph}.attention",
+             f"{text_graph}.lm_head", f"{text_graph}.other"}
+    names |= {f"encoder.layer{i}" for i in range(encoder_layers)} | {f"{text_graph}.layer{i}" for i in range(decoder_layers)}
     return names
 

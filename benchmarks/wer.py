@@ -22,7 +22,7 @@ import click
 from qasr.reference.wer import (NORMALISATION, breakdown, check_breakdown_fields, format_breakdown, format_table,
                                 run_engine, run_reference, score)
 from qasr.benchmarks.machine import cpu_description
-from qasr.runtime.cli_support import Progress, handle_errors
+from qasr.runtime.cli_support import Progress, handle_errors, writable_file
 from qasr.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
 
@@ -64,17 +64,21 @@ def svg_bars(summary: list[dict]) -> str:
 @click.option("--repetition-guard/--no-repetition-guard", default=True, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write an SVG bar chart of WER.")
+@click.option("--force", is_flag=True, help="Replace --json-out / --plot files that already exist.")
 @click.option("--by", "by_fields", multiple=True, metavar="FIELD",
               help="Also print WER per group of this manifest field (e.g. variant, voice, noise), or `words` "
                    "(sentence length); repeatable.")
 @handle_errors
-def main(manifest, model, engines, language, limit, batch_size, repetition_guard, json_out, plot, by_fields):
+def main(manifest, model, engines, language, limit, batch_size, repetition_guard, json_out, plot, force, by_fields):
     """Transcribe MANIFEST with the reference and each engine; print WER, CER, drift and speed."""
     from qasr.runtime.stopping import DecodeOptions
     from qasr.runtime.transcribe import TranscribeOptions
 
     if not model and not engines:
         raise QasrError("give --model (the reference) and/or --engine (exports) to compare")
+    for path, flag in ((json_out, "--json-out"), (plot, "--plot")):
+        if path is not None:
+            writable_file(path, force, flag)
     progress = Progress()
     utterances, problems = read_manifest(manifest, limit)
     for problem in problems:

@@ -92,6 +92,9 @@ class ExportSettings:
             raise QasrError(f"{out} exists and is not a directory")
         if out.is_dir() and any(out.iterdir()) and not self.force:
             raise QasrError(f"{out} already exists and is not empty; pass --force to replace it")
+        from qasr.runtime.cli_support import writable_dir
+
+        writable_dir(out.parent if str(out.parent) else Path("."), "the folder of --out")
         if self.precision == "int4" and self.int8 is not None and \
                 (self.int8.mode != "weight-only" or self.int8.weight_bits not in (4, Int8Settings.weight_bits)):
             raise QasrError("--precision int4 is 4-bit weight-only; drop --int8-mode / --weight-bits")

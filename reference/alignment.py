@@ -18,7 +18,7 @@ from qasr.runtime.aligner import Aligner
 from qasr.runtime.words import monotonic, split_words
 
 from .model import batch_features
-from .parity import GraphError, audio_parity, graph_error
+from .parity import GraphError, audio_parity, format_errors, graph_error
 
 
 @dataclass
@@ -114,8 +114,7 @@ def reference_words(slot_bins: list[int], segment_ms: float) -> list[float]:
 
 
 def format_alignment_report(errors: list[GraphError], checks: list[SlotCheck]) -> str:
-    lines = [f"{'graph':<32} {'max |err|':>10} {'mean |err|':>11} {'max |ref|':>10}"]
-    lines += [f"{e.graph:<32} {e.max_abs:>10.2e} {e.mean_abs:>11.2e} {e.scale:>10.3g}" for e in errors]
+    lines = format_errors(errors)
     lines.append("")
     lines.append(f"{'input':<28} {'slots':>6} {'agree':>6} {'max diff (bins)':>15} {'min margin':>10}")
     for c in checks:

@@ -145,9 +145,14 @@ def _reference_tokens(ref, engine: Engine, prompts, feats, new_tokens: int):
     return tokens, margins
 
 
-def format_report(errors: list[GraphError], checks: list[TokenCheck]) -> str:
+def format_errors(errors: list[GraphError]) -> list[str]:
+    """The per-graph error table's lines (ASR and aligner reports)."""
     lines = [f"{'graph':<32} {'max |err|':>10} {'mean |err|':>11} {'max |ref|':>10}"]
-    lines += [f"{e.graph:<32} {e.max_abs:>10.2e} {e.mean_abs:>11.2e} {e.scale:>10.3g}" for e in errors]
+    return lines + [f"{e.graph:<32} {e.max_abs:>10.2e} {e.mean_abs:>11.2e} {e.scale:>10.3g}" for e in errors]
+
+
+def format_report(errors: list[GraphError], checks: list[TokenCheck]) -> str:
+    lines = format_errors(errors)
     lines.append("")
     lines.append(f"{'input':<28} {'tokens':>6} {'agree':>6} {'distinct':>8} {'min margin':>10}")
     for c in checks:

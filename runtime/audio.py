@@ -51,13 +51,17 @@ def decode_bytes(data: bytes, sample_rate: int, name: str = "<bytes>") -> np.nda
     return prepare_waveform(samples, rate, sample_rate, name=name)
 
 
+MIN_SAMPLE_RATE = 1000   # below this a file's declared rate is a mistake, not speech
+
+
 def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, name: str = "audio") -> np.ndarray:
     """Check samples ([frames] or [frames, channels]), downmix to mono and resample to `sample_rate`."""
     data = mono(data, name)
     if data.size == 0:
         raise AudioError(f"{name}: the audio is empty (0 samples)")
-    if rate <= 0:
-        raise AudioError(f"{name}: invalid sample rate {rate}")
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"{name}: a sample rate of {rate} Hz is not audio we can transcribe (at least "
+                         f"{MIN_SAMPLE_RATE} Hz)")
     if rate != sample_rate:
         data = resample(data, rate, sample_rate)
     return data

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import EXIT_USER_ERROR, fail, handle_errors
+from .cli_support import EXIT_USER_ERROR, MAX_THREADS, echo_out, fail, handle_errors, writable_dir
 from .model import Model
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
@@ -53,7 +53,8 @@ from qasr.exportformat.schema import PAUSE_MODES
                    "(a segment per region) [default: the model's, merge for Qwen3-ASR; split for subtitles without "
                    "an aligner].")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, help="ONNX Runtime intra-op threads (0: its default).")
+@click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=0,
+              help="ONNX Runtime intra-op threads (0: its default).")
 @click.option("--live", is_flag=True,
               help="Replay one file as if it were being spoken and print text as it is confirmed (txt: the text of "
                    "each turn on its line; json: one event per line).")
@@ -66,6 +67,8 @@ def main(engine_dir, audio, language, context, as_json, fmt, aligner_dir, word_t
          max_new_tokens, tokens_per_second, budget_base, repetition_guard, max_segment_seconds, vad, pauses, device,
          threads, live, speed, policy):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
+    if as_json and fmt not in ("txt", "json"):
+        fail(f"--json is --format json; it conflicts with --format {fmt}")
     fmt = "json" if as_json else fmt
     words = _check_words(fmt, aligner_dir, word_timestamps, live)
     if fmt in ("srt", "vtt") and not words and vad is None and pauses is None:
@@ -103,7 +106,7 @@ def main(engine_dir, audio, language, context, as_json, fmt, aligner_dir, word_t
     else:
         shown = transcripts if fmt == "json" else [t for t in transcripts if not t.error]
         if shown:
-            click.echo(_render(fmt, shown, header, several=len(transcripts) > 1), nl=False)
+            echo_out(_render(fmt, shown, header, several=len(transcripts) > 1))
     if failed:
         sys.exit(EXIT_USER_ERROR)
 
@@ -163,6 +166,7 @@ def _targets(audio: tuple[str, ...], fmt: str, output_dir: Path | None, force: b
     inputs would write the same file."""
     if output_dir is None:
         return []
+    writable_dir(output_dir, "--output-dir")
     targets = [output_dir / f"{Path(a).stem}.{fmt}" for a in audio]
     if len(set(targets)) < len(targets):
         fail("two inputs have the same name: their --output-dir files would collide")

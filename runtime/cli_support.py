@@ -14,11 +14,53 @@ from qasr.errors import QasrError
 EXIT_USER_ERROR = 2     # bad input: audio, checkpoint, export directory, options
 EXIT_FAILED_CHECK = 3   # the export ran but does not match the reference
 EXIT_INTERNAL = 4       # a bug of ours
+MAX_THREADS = 4 * (os.cpu_count() or 1)   # --threads beyond this only oversubscribes the machine
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def writable_dir(path, what: str = "the output directory") -> None:
+    """Create `path` (and its parents) and prove a file can be written there, before any work; one line if not."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise QasrError(f"{what} {path} exists and is not a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".qasr-probe-"):
+            pass
+    except OSError as exc:
+        raise QasrError(f"cannot write to {what} {path}: {exc.strerror or exc}") from None
+
+
+def writable_file(path, force: bool, what: str = "the output file") -> None:
+    """`path` may be written (its folder exists or can be made, and is writable) and replaces nothing the user had
+    unless `force`; checked before any work, one line if not."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise QasrError(f"{what} {path} is a directory")
+    if path.exists() and not force:
+        raise QasrError(f"{path} exists; pass --force to replace it")
+    writable_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
+
+
+def echo_out(text: str) -> None:
+    """Print the result on standard output; a full disk or a closed file there is one error line, not a trace."""
+    try:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more is tried at exit
+        raise QasrError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def handle_errors(func):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_support import handle_errors
+from ..cli_support import MAX_THREADS, handle_errors
 from qasr.errors import QasrError
 from qasr.exportformat import load_manifest
 from ..stopping import DecodeOptions
@@ -29,7 +29,7 @@ from .settings import ServiceSettings
 @click.option("--api-key-env", default="QASR_API_KEY", show_default=True,
               help="Environment variable holding the bearer token; unset or empty: no auth.")
 @click.option("--device", type=click.Choice(list(DEVICE_PROVIDERS)), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0)
+@click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=0, help="ONNX Runtime intra-op threads (0: its default).")
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to finish in-flight requests on shutdown; those still open then get a JSON 503.")
 @click.option("--ray", "use_ray", is_flag=True,

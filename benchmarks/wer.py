@@ -22,7 +22,7 @@ import click
 from qasr.reference.wer import (NORMALISATION, breakdown, check_breakdown_fields, format_breakdown, format_table,
                                 run_engine, run_reference, score)
 from qasr.benchmarks.machine import cpu_description
-from qasr.runtime.cli_support import Progress, handle_errors, writable_file
+from qasr.runtime.cli_support import Progress, handle_errors, require, writable_file
 from qasr.errors import QasrError
 from qasr.runtime.speech_manifest import read_manifest
 
@@ -76,6 +76,9 @@ def main(manifest, model, engines, language, limit, batch_size, repetition_guard
 
     if not model and not engines:
         raise QasrError("give --model (the reference) and/or --engine (exports) to compare")
+    require(("jiwer",), "bench", "asr-wer")
+    if model:
+        require(("torch", "transformers", "safetensors"), "export", "asr-wer --model (the PyTorch reference)")
     for path, flag in ((json_out, "--json-out"), (plot, "--plot")):
         if path is not None:
             writable_file(path, force, flag)

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import click
 
-from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors
+from qasr.runtime.cli_support import EXIT_FAILED_CHECK, Progress, fail, handle_errors, require_at_start
 
-from qasr.calibration.stats import METHODS
-from qasr.quantize.api import BLOCK_SIZES, MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings
+require_at_start(("torch", "transformers", "onnx", "onnxscript", "safetensors"), "export", "asr-export")
 
-from .api import ATTENTION_AUTO, ATTENTIONS, BACKENDS, DEVICES, PRECISIONS, ExportSettings, export_checkpoint
-from .fused_decoder_graph import DEFAULT_MAX_POSITIONS
+# after the check: these need the export extra
+from qasr.calibration.stats import METHODS  # noqa: E402
+from qasr.quantize.api import BLOCK_SIZES, MODES, WEIGHT_ALGORITHMS, WEIGHT_GRANULARITIES, Int8Settings  # noqa: E402
+
+from .api import (ATTENTION_AUTO, ATTENTIONS, BACKENDS, DEVICES, PRECISIONS, ExportSettings,  # noqa: E402
+                  export_checkpoint)
+from .fused_decoder_graph import DEFAULT_MAX_POSITIONS  # noqa: E402
 
 
 def default_out(model: str, precision: str, attention: str = "standard", int8: Int8Settings | None = None) -> Path:

@@ -22,6 +22,26 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     sys.exit(code)
 
 
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require(modules: tuple[str, ...], extra: str, what: str) -> None:
+    """QasrError naming the extra to install when one of `modules` (an optional extra's) is not installed."""
+    if missing := missing_modules(modules):
+        raise QasrError(f"{what} needs {', '.join(missing)}, which this install lacks: pip install \"qasr[{extra}]\"")
+
+
+def require_at_start(modules: tuple[str, ...], extra: str, tool: str) -> None:
+    """require() for a command's own imports, before click runs (even --help): one line and exit 2."""
+    try:
+        require(modules, extra, tool)
+    except QasrError as exc:
+        fail(str(exc))
+
+
 def writable_dir(path, what: str = "the output directory") -> None:
     """Create `path` (and its parents) and prove a file can be written there, before any work; one line if not."""
     import tempfile

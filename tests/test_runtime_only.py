@@ -96,3 +96,17 @@ def test_the_installed_package_carries_no_test_assets_and_is_typed(runtime_env, 
                f"{str(ROOT / 'examples' / 'call.flac')!r}); print(i.language, ' '.join(x.text for x in s))")
     assert api.returncode == 0, api.stderr
     assert api.stdout.strip() == "English please call me at seven thirty tomorrow morning"
+
+
+def test_tools_without_their_extra_name_it_in_one_line(runtime_env, shipped_export, tmp_path):
+    """asr-export (even --help), asr-serve and asr-wer on the runtime alone: one error line naming the extra to
+    install, before any work."""
+    cases = [(("asr-export", "--help"), "qasr[export]"),
+             (("asr-serve", "--engine", str(shipped_export)), "qasr[serve]"),
+             (("asr-wer", "--manifest", str(ROOT / "testmodel" / "speech" / "eval.jsonl"), "--engine",
+               str(shipped_export)), "qasr[bench]")]
+    for args, extra in cases:
+        result = _run(runtime_env, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1, result.stderr
+        assert extra in result.stderr, result.stderr

@@ -55,6 +55,9 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
          stream_idle_seconds, live_step, aligner_dir, model_name):
     """Serve ENGINE over HTTP: /v1/audio/transcriptions (OpenAI), /v1/realtime (OpenAI's Realtime transcription
     over a WebSocket), /v1/transcribe, /health, /ready, /metrics."""
+    from ..cli_support import require
+
+    require(("fastapi", "uvicorn", "multipart", "prometheus_client", "websockets"), "serve", "asr-serve")
     from .server import create_app, graceful_server
 
     load_manifest(engine_dir)  # a bad directory fails here, in one line, before the server starts (sha256 cached)

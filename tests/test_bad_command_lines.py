@@ -66,3 +66,16 @@ def test_a_one_hertz_file_is_refused(shipped_export, tmp_path):
     result = run("asr-transcribe", "--engine", str(shipped_export), "--format", "json", str(path))
     assert result.returncode == 2
     assert "a sample rate of 1 Hz is not audio" in json.loads(result.stdout)["results"][0]["error"]
+
+
+def test_a_server_that_cannot_load_its_engine_exits_with_the_reason(shipped_export):
+    """asr-serve whose engine fails to load (here: the CPU export's fp32 fused decoder asked to run on CUDA) says
+    why in one line and exits non-zero, instead of answering /health as if alive."""
+    import time
+
+    start = time.monotonic()
+    result = run("asr-serve", "--engine", str(shipped_export), "--device", "cuda", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the engine could not be loaded" in errors[0], result.stderr
+    assert time.monotonic() - start < 120

@@ -93,6 +93,9 @@ class Service:
         except QasrError as exc:
             self.load_error = str(exc)
             return
+        except Exception as exc:  # ONNX Runtime's own errors (a provider it lacks, a graph it refuses), or ours
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            return
         self.model_name = self.model_name or served_name(self.engine.manifest)
         options = TranscribeOptions(batch_size=s.max_batch, decode=s.decode)
         batcher = DynamicBatcher

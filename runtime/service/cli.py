@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
-from ..cli_support import MAX_THREADS, handle_errors
+from ..cli_support import EXIT_USER_ERROR, MAX_THREADS, handle_errors
 from qasr.errors import QasrError
 from qasr.exportformat import load_manifest
 from ..stopping import DecodeOptions
@@ -80,4 +81,7 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
         return
     if replicas != 1:
         raise QasrError("--replicas needs --ray")
-    graceful_server(create_app(settings), graceful_timeout, host=host, port=port, log_level="info").run()
+    app = create_app(settings)
+    graceful_server(app, graceful_timeout, host=host, port=port, log_level="info").run()
+    if app.state.service.load_error:   # said in one line as it happened (server._load_failed)
+        sys.exit(EXIT_USER_ERROR)

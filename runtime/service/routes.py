@@ -59,6 +59,8 @@ def install_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/health")
     async def health():
+        if service.load_error:   # the process is on its way out: never healthy
+            return JSONResponse({"status": "failed"}, 503)
         return {"status": "ok"}
 
     @app.get("/ready")

@@ -36,6 +36,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loading = asyncio.create_task(service.load())
+        loading.add_done_callback(lambda _: service.load_error and _load_failed(app))
         yield
         await loading
         if service.batcher is not None:
@@ -86,6 +87,17 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
 
 
+def _load_failed(app: FastAPI) -> None:
+    """The engine cannot be loaded: say why in one line and stop the server (the command exits non-zero), so that a
+    supervisor sees a failed start instead of a process that answers /health."""
+    import sys
+
+    print(f"error: the engine could not be loaded: {app.state.service.load_error}", file=sys.stderr, flush=True)
+    stop = getattr(app.state, "stop_server", None)
+    if stop is not None:
+        stop()
+
+
 def graceful_server(app: FastAPI, graceful_timeout: float, **config):
     """A uvicorn server for `app` whose shutdown tells the Service first: requests still open when
     `graceful_timeout` has passed get a JSON 503 (never uvicorn's plain-text 500 of a cancelled task),
@@ -100,5 +112,11 @@ def graceful_server(app: FastAPI, graceful_timeout: float, **config):
 
     from .realtime import MAX_FRAME_BYTES
 
-    return GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0,
-                                         ws_max_size=MAX_FRAME_BYTES, **config))
+    server = GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0,
+                                           ws_max_size=MAX_FRAME_BYTES, **config))
+
+    def stop() -> None:
+        server.should_exit = True
+
+    app.state.stop_server = stop
+    return server

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import io
 import time
+from pathlib import Path
 from typing import Callable
 
 from fastapi import Request
@@ -61,7 +62,8 @@ def error_response(status: int, message: str, kind: str, headers: dict | None = 
 def served_name(manifest) -> str:
     """The model name an export is served under: the hub id it was exported from, else its folder's name."""
     model = manifest.source.model.rstrip("/")
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+    local = str(Path(model).expanduser()) == manifest.source.path.rstrip("/")   # exported from a directory
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")) and not local:
         return model
     return model.rsplit("/", 1)[-1] or "qasr"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import EXIT_USER_ERROR, MAX_THREADS, echo_out, fail, handle_errors, writable_dir
+from .cli_support import EXIT_USER_ERROR, MAX_THREADS, Progress, echo_out, fail, handle_errors, writable_dir
 from .model import Model
 from .session import DEVICE_PROVIDERS
 from .stopping import DecodeOptions
@@ -62,10 +62,11 @@ from qasr.exportformat.schema import PAUSE_MODES
               help="--live: replay this many times faster than real time [default: 1, real time].")
 @click.option("--policy", type=click.Choice(POLICIES), default="agreement", show_default=True,
               help="--live: what is confirmed: agreement (two steps agree) or rollback (all but the last tokens).")
+@click.option("--quiet", is_flag=True, help="No progress lines (they go to stderr, and only to a terminal).")
 @handle_errors
 def main(engine_dir, audio, language, context, as_json, fmt, aligner_dir, word_timestamps, output_dir, force, batch_size,
          max_new_tokens, tokens_per_second, budget_base, repetition_guard, max_segment_seconds, vad, pauses, device,
-         threads, live, speed, policy):
+         threads, live, speed, policy, quiet):
     """Transcribe AUDIO files (any format soundfile reads, any sample rate, mono or stereo)."""
     if as_json and fmt not in ("txt", "json"):
         fail(f"--json is --format json; it conflicts with --format {fmt}")
@@ -88,7 +89,8 @@ def main(engine_dir, audio, language, context, as_json, fmt, aligner_dir, word_t
     transcripts = model.transcribe_batch(list(audio), language, context=context, max_segment_seconds=max_segment_seconds,
                                          vad=vad, pauses=pauses, max_new_tokens=max_new_tokens,
                                          tokens_per_second=tokens_per_second, budget_base=budget_base,
-                                         repetition_guard=repetition_guard, word_timestamps=words)
+                                         repetition_guard=repetition_guard, word_timestamps=words,
+                                         progress=None if quiet or not sys.stderr.isatty() else Progress())
     failed = [t for t in transcripts if t.error]
     for t in failed:
         click.echo(f"error: {t.error}", err=True)

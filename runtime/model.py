@@ -153,12 +153,14 @@ class Model:
                               max_turn_seconds=max_turn_seconds)
         return LiveSession(self.engine, options.check(), sample_rate)
 
-    def transcribe_batch(self, audios: Iterable, language: str | None = None, **options) -> list[Transcript]:
+    def transcribe_batch(self, audios: Iterable, language: str | None = None, *, progress=None,
+                         **options) -> list[Transcript]:
         """Many inputs at once, batched by length across all of them: one Transcript each (text, language,
-        duration, segments). An input that cannot be read gets `error` set and the others go on."""
+        duration, segments). An input that cannot be read gets `error` set and the others go on. `progress`: called
+        with a line after each batch."""
         if isinstance(audios, (str, bytes, os.PathLike)) or is_pair(audios) or hasattr(audios, "read"):
             raise QasrError("transcribe_batch() takes a list of inputs; use transcribe() for one")
-        return self._transcriber.transcribe(list(audios), self.options(language, **options))
+        return self._transcriber.transcribe(list(audios), self.options(language, **options), progress=progress)
 
 
 def _samples_and_rate(item) -> bool:

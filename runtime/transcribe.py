@@ -174,11 +174,13 @@ class Transcriber:
         self.sample_rate = engine.features.settings.sample_rate
 
     def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
-                   partial: dict[int, Callable[[str], None]] | None = None, riders=None) -> list[Transcript]:
+                   partial: dict[int, Callable[[str], None]] | None = None, riders=None,
+                   progress: Callable[[str], None] | None = None) -> list[Transcript]:
         """Each input is what qasr.runtime.inputs reads (a path, samples, bytes, ...). Bad inputs get `error`, others
         go on. `partial` (streaming): {input index: called with that input's text so far, as it decodes}.
         `riders` (runtime.live.runner.Riders, the service): live steps run in the first batch's encoder and decoder
-        calls; their results are left in riders.results (None when there was nothing to decode)."""
+        calls; their results are left in riders.results (None when there was nothing to decode). `progress`: called
+        with a line after each batch (how much of the speech is done)."""
         if not isinstance(inputs, (list, tuple)) or is_pair(inputs):
             raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
         options = self.checked(options)
@@ -192,9 +194,13 @@ class Transcriber:
             jobs.extend(item_jobs)
         partials = _Partials(partial, jobs) if partial else None
         jobs.sort(key=lambda j: j.features.shape[1])
+        total, done = sum(j.end - j.start for j in jobs), 0.0
         for batch in self._batches(jobs, options):
             self._run_batch(batch, language, options, partials, riders)
             riders = None
+            done += sum(j.end - j.start for j in batch)
+            if progress is not None:
+                progress(f"transcribed {done:.0f} of {total:.0f} s of speech ({100 * done / max(total, 1e-9):.0f}%)")
         for transcript in transcripts:
             finish(transcript, language)
         return transcripts

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from scipy.signal import resample_poly
+from qasr.runtime.audio import resample
 
 from qasr.reference.wer import normalise
 
@@ -176,7 +176,7 @@ def concurrency_table(engine_dir, utterances, counts: list[int], seconds: float,
                 at += len(audio) / 16000 + PAUSE_SECONDS
                 k = (k + 1) % len(audios)
             x = np.concatenate(parts)
-            pcm = (np.clip(resample_poly(x, 3, 2), -1, 1) * 32767).astype("<i2").tobytes()
+            pcm = (np.clip(resample(x, 16000, 24000), -1, 1) * 32767).astype("<i2").tobytes()
             clients.append((pcm, spans, points))
         with Server(engine_dir, count) as server:
             warm_up = [{}]   # one short stream first: sessions, arenas and the VAD are loaded before measuring

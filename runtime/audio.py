@@ -1,11 +1,10 @@
-"""Audio in: read any format soundfile knows, downmix, resample to the model's rate, check, split.
+"""Audio in: read what libsndfile or FFmpeg (PyAV) decodes, downmix, resample to the model's rate, check, split.
 
 Every failure is an AudioError with one line naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -20,37 +19,79 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def read_file(path: str | Path) -> tuple[np.ndarray, int]:
-    """([frames, channels] float32 samples, their rate) of an audio file, as it is."""
-    import soundfile as sf
-
+    """([frames, channels] float32 samples, their rate) of an audio file, as it is: what libsndfile reads (wav,
+    flac, ogg, mp3, ...), else what FFmpeg decodes through PyAV (m4a/mp4/aac, webm/opus, video files' audio)."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if not path.is_file():
         raise AudioError(f"{path}: not a file")
-    try:
-        return sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # libsndfile reports corrupt and unknown formats alike
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: cannot decode audio ({reason})") from None
+    return _decode(str(path), str(path))
 
 
 def decode_bytes(data: bytes, sample_rate: int, name: str = "<bytes>") -> np.ndarray:
-    """Mono float32 samples at `sample_rate` from encoded audio in memory (any format soundfile reads)."""
+    """Mono float32 samples at `sample_rate` from encoded audio in memory (any format read_file reads)."""
     import io
-
-    import soundfile as sf
 
     if not data:
         raise AudioError(f"{name}: no bytes (empty input)")
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{name}: cannot decode audio ({reason})") from None
+    samples, rate = _decode(lambda: io.BytesIO(data), name)
     return prepare_waveform(samples, rate, sample_rate, name=name)
 
 
+def _decode(source, name: str) -> tuple[np.ndarray, int]:
+    """libsndfile first (exact, fast), then PyAV; `source` is a path or a callable giving a fresh file object."""
+    import soundfile as sf
+
+    try:
+        return sf.read(source() if callable(source) else source, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile reports corrupt and unknown formats alike
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    try:
+        return _decode_with_av(source() if callable(source) else source)
+    except AudioError as exc:
+        raise AudioError(f"{name}: cannot decode audio ({first}; FFmpeg: {exc})") from None
+
+
+def _decode_with_av(source) -> tuple[np.ndarray, int]:
+    """The first audio stream through FFmpeg (PyAV), as [frames, channels] float32 and its rate."""
+    try:
+        import av
+    except ImportError:
+        raise AudioError("PyAV is not installed (pip install av)") from None
+    try:
+        with av.open(source, mode="r") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise AudioError("no audio stream")
+            stream = streams[0]
+            rate = stream.codec_context.sample_rate or stream.rate
+            chunks = []
+            for frame in container.decode(stream):
+                array = frame.to_ndarray()                      # planar: [channels, n]; packed: [1, n * channels]
+                channels = len(frame.layout.channels)
+                if frame.format.is_planar:
+                    array = array.T
+                else:
+                    array = array.reshape(-1, channels)
+                chunks.append(_as_float(array))
+    except AudioError:
+        raise
+    except Exception as exc:  # FFmpeg's errors (invalid data, unknown container) are all the same to the user
+        raise AudioError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if not chunks:
+        raise AudioError("no audio frames")
+    return np.concatenate(chunks), int(rate)
+
+
+def _as_float(array: np.ndarray) -> np.ndarray:
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    scale = float(np.iinfo(array.dtype).max) + 1.0
+    return (array.astype(np.float32) / scale).astype(np.float32)
+
+
+RESAMPLE_QUALITY = "HQ"   # libsoxr's high quality (its default): 20-bit precision, a steep anti-alias filter
 MIN_SAMPLE_RATE = 1000   # below this a file's declared rate is a mistake, not speech
 
 
@@ -81,11 +122,13 @@ def mono(data, name: str = "audio") -> np.ndarray:
 
 
 def resample(data: np.ndarray, source: int, target: int) -> np.ndarray:
-    """Polyphase resampling (scipy's resample_poly, Kaiser-windowed FIR)."""
-    from scipy.signal import resample_poly
+    """Band-limited resampling with libsoxr (python-soxr, its "HQ" quality); live streams use the same resampler
+    chunk by chunk and get the same samples (live/audio.py)."""
+    import soxr
 
-    common = gcd(source, target)
-    return resample_poly(data, target // common, source // common).astype(np.float32)
+    if source == target:
+        return np.asarray(data, dtype=np.float32)
+    return soxr.resample(np.asarray(data, dtype=np.float32), source, target, quality=RESAMPLE_QUALITY)
 
 
 def is_silent(samples: np.ndarray, threshold: float) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
+from qasr.runtime.audio import resample
 
 from qasr.runtime.audio import load_audio
 from qasr.runtime.service.live import LiveServer
@@ -27,7 +27,7 @@ KEY = "live-secret"
 @pytest.fixture(scope="module")
 def call_pcm24() -> bytes:
     x = load_audio(CALL, 16000)
-    return (np.clip(resample_poly(x, 3, 2), -1, 1) * 32767).astype("<i2").tobytes()
+    return (np.clip(resample(x, 16000, 24000), -1, 1) * 32767).astype("<i2").tobytes()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..audio import prepare_waveform
+
 from ..engine import Engine
 from qasr.errors import QasrError
 from ..prompt import language_name
@@ -114,16 +113,12 @@ class Service:
 
     def decode_audio(self, data: bytes):
         """Bytes of an audio file to checked 16 kHz mono samples; ApiError for anything unusable."""
-        import soundfile as sf
+        from ..audio import decode_bytes
 
         if not data:
             raise ApiError(400, "the audio is empty (0 bytes)")
-        try:
-            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        except Exception:  # libsndfile: corrupt or unsupported
-            raise ApiError(400, "cannot decode the audio (corrupt, or a format libsndfile does not read)") from None
-        try:
-            samples = prepare_waveform(samples, rate, self.sample_rate, name="the audio")
+        try:   # what libsndfile reads, else FFmpeg through PyAV (m4a, webm/opus, ...)
+            samples = decode_bytes(data, self.sample_rate, name="the audio")
         except QasrError as exc:
             raise ApiError(400, str(exc)) from None
         seconds = len(samples) / self.sample_rate

@@ -140,11 +140,11 @@ class Engine:
         """Audio embeddings ([tokens, hidden]) for per-utterance features ([mels, frames]): AudioFront.encode."""
         return self.front.encode(features)
 
-    def generate(self, prompts: list[Prompt], options: DecodeOptions, on_step=None) -> list[Generation]:
+    def generate(self, prompts: list[Prompt], options: DecodeOptions, on_step=None, cancelled=None) -> list[Generation]:
         if self.max_positions:  # the fused decoder's RoPE tables end there
             room = [self.max_positions - len(p.ids) for p in prompts]
             if min(room) < 1:
                 raise QasrError(f"a prompt of {max(len(p.ids) for p in prompts)} tokens does not fit this export's "
                                 f"{self.max_positions} positions (asr-export --max-positions)")
             prompts = [replace(p, budget=min(p.budget, r)) for p, r in zip(prompts, room)]
-        return self.generator.generate(prompts, options, on_step=on_step)
+        return self.generator.generate(prompts, options, on_step=on_step, cancelled=cancelled)

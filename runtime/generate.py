@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .stopping import BUDGET, EOS, REPETITION, DecodeOptions, LogitFilter, LogitRules, repeating_period, trim_repetition
+from .stopping import BUDGET, CANCELLED, EOS, REPETITION, DecodeOptions, LogitFilter, LogitRules, repeating_period, trim_repetition
 
 # Prompt tokens per prefill run at most; prompts up to this length run in one go.
 PREFILL_CHUNK = 1024
@@ -140,9 +140,12 @@ class Generator:
         self.steps.prefill_chunk = value
 
     def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = (),
-                 on_step: Callable[[list[list[int]]], None] | None = None) -> list[Generation]:
+                 on_step: Callable[[list[list[int]]], None] | None = None,
+                 cancelled: Callable[[], list[bool]] | None = None) -> list[Generation]:
         """Tokens for each prompt; `filters` edit the float32 logits on the host before each choice;
-        `on_step` (streaming) sees every row's tokens so far after each step (do not keep the lists)."""
+        `on_step` (streaming) sees every row's tokens so far after each step (do not keep the lists);
+        `cancelled`, asked before each step, says which rows are no longer wanted: they stop there (CANCELLED), and
+        when no row is left the run ends."""
         batch = len(prompts)
         budgets = [p.budget for p in prompts]
         rules = LogitRules(tuple(sorted(self.eos_ids)), options.min_new_tokens, tuple(filters))
@@ -153,6 +156,12 @@ class Generator:
         reasons: list[str | None] = [None] * batch
         steps = 0
         for step in range(max(budgets)):
+            if cancelled is not None:
+                for row, gone in enumerate(cancelled()):
+                    if gone and reasons[row] is None:
+                        reasons[row] = CANCELLED
+                if all(r is not None for r in reasons):
+                    break
             if graph_chooses:
                 chosen = run.graph_choice()
             else:

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 EOS, BUDGET, REPETITION = "eos", "budget", "repetition"
+CANCELLED = "cancelled"   # the caller no longer wants the row (a client that hung up, a request answered already)
 
 LogitFilter = Callable[[np.ndarray, int], None]  # (logits [batch, vocab], step) -> in place
 

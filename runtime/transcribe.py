@@ -172,15 +172,19 @@ class Transcriber:
         self.engine = engine
         self.aligner = aligner
         self.sample_rate = engine.features.settings.sample_rate
+        self.batches_run = 0   # encoder + decoder runs so far (what cancellation saves shows here)
 
     def transcribe(self, inputs: list, options: TranscribeOptions = TranscribeOptions(),
                    partial: dict[int, Callable[[str], None]] | None = None, riders=None,
-                   progress: Callable[[str], None] | None = None) -> list[Transcript]:
+                   progress: Callable[[str], None] | None = None,
+                   cancelled: dict[int, Callable[[], bool]] | None = None) -> list[Transcript]:
         """Each input is what qasr.runtime.inputs reads (a path, samples, bytes, ...). Bad inputs get `error`, others
         go on. `partial` (streaming): {input index: called with that input's text so far, as it decodes}.
         `riders` (runtime.live.runner.Riders, the service): live steps run in the first batch's encoder and decoder
         calls; their results are left in riders.results (None when there was nothing to decode). `progress`: called
-        with a line after each batch (how much of the speech is done)."""
+        with a line after each batch (how much of the speech is done). `cancelled`: {input index: says whether that
+        input is still wanted}; a cancelled input's segments are dropped before their batch and leave a batch
+        already running at its next decode step (its transcript gets error "cancelled")."""
         if not isinstance(inputs, (list, tuple)) or is_pair(inputs):
             raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
         options = self.checked(options)
@@ -195,13 +199,20 @@ class Transcriber:
         partials = _Partials(partial, jobs) if partial else None
         jobs.sort(key=lambda j: j.features.shape[1])
         total, done = sum(j.end - j.start for j in jobs), 0.0
+        gone = (lambda job: cancelled[job.source]() if job.source in cancelled else False) if cancelled else None
         for batch in self._batches(jobs, options):
-            self._run_batch(batch, language, options, partials, riders)
+            if gone is not None:
+                batch = [job for job in batch if not gone(job)]
+                if not batch and riders is None:
+                    continue
+            self._run_batch(batch, language, options, partials, riders, gone)
             riders = None
             done += sum(j.end - j.start for j in batch)
             if progress is not None:
                 progress(f"transcribed {done:.0f} of {total:.0f} s of speech ({100 * done / max(total, 1e-9):.0f}%)")
-        for transcript in transcripts:
+        for source, transcript in enumerate(transcripts):
+            if cancelled and source in cancelled and cancelled[source]():
+                transcript.error = "cancelled"
             finish(transcript, language)
         return transcripts
 
@@ -256,8 +267,9 @@ class Transcriber:
             yield batch
 
     def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions,
-                   partials: _Partials | None = None, riders=None) -> None:
+                   partials: _Partials | None = None, riders=None, gone=None) -> None:
         engine = self.engine
+        self.batches_run += 1
         extra = riders.features() if riders is not None else []
         embeds = engine.encode([j.features for j in jobs] + extra)
         prompts = [
@@ -274,7 +286,10 @@ class Transcriber:
                 text = partial_text(engine.prompts.decode(tokens[row]), language, engine.languages)
                 partials.update(jobs[row], text, finished=False)
 
-        generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None)
+        rows = len(prompts)
+        cancelled = (lambda: [gone(job) for job in jobs] + [False] * (rows - len(jobs))) if gone else None
+        generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None,
+                                      cancelled=cancelled)
         if riders is not None:
             riders.results = generations[len(jobs):]
         segments = []

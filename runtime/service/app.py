@@ -128,9 +128,12 @@ class Service:
         return samples
 
     async def transcribe(self, data: bytes, language: str | None, context: str,
-                         partial: Callable[[str], None] | None = None, overrides: tuple = ()) -> Transcript:
+                         partial: Callable[[str], None] | None = None, overrides: tuple = (),
+                         disconnected=None) -> Transcript:
         """The transcript of `data`; `partial` (streaming) is called on the event loop with the text so far;
-        `overrides`: (option, value) pairs of TranscribeOptions this request changes."""
+        `overrides`: (option, value) pairs of TranscribeOptions this request changes; `disconnected` (the request's
+        ASGI receive, its body already read): a client that hangs up has its work dropped (queued) or stopped at
+        the next decode step."""
         if self.batcher is None:
             raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
         try:
@@ -146,26 +149,35 @@ class Service:
             raise ApiError(503, "the server is busy; try again shortly", "server_busy",
                            {"Retry-After": str(self.settings.retry_after_s)}) from None
         try:
-            transcript = await self._await(future)
+            transcript = await self._await(future, disconnected)
         except asyncio.TimeoutError:
             future.cancel()
             raise ApiError(504, f"transcription took longer than {self.settings.request_timeout_s:g} s",
                            "timeout") from None
+        except asyncio.CancelledError:   # the handler itself was cancelled (a streamed response's client left)
+            future.cancel()
+            raise
         self.metrics.audio_seconds.inc(transcript.duration)
         return transcript
 
-    async def _await(self, future: asyncio.Future) -> Transcript:
+    async def _await(self, future: asyncio.Future, disconnected=None) -> Transcript:
         """The transcript, or ApiError 503 when the server's graceful shutdown deadline passes first (its
-        queued work is then dropped: the batcher skips requests whose future is done)."""
+        queued work is then dropped: the batcher skips requests whose future is done, and a running batch drops
+        its rows at the next decode step). A client that hangs up cancels the future the same way."""
         stop = asyncio.ensure_future(self._shutdown_deadline())
+        gone = asyncio.ensure_future(_client_gone(disconnected)) if disconnected is not None else None
         try:
-            done, _ = await asyncio.wait({future, stop}, timeout=self.settings.request_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({future, stop} | ({gone} if gone else set()),
+                                         timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+            if gone is not None:
+                gone.cancel()
         if future in done:
             return future.result()
         future.cancel()
+        if gone is not None and gone in done:
+            raise ApiError(499, "the client closed the request", "client_closed")
         if stop in done:
             raise ApiError(503, "the server is shutting down; try again on another instance", "shutting_down",
                            {"Retry-After": str(self.settings.retry_after_s)})
@@ -187,6 +199,13 @@ class Service:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+async def _client_gone(receive) -> None:
+    """Returns once the client has hung up. `receive` is the request's ASGI receive: once the body is read, the next
+    message is the disconnect. (Polling Starlette's is_disconnected does not see it behind an http middleware.)"""
+    while (await receive()).get("type") != "http.disconnect":
+        pass
 
 
 async def read_limited(stream, limit: int) -> bytes:

@@ -190,7 +190,10 @@ def transcribe_requests(transcriber: Transcriber, options: TranscribeOptions, ba
         group_options = replace(options, language=language, context=context, **dict(overrides))
         inputs = [(batch[i].samples, batch[i].sample_rate) for i in rows]
         partial = {k: batch[i].partial for k, i in enumerate(rows) if batch[i].partial is not None}
-        for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None, riders)):
+        # a request answered meanwhile (timed out, client gone, shutdown) stops costing compute at the next step
+        cancelled = {k: batch[i].future.done for k, i in enumerate(rows)}
+        for i, transcript in zip(rows, transcriber.transcribe(inputs, group_options, partial or None, riders,
+                                                              cancelled=cancelled)):
             results[i] = transcript
         if riders is not None and riders.results is not None:
             riders = None

@@ -100,7 +100,8 @@ def install_routes(app: FastAPI, service: Service) -> None:
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.post("/v1/audio/transcriptions")
-    async def openai_transcriptions(file: UploadFile = File(...), model: str = Form(""), language: str = Form(""),
+    async def openai_transcriptions(request: Request, file: UploadFile = File(...), model: str = Form(""),
+                                    language: str = Form(""),
                                     prompt: str = Form(""), response_format: str = Form("json"),
                                     temperature: float = Form(0.0),
                                     granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
@@ -133,7 +134,8 @@ def install_routes(app: FastAPI, service: Service) -> None:
         if stream:
             return await _stream(service, data, language or None, prompt)
         transcript = await service.transcribe(data, language or None, prompt,
-                                              overrides=request_overrides(service, response_format, asked))
+                                              overrides=request_overrides(service, response_format, asked),
+                                              disconnected=request.receive)
         if response_format == "text":
             return PlainTextResponse(transcript.text)
         if response_format == "verbose_json":
@@ -159,7 +161,7 @@ def install_routes(app: FastAPI, service: Service) -> None:
             data, language, context = _json_request(body, limit)
         else:
             raise ApiError(415, "send JSON with audio_base64, or raw audio with Content-Type audio/*")
-        return verbose(await service.transcribe(data, language, context))
+        return verbose(await service.transcribe(data, language, context, disconnected=request.receive))
 
 
 async def _stream(service: Service, data: bytes, language: str | None, context: str) -> StreamingResponse:
@@ -175,6 +177,14 @@ async def _stream(service: Service, data: bytes, language: str | None, context: 
         raise task.exception()
 
     async def events():
+        try:
+            async for event in _events(first):
+                yield event
+        finally:   # the client left mid-stream (Starlette cancels this generator): stop its work too
+            if not task.done():
+                task.cancel()
+
+    async def _events(first):
         sent, item = "", first
         while item is not None:
             if item.startswith(sent) and len(item) > len(sent):   # only text that extends what was sent

@@ -1,0 +1,90 @@
+"""Abandoned work stops costing compute: a client that hangs up (or times out) has its queued segments dropped and
+its rows leave a running batch at the next decode step. Real clients over loopback; what the engine ran is counted
+(the transcriber's batches), not timed."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+from qasr.runtime.service.live import LiveServer
+from qasr.runtime.service.settings import ServiceSettings
+
+
+def _long_recording(seconds: float) -> bytes:
+    """Held-out utterances one after another with short pauses, as 16 kHz WAV bytes."""
+    from qasr.assets import EVAL_MANIFEST
+    from qasr.runtime.audio import load_audio
+    from qasr.runtime.speech_manifest import read_manifest
+
+    utterances, _ = read_manifest(EVAL_MANIFEST)
+    parts, total = [], 0
+    for u in utterances * 10:
+        x = load_audio(str(u.audio), 16000)
+        parts += [x, np.zeros(8000, np.float32)]
+        total += len(x) + 8000
+        if total >= seconds * 16000:
+            break
+    buffer = io.BytesIO()
+    sf.write(buffer, np.concatenate(parts), 16000, format="WAV")
+    return buffer.getvalue()
+
+
+def _post_and_hang_up(url: str, data: bytes, after: float) -> None:
+    """A multipart upload sent by hand over a socket, then the connection closed without reading the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    boundary = "qasrboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(head + body)
+        time.sleep(after)
+
+
+def test_a_client_that_hangs_up_stops_its_work(shipped_export):
+    data = _long_recording(240)
+    settings = ServiceSettings(engine_dir=shipped_export, max_batch=4, max_wait_ms=5, max_audio_seconds=600,
+                               max_upload_bytes=64 << 20)
+    with LiveServer(settings) as server:
+        transcriber = server.service.batcher.transcriber
+        from qasr.runtime.transcribe import TranscribeOptions
+
+        _, pieces = transcriber.split(sf.read(io.BytesIO(data), dtype="float32")[0], TranscribeOptions())
+        whole = -(-len(pieces) // 4)                       # the batches the whole recording needs
+        assert whole >= 10
+        before = transcriber.batches_run
+        hang_up = threading.Thread(target=_post_and_hang_up, args=(server.url, data, 1.0))
+        hang_up.start()
+        hang_up.join()
+        # the next request is answered, and the abandoned recording did not run to its end
+        short = io.BytesIO()
+        sf.write(short, sf.read("examples/call.flac", dtype="float32")[0], 44100, format="WAV")
+        answer = httpx.post(server.url + "/v1/audio/transcriptions",
+                            files={"file": ("call.wav", short.getvalue(), "audio/wav")}, timeout=120)
+        assert answer.status_code == 200 and answer.json()["text"] == "please call me at seven thirty tomorrow morning"
+        ran = transcriber.batches_run - before - 1          # less the short request's batch
+        assert ran < whole / 2, (ran, whole)
+
+
+def test_a_timed_out_request_stops_its_work(shipped_export):
+    data = _long_recording(240)
+    settings = ServiceSettings(engine_dir=shipped_export, max_batch=4, max_wait_ms=5, max_audio_seconds=600,
+                               max_upload_bytes=64 << 20, request_timeout_s=1.0)
+    with LiveServer(settings) as server:
+        transcriber = server.service.batcher.transcriber
+        before = transcriber.batches_run
+        answer = httpx.post(server.url + "/v1/audio/transcriptions",
+                            files={"file": ("long.wav", data, "audio/wav")}, timeout=120)
+        assert answer.status_code == 504
+        time.sleep(3.0)
+        ran = transcriber.batches_run - before
+        time.sleep(3.0)
+        assert transcriber.batches_run - before == ran      # nothing more runs for it

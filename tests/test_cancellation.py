@@ -88,3 +88,46 @@ def test_a_timed_out_request_stops_its_work(shipped_export):
         ran = transcriber.batches_run - before
         time.sleep(3.0)
         assert transcriber.batches_run - before == ran      # nothing more runs for it
+
+
+def test_shutdown_ends_within_seconds_whatever_is_open(shipped_export, tmp_path):
+    """SIGTERM with a 1 s grace while a long recording is being transcribed: the client gets its JSON 503 and the
+    process exits within a few seconds (the open work leaves its batch at the next decode step), not after the
+    whole recording."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from qasr.runtime.service.ray_serve import free_port
+
+    data = _long_recording(600)
+    port = free_port()
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "asr-serve"), "--engine",
+                               str(shipped_export), "--port", str(port), "--graceful-timeout", "1",
+                               "--max-audio-seconds", "900", "--max-upload-mb", "64", "--max-batch", "4"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(httpx.post(
+            url + "/v1/audio/transcriptions", files={"file": ("long.wav", data, "audio/wav")}, timeout=300)))
+        client.start()
+        time.sleep(2.0)
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+        took = time.monotonic() - signalled
+        client.join(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert answers and answers[0].status_code == 503 and answers[0].json()["error"]["type"] == "shutting_down"
+    assert took < 8.0, took

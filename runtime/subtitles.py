@@ -67,7 +67,9 @@ def _word_cues(words: list[Word], limits: CueLimits) -> list[Cue]:
 
 def _segment_cues(segment: Segment, limits: CueLimits) -> list[Cue]:
     """A segment without word times: cut at word boundaries, times shared out by characters."""
-    tokens = segment.text.split() if " " in segment.text.strip() else list(segment.text.strip())
+    text = segment.text.strip()
+    unspaced = " " not in text and any(is_cjk(c) for c in text)   # CJK text: cut between characters
+    tokens = list(text) if unspaced else text.split()
     total = max(1, sum(len(t) for t in tokens))
     per_char = (segment.end - segment.start) / total
     words, at = [], segment.start

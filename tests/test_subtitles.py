@@ -79,3 +79,8 @@ def test_wrap_balances_two_lines():
     assert len(lines) == 2 and abs(len(lines[0]) - len(lines[1])) <= 8
     assert wrap("short line") == ["short line"]
     assert wrap("字" * 60) == ["字" * 30, "字" * 30]
+
+
+def test_a_one_word_segment_stays_a_word():
+    found = cues(Transcript("x", "six", segments=[Segment(1.0, 1.4, "six", "English", "eos", 1)]))
+    assert [c.text for c in found] == ["six"]

@@ -97,11 +97,13 @@ def timed(run, runs: int) -> tuple[float, float]:
 @click.option("--words", "words_manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Speech with exact word boundaries (JSONL: audio, text, words).")
 @click.option("--asr", "asr_dir", default=None, help="An ASR export whose transcription cost goes beside the aligner's.")
+@click.option("--accuracy/--no-accuracy", default=True, show_default=True,
+              help="The accuracy table (off for random weights, whose times mean nothing).")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @handle_errors
-def main(checkpoint, exports, words_manifest, asr_dir, runs, threads, json_out):
+def main(checkpoint, exports, words_manifest, asr_dir, accuracy, runs, threads, json_out):
     from transformers import AutoTokenizer
 
     from qasr.export.checkpoint import load_checkpoint
@@ -153,6 +155,15 @@ def main(checkpoint, exports, words_manifest, asr_dir, runs, threads, json_out):
     if truth is None:
         _write(json_out, report)
         return
+    if accuracy:
+        _accuracy(report, reference, tokenizer, aligners, labelled, word_waves, word_texts, truth, words_manifest,
+                  progress)
+    _cost(report, aligners, word_waves, word_texts, asr_dir, runs, threads)
+    _write(json_out, report)
+
+
+def _accuracy(report, reference, tokenizer, aligners, labelled, word_waves, word_texts, truth, words_manifest,
+              progress) -> None:
     click.echo(f"\nalignment accuracy on {len(word_waves)} held-out utterances with exact word boundaries "
                f"({words_manifest}); goal: mean <= {GOAL_MEAN_MS:g} ms, >= {GOAL_WITHIN_160:.0%} within 160 ms")
     click.echo(f"{'system':<22} {'boundaries':>10} {'mean ms':>8} {'median ms':>9} {'<= 80 ms':>9} {'<= 160 ms':>9} "
@@ -169,6 +180,9 @@ def main(checkpoint, exports, words_manifest, asr_dir, runs, threads, json_out):
         report["accuracy"][name] = s
         click.echo(f"{name:<22} {s['boundaries']:>10} {s['mean_ms']:>8.1f} {s['median_ms']:>9.1f} "
                    f"{s['within_80ms']:>9.1%} {s['within_160ms']:>9.1%} {'met' if s['goal_met'] else 'MISS':>5}")
+
+
+def _cost(report, aligners, word_waves, word_texts, asr_dir, runs, threads) -> None:
     audio_seconds = sum(len(w) for w in word_waves) / 16000
     click.echo(f"\ncost on the same {audio_seconds:.1f} s of audio (median of {runs} passes; seconds of compute per "
                f"second of audio)")
@@ -192,7 +206,6 @@ def main(checkpoint, exports, words_manifest, asr_dir, runs, threads, json_out):
         report["cost"][name] = {"seconds": round(seconds, 4), "per_audio_second": round(rate, 5),
                                 "vs_asr": round(rate / asr_rate, 3) if asr_rate else None, "load_average": load}
         click.echo(f"{name:<22} {rate:>11.4f} {ratio:>7} {load:>8.2f}")
-    _write(json_out, report)
 
 
 def _write(path: Path | None, report: dict) -> None:

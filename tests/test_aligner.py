@@ -144,8 +144,10 @@ def test_the_trained_aligner_finds_the_words(shipped_aligner):
 
 
 def test_word_timestamps_from_the_cli_and_the_api(shipped_export, shipped_aligner, tmp_path):
-    """Two utterances joined with 1.5 s of silence: the test model takes 5 s segments, so voice activity cuts them
-    and the second segment's words carry its offset; the CLI's JSON equals the API's segments."""
+    """Two utterances joined with 1.5 s of silence: the test model decodes a segment per run of speech, so the words
+    carry their segment's offset (voice activity's cuts): each segment's words say its text inside its bounds, the
+    words run forward through the file, and the second utterance's first word lands near its true start plus the
+    offset. The CLI's JSON equals the API's segments."""
     from qasr import Model
     from qasr.runtime.audio import load_audio
 
@@ -157,18 +159,20 @@ def test_word_timestamps_from_the_cli_and_the_api(shipped_export, shipped_aligne
     result = run("asr-transcribe", "--engine", str(shipped_export), "--aligner", str(shipped_aligner),
                  "--word-timestamps", "--json", str(path))
     assert result.returncode == 0, result.stderr
-    segments = json.loads(result.stdout)["results"][0]["segments"]
-    assert len(segments) == 2
-    offset = len(a) / 16000 + 1.5
-    for segment, row, shift in zip(segments, (row1, row2), (0.0, offset)):
+    segments = [s for s in json.loads(result.stdout)["results"][0]["segments"] if s["text"]]
+    assert len(segments) >= 2
+    for segment in segments:
         words = segment["words"]
         assert " ".join(w["word"] for w in words) == segment["text"]
         assert all(segment["start"] - 1e-3 <= w["start"] <= w["end"] <= segment["end"] + 1e-3 for w in words)
-        truth_start = row["words"][0]["start"] + shift
-        assert abs(words[0]["start"] - truth_start) < 0.3
+    every = [w for s in segments for w in s["words"]]
+    assert all(x["start"] <= y["start"] for x, y in zip(every, every[1:]))
+    offset = len(a) / 16000 + 1.5
+    second_start = next(w["start"] for w in every if w["start"] >= offset - 0.2)
+    assert abs(second_start - (row2["words"][0]["start"] + offset)) < 0.3
     model = Model(shipped_export, aligner=shipped_aligner)
     api_segments, info = model.transcribe(str(path), word_timestamps=True)
-    api = [s.to_json() for s in api_segments]
+    api = [s.to_json() for s in api_segments if s.text]
     assert [s["words"] for s in api] == [s["words"] for s in segments]
     plain, _ = model.transcribe(str(path))
     assert all(s.words is None for s in plain)

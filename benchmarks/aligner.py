@@ -16,6 +16,7 @@ Tables (printed; --json keeps the numbers):
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -133,9 +134,10 @@ def main(checkpoint, exports, words_manifest, asr_dir, accuracy, runs, threads, 
                f"({report['date']}; {report['cpu']})")
     click.echo(f"\n{'export':<10} {'encoder max':>11} {'projector max':>13} {'aligner max':>11} {'aligner mean':>12} "
                f"{'slots':>6} {'agree':>7} {'within 1 bin':>12}")
-    aligners = {}
+    # one export loaded at a time (four 0.6B-shape exports and the reference together exceed 24 GB)
+    aligners = {label: (lambda d=directory: Aligner(d, threads=threads)) for label, directory in labelled}
     for label, directory in labelled:
-        aligner = aligners[label] = Aligner(directory, threads=threads)
+        aligner = aligners[label]()
         progress(f"parity: {label}")
         p_waves, p_texts = list(waves), list(texts)
         if truth is not None:
@@ -152,12 +154,16 @@ def main(checkpoint, exports, words_manifest, asr_dir, accuracy, runs, threads, 
         click.echo(f"{label:<10} {e['encoder'].max_abs:>11.2e} {e['projector'].max_abs:>13.2e} "
                    f"{e['aligner'].max_abs:>11.2e} {e['aligner'].mean_abs:>12.2e} {slots:>6} "
                    f"{agree / slots:>7.1%} {near / slots:>12.1%}")
+        del aligner
+        gc.collect()
     if truth is None:
         _write(json_out, report)
         return
     if accuracy:
         _accuracy(report, reference, tokenizer, aligners, labelled, word_waves, word_texts, truth, words_manifest,
                   progress)
+    del reference
+    gc.collect()
     _cost(report, aligners, word_waves, word_texts, asr_dir, runs, threads)
     _write(json_out, report)
 
@@ -168,12 +174,13 @@ def _accuracy(report, reference, tokenizer, aligners, labelled, word_waves, word
                f"({words_manifest}); goal: mean <= {GOAL_MEAN_MS:g} ms, >= {GOAL_WITHIN_160:.0%} within 160 ms")
     click.echo(f"{'system':<22} {'boundaries':>10} {'mean ms':>8} {'median ms':>9} {'<= 80 ms':>9} {'<= 160 ms':>9} "
                f"{'goal':>5}")
-    first = aligners[labelled[0][0]]
     progress("accuracy: the PyTorch reference")
-    systems = [("reference (PyTorch)", reference_times(reference, first, tokenizer, word_waves, word_texts))]
-    for label, aligner in aligners.items():
+    systems = [("reference (PyTorch)", reference_times(reference, aligners[labelled[0][0]](), tokenizer, word_waves,
+                                                       word_texts))]
+    for label, load in aligners.items():
         progress(f"accuracy: {label}")
-        systems.append((f"onnx {label}", aligner_times(aligner, word_waves, word_texts)))
+        systems.append((f"onnx {label}", aligner_times(load(), word_waves, word_texts)))
+        gc.collect()
     for name, found in systems:
         s = boundary_summary(truth_errors(found, truth))
         s["goal_met"] = s["mean_ms"] <= GOAL_MEAN_MS and s["within_160ms"] >= GOAL_WITHIN_160
@@ -195,10 +202,15 @@ def _cost(report, aligners, word_waves, word_texts, asr_dir, runs, threads) -> N
         model.transcribe_batch(word_waves[:2], "English")   # warm
         seconds, load = timed(lambda: model.transcribe_batch(word_waves, "English"), runs)
         rows.append(("asr " + Path(asr_dir).name, seconds, load))
-    for label, aligner in aligners.items():
+        del model
+        gc.collect()
+    for label, make in aligners.items():
+        aligner = make()
         aligner_times(aligner, word_waves[:2], word_texts[:2])   # warm
         seconds, load = timed(lambda: aligner_times(aligner, word_waves, word_texts), runs)
         rows.append((f"aligner {label}", seconds, load))
+        del aligner
+        gc.collect()
     asr_rate = rows[0][1] / audio_seconds if asr_dir else None
     for name, seconds, load in rows:
         rate = seconds / audio_seconds

@@ -165,6 +165,22 @@ class _Partials:
             self.watchers[job.source](whole)
 
 
+class _Ticker:
+    """Progress inside a long batch: at most one line every TICK_SECONDS while it decodes."""
+    TICK_SECONDS = 5.0
+
+    def __init__(self, progress: Callable[[str], None], what: str):
+        import time
+
+        self.progress, self.what, self.clock = progress, what, time.monotonic
+        self.last = self.clock()
+
+    def __call__(self, tokens: int) -> None:
+        if self.clock() - self.last >= self.TICK_SECONDS:
+            self.last = self.clock()
+            self.progress(f"{self.what}: {tokens} tokens so far")
+
+
 class Transcriber:
     """`aligner` (runtime.aligner.Aligner): word timestamps for the options that ask for them."""
 
@@ -205,7 +221,9 @@ class Transcriber:
                 batch = [job for job in batch if not gone(job)]
                 if not batch and riders is None:
                     continue
-            self._run_batch(batch, language, options, partials, riders, gone)
+            ticker = _Ticker(progress, f"decoding {done:.0f}-{done + sum(j.end - j.start for j in batch):.0f} s of "
+                                       f"{total:.0f} s") if progress is not None else None
+            self._run_batch(batch, language, options, partials, riders, gone, ticker)
             riders = None
             done += sum(j.end - j.start for j in batch)
             if progress is not None:
@@ -267,7 +285,7 @@ class Transcriber:
             yield batch
 
     def _run_batch(self, jobs: list[_Job], language: str | None, options: TranscribeOptions,
-                   partials: _Partials | None = None, riders=None, gone=None) -> None:
+                   partials: _Partials | None = None, riders=None, gone=None, ticker: "_Ticker | None" = None) -> None:
         engine = self.engine
         self.batches_run += 1
         extra = riders.features() if riders is not None else []
@@ -285,10 +303,12 @@ class Transcriber:
             for row in watched:
                 text = partial_text(engine.prompts.decode(tokens[row]), language, engine.languages)
                 partials.update(jobs[row], text, finished=False)
+            if ticker is not None:
+                ticker(max((len(t) for t in tokens[:len(jobs)]), default=0))
 
         rows = len(prompts)
         cancelled = (lambda: [gone(job) for job in jobs] + [False] * (rows - len(jobs))) if gone else None
-        generations = engine.generate(prompts, options.decode, on_step=on_step if watched else None,
+        generations = engine.generate(prompts, options.decode, on_step=on_step if watched or ticker else None,
                                       cancelled=cancelled)
         if riders is not None:
             riders.results = generations[len(jobs):]

@@ -43,3 +43,19 @@ def test_progress_on_a_terminal_only(shipped_export):
     piped = subprocess.run([os.path.join(BIN, "asr-transcribe"), "--engine", str(shipped_export), CALL],
                            capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and "transcribed" not in piped.stderr
+
+
+def test_progress_inside_a_long_batch(shipped_export, monkeypatch):
+    """A batch that decodes for long reports its tokens while it runs (every TICK_SECONDS; 0 here), then the
+    batch's line; the transcript is the same as without progress."""
+    from qasr import Model
+    from qasr.runtime import transcribe
+
+    monkeypatch.setattr(transcribe._Ticker, "TICK_SECONDS", 0.0)
+    model = Model(shipped_export)
+    lines: list[str] = []
+    with_progress = model.transcribe_batch([CALL], progress=lines.append)[0].text
+    assert with_progress == model.transcribe_batch([CALL])[0].text
+    ticks = [line for line in lines if "tokens so far" in line]
+    assert ticks and ticks[0] == "decoding 0-3 s of 3 s: 1 tokens so far"
+    assert lines[-1] == "transcribed 3 of 3 s of speech (100%)"

@@ -7,6 +7,9 @@
     for segment in segments:                                 # lazy: each batch decodes as you iterate
         print(f"[{segment.start:.2f}s -> {segment.end:.2f}s] {segment.text}")
 
+    model = qasr.Model("out/test-model-fp32-onnx", aligner="out/test-aligner-onnx")   # word timestamps
+    segments, info = model.transcribe("examples/call.flac", word_timestamps=True)  # segment.words: [Word]
+
     session = model.live(sample_rate=24000)                  # live: feed audio as it is spoken
     for event in session.feed(chunk):                        # float or int16 samples
         if event.kind == "delta":                            # confirmed text, only ever appended
@@ -23,7 +26,7 @@ from qasr.runtime.version import __version__
 
 logging.getLogger("qasr").addHandler(logging.NullHandler())
 
-__all__ = ["Model", "Segment", "TranscriptionInfo", "Transcript", "LiveEvent", "TurnDetection", "QasrError",
+__all__ = ["Model", "Segment", "Word", "TranscriptionInfo", "Transcript", "LiveEvent", "TurnDetection", "QasrError",
            "AudioError", "ExportDirError", "__version__"]
 
 
@@ -37,6 +40,10 @@ def __getattr__(name: str):
         from qasr.runtime import transcribe
 
         return getattr(transcribe, name)
+    if name == "Word":
+        from qasr.runtime.words import Word
+
+        return Word
     if name == "LiveEvent":
         from qasr.runtime.live import stream
 

@@ -60,15 +60,17 @@ def read_words(path: Path) -> tuple[list[np.ndarray], list[str], list[list[dict]
 
 
 def reference_times(ref, aligner, tokenizer, waves, texts, batch: int = 8) -> list[list[tuple[float, float]]]:
-    from qasr.reference.alignment import reference_slots, reference_words
+    """The reference's bins through the runtime's post-processing (Aligner.words_at: the official one)."""
+    from qasr.reference.alignment import reference_slots
+    from qasr.runtime.words import split_words
 
     out = []
     for i in range(0, len(waves), batch):
         _, scores, slots = reference_slots(ref, aligner, tokenizer, waves[i:i + batch], texts[i:i + batch])
         for row, s in enumerate(slots):
-            times = reference_words(scores[row, :len(s)].argmax(-1).tolist(), aligner.alignment.segment_ms)
-            out.append([(min(times[2 * k], len(waves[i + row]) / 16000), min(times[2 * k + 1], len(waves[i + row]) / 16000))
-                        for k in range(len(s) // 2)])
+            words = aligner.words_at(scores[row, :len(s)].argmax(-1).tolist(), split_words(texts[i + row]),
+                                     len(waves[i + row]) / aligner.sample_rate)
+            out.append([(w.start, w.end) for w in words])
     return out
 
 

@@ -139,21 +139,26 @@ def build_graphs(checkpoint: Checkpoint, dtype: torch.dtype, decoder: bool = Tru
               names.PROJECTOR: (projector.eval(), projector_graph_spec(spec.audio, dtype))}
     if spec.alignment is not None:   # a forced aligner: the text model without a cache and the bins' head
         aligner = AlignerGraph(spec.text, spec.audio_token_id, spec.alignment.classes)
-        text_weights = {k.replace("model.language_model.", "aligner."): v for k, v in checkpoint.weights.items()}
-        text_weights["aligner.score.weight"] = checkpoint.weights["score.weight"]
-        load_module_weights(aligner, text_weights, "aligner.", dtype)
+        load_module_weights(aligner, _text_weights(checkpoint, "score.weight"), "", dtype)
         graphs[names.ALIGNER] = (aligner.eval(), aligner_graph_spec(spec.text, spec.alignment.classes, dtype))
         return graphs
     if not decoder:
         return graphs
     decoder = DecoderGraph(spec.text, spec.audio_token_id)
-    text_weights = {k.replace("model.language_model.", "decoder."): v for k, v in checkpoint.weights.items()}
-    text_weights["decoder.lm_head.weight"] = checkpoint.weights["lm_head.weight"]
-    load_module_weights(decoder, text_weights, "decoder.", dtype)
+    load_module_weights(decoder, _text_weights(checkpoint, "lm_head.weight"), "", dtype)
     if spec.text.tie_word_embeddings:  # one initializer in the graph, as in the checkpoint
         decoder.lm_head.weight = decoder.embed_tokens.weight
     graphs[names.DECODER] = (decoder.eval(), decoder_graph_spec(spec.text, dtype))
     return graphs
+
+
+def _text_weights(checkpoint: Checkpoint, head: str) -> dict[str, torch.Tensor]:
+    """The text model's weights under its module's names, and its head (`lm_head.weight`, or an aligner's
+    `score.weight`)."""
+    prefix = "model.language_model."
+    weights = {k[len(prefix):]: v for k, v in checkpoint.weights.items() if k.startswith(prefix)}
+    weights[head] = checkpoint.weights[head]
+    return weights
 
 
 def _token_table(checkpoint: Checkpoint, out: Path) -> dict:

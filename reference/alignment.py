@@ -15,7 +15,7 @@ import torch
 
 from qasr.exportformat import names
 from qasr.runtime.aligner import Aligner
-from qasr.runtime.words import monotonic, split_words
+from qasr.runtime.words import split_words
 
 from .model import batch_features
 from .parity import GraphError, audio_parity, format_errors, graph_error
@@ -106,11 +106,6 @@ def aligner_parity(ref, aligner: Aligner, tokenizer, waves: list[np.ndarray], te
         checks.append(SlotCheck(labels[i], scores.argmax(-1).tolist(), [int(b) for b in end_to_end[i]],
                                 (top2[:, 0] - top2[:, 1]).tolist()))
     return errors, checks
-
-
-def reference_words(slot_bins: list[int], segment_ms: float) -> list[float]:
-    """Seconds at each slot after the official monotonic fix (the reference's post-processing)."""
-    return [t / 1000.0 for t in monotonic([b * segment_ms for b in slot_bins])]
 
 
 def format_alignment_report(errors: list[GraphError], checks: list[SlotCheck]) -> str:

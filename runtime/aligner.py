@@ -88,21 +88,21 @@ class Aligner:
         rows = [self.ids(len(e), [w for w, _ in split[i]]) for i, e in zip(todo, embeds)]
         bins: list[np.ndarray] = []
         for run in _runs([len(r) for r in rows], RUN_POSITIONS):
-            bins += self._slot_bins([rows[k] for k in run], [embeds[k] for k in run])
+            bins += self.slot_outputs([rows[k] for k in run], [embeds[k] for k in run])
         for i, row_bins in zip(todo, bins):
             if len(row_bins) != 2 * len(split[i]):
                 raise QasrError(f"the aligner's input has {len(row_bins)} timestamp slots for {len(split[i])} words: "
                                 f"a word of {items[i][1]!r} holds the slot token")
-        for i, row_bins in zip(todo, bins):
             samples, _, _, offset = items[i]
-            duration = len(samples) / self.sample_rate
-            ms = monotonic([float(b) * self.alignment.segment_ms for b in row_bins])
-            times = [min(t / 1000.0, duration) + offset for t in ms]
-            out[i] = [Word(surface, times[2 * k], times[2 * k + 1]) for k, (_, surface) in enumerate(split[i])]
+            out[i] = self.words_at(row_bins, split[i], len(samples) / self.sample_rate, offset)
         return out
 
-    def _slot_bins(self, rows: list[list[int]], embeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self.slot_outputs(rows, embeds, names.SLOT_BINS)
+    def words_at(self, bins, pairs: list[tuple[str, str]], duration: float, offset: float = 0.0) -> list[Word]:
+        """The official post-processing of one row's slot bins: times (bin x width) made monotonic, clipped to the
+        audio's `duration`, plus `offset`; a Word per (word, surface form) of split_words."""
+        ms = monotonic([float(b) * self.alignment.segment_ms for b in bins])
+        times = [min(t / 1000.0, duration) + offset for t in ms]
+        return [Word(surface, times[2 * k], times[2 * k + 1]) for k, (_, surface) in enumerate(pairs)]
 
     def slot_outputs(self, rows: list[list[int]], embeds: list[np.ndarray], output: str = names.SLOT_BINS
                      ) -> list[np.ndarray]:

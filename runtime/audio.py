@@ -88,7 +88,7 @@ def _as_float(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         return array.astype(np.float32, copy=False)
     scale = float(np.iinfo(array.dtype).max) + 1.0
-    return (array.astype(np.float32) / scale).astype(np.float32)
+    return array.astype(np.float32) / np.float32(scale)
 
 
 RESAMPLE_QUALITY = "HQ"   # libsoxr's high quality (its default): 20-bit precision, a steep anti-alias filter

@@ -221,11 +221,12 @@ class Transcriber:
                 batch = [job for job in batch if not gone(job)]
                 if not batch and riders is None:
                     continue
-            ticker = _Ticker(progress, f"decoding {done:.0f}-{done + sum(j.end - j.start for j in batch):.0f} s of "
-                                       f"{total:.0f} s") if progress is not None else None
+            seconds = sum(j.end - j.start for j in batch)
+            ticker = _Ticker(progress, f"decoding {done:.0f}-{done + seconds:.0f} s of {total:.0f} s") \
+                if progress is not None else None
             self._run_batch(batch, language, options, partials, riders, gone, ticker)
             riders = None
-            done += sum(j.end - j.start for j in batch)
+            done += seconds
             if progress is not None:
                 progress(f"transcribed {done:.0f} of {total:.0f} s of speech ({100 * done / max(total, 1e-9):.0f}%)")
         for source, transcript in enumerate(transcripts):
@@ -255,9 +256,7 @@ class Transcriber:
                language: str | None, options: TranscribeOptions) -> list[Segment]:
         """Decode some of one input's segments as one batch (they are added to `transcript`); the new segments."""
         options = self.checked(options)
-        jobs = [_Job(transcript, first_index + i, start, end, self.engine.features(samples),
-                     samples=samples if options.word_timestamps else None)
-                for i, (start, end, samples) in enumerate(pieces)]
+        jobs = self._jobs(transcript, pieces, first_index, options)
         before = len(transcript.segments)
         for batch in self._batches(sorted(jobs, key=lambda j: j.features.shape[1]), options):
             self._run_batch(batch, language, options)
@@ -265,10 +264,14 @@ class Transcriber:
 
     def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
         transcript, pieces = self.split(item, options)
-        jobs = [_Job(transcript, i, start, end, self.engine.features(samples),
+        return transcript, self._jobs(transcript, pieces, 0, options)
+
+    def _jobs(self, transcript: Transcript, pieces: list[tuple[float, float, np.ndarray]], first_index: int,
+              options: TranscribeOptions) -> list[_Job]:
+        """A job per segment, its features computed (and its samples kept when its words will be aligned)."""
+        return [_Job(transcript, first_index + i, start, end, self.engine.features(samples),
                      samples=samples if options.word_timestamps else None)
                 for i, (start, end, samples) in enumerate(pieces)]
-        return transcript, jobs
 
     def _batches(self, jobs: list[_Job], options: TranscribeOptions):
         """Length-sorted jobs in batches of at most batch_size rows and max_cache_gb of KV cache."""

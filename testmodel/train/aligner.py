@@ -26,6 +26,7 @@ import torch
 
 from qasr.export.layouts import IGNORED_SUFFIXES
 from qasr.export.spec import audio_token_count, read_spec
+from qasr.benchmarks.aligner import boundary_summary
 from qasr.export.tiny import TIMESTAMP_TOKEN, aligner_config, save_weights
 from qasr.reference.model import hf_config, load_weights
 from qasr.runtime.cli_support import Progress, handle_errors
@@ -121,13 +122,6 @@ def boundary_errors(model, examples: list[dict], batcher: Examples) -> np.ndarra
     return np.array(errors)
 
 
-def summary(errors: np.ndarray) -> dict:
-    return {"boundaries": int(len(errors)), "mean_ms": round(float(errors.mean()) * 1000, 1),
-            "median_ms": round(float(np.median(errors)) * 1000, 1),
-            "within_80ms": round(float((errors <= 0.08).mean()), 4),
-            "within_160ms": round(float((errors <= 0.16).mean()), 4)}
-
-
 def train(out: Path, asr: Path, minutes: float, voice_count: int, batch_size: int, lr: float, seed: int,
           progress) -> dict:
     from transformers import AutoTokenizer, Qwen3ASRForTokenClassification
@@ -173,12 +167,12 @@ def train(out: Path, asr: Path, minutes: float, voice_count: int, batch_size: in
         optimizer.step()
         step += 1
         if step % 250 == 0:
-            held_out = summary(boundary_errors(model, held, batcher))
+            held_out = boundary_summary(boundary_errors(model, held, batcher))
             log.append({"step": step, "minutes": round(elapsed / 60, 2), "loss": round(float(loss), 4), **held_out})
             progress(f"step {step} ({elapsed / 60:.1f} min): loss {float(loss):.3f}, held-out mean "
                      f"{held_out['mean_ms']} ms, median {held_out['median_ms']} ms, within 160 ms "
                      f"{held_out['within_160ms']:.1%}")
-    final = summary(boundary_errors(model, held, batcher))
+    final = boundary_summary(boundary_errors(model, held, batcher))
     state = {k: v for k, v in model.state_dict().items() if not k.endswith(IGNORED_SUFFIXES)}
     save_weights(out, "original", state)
     report = {"steps": step, "minutes": round((time.monotonic() - start) / 60, 1), "batch": batch_size, "lr": lr,

@@ -12,9 +12,15 @@ and a decode step of a padded batch bucket see the same memory.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from qasr.errors import QasrError
+
+# One Identity from a 1-D input to a 1-D output per float type (scripts/make_copy_graphs.py): bound to two
+# addresses inside the cache it moves a row on the session's device (the Python API copies whole tensors only).
+COPY_GRAPHS = Path(__file__).parent / "data"
 
 
 class DeviceKVCache:
@@ -25,6 +31,7 @@ class DeviceKVCache:
         self.fixed = False
         self._flat: list = []     # OrtValues: [key_0, value_0, key_1, ...]
         self.allocations = 0
+        self._copier = None
 
     @property
     def slots(self) -> int:
@@ -56,6 +63,37 @@ class DeviceKVCache:
         for flat, past, present in zip(self._flat, past_names, present_names):
             binding.bind_input(past, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr() + offset)
             binding.bind_output(present, self.device[0], self.device[1], self.dtype, shape, flat.data_ptr() + offset)
+
+    def move_rows(self, moves: list[tuple[int, int]], capacity: int) -> None:
+        """Copy whole rows of the [*, kv_heads, capacity, head_dim] layout on the device: (from, to) pairs, each
+        `to` below its `from` and the pairs in ascending order, so no row is overwritten before it has moved."""
+        if not moves:
+            return
+        copier = self._copier or self._make_copier()
+        binding = copier.io_binding()
+        row = self.kv_heads * capacity * self.head_dim
+        size = self.dtype.itemsize
+        kind, index = self.device
+        for source, target in moves:
+            for flat in self._flat:
+                binding.bind_input("x", kind, index, self.dtype, [row], flat.data_ptr() + source * row * size)
+                binding.bind_output("y", kind, index, self.dtype, [row], flat.data_ptr() + target * row * size)
+                copier.run_with_iobinding(binding)
+        if kind != "cpu":
+            binding.synchronize_outputs()
+
+    def _make_copier(self):
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if self.device[0] == "cuda":
+            providers = [("CUDAExecutionProvider", {"device_id": str(self.device[1])})] + providers
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        name = {np.dtype(np.float32): "copy_float32.onnx", np.dtype(np.float16): "copy_float16.onnx"}[self.dtype]
+        self._copier = ort.InferenceSession(str(COPY_GRAPHS / name), options, providers=providers)
+        return self._copier
 
     def read(self, index: int, batch: int, capacity: int, first_row: int = 0) -> np.ndarray:
         """A host copy of buffer `index` ([key_0, value_0, ...]) as [batch, kv_heads, capacity, head_dim] (tests, calibration)."""

@@ -159,7 +159,8 @@ class DeviceCacheRun:
         need = max(len(p.ids) + p.budget for p in prompts)
         self.rows, self.capacity, self.cache, self.graph_id = gen._plan(batch, need, not self.graph_chooses)
         self.state = state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
-        state.bias.update_inplace(bias if bias is not None else np.zeros(gen.vocab, dtype=np.float32))
+        self.bias = bias if bias is not None else np.zeros(gen.vocab, dtype=np.float32)
+        state.bias.update_inplace(self.bias)
         lengths = self._prefill(prompts)
         self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
         self.seqlens[:batch] = lengths
@@ -227,7 +228,28 @@ class DeviceCacheRun:
         return self.state.logits.numpy()[:self.batch]
 
     def set_bias(self, bias: np.ndarray) -> None:
+        self.bias = bias
         self.state.bias.update_inplace(bias)
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Only `rows` (ascending) run from now on: their cache rows move to the front on the device and the
+        steps run on the smaller batch (with CUDA graphs: the smallest bucket that holds it, its own graph)."""
+        gen = self.gen
+        self.cache.move_rows([(old, new) for new, old in enumerate(rows.tolist()) if new != old], self.capacity)
+        count = len(rows)
+        seqlens = self.seqlens[rows]
+        if self.graph_id is not None:
+            buckets = batch_buckets(gen.max_batch)
+            self.rows = next(b for b in buckets if b >= count)
+            self.graph_id = buckets.index(self.rows)
+        else:
+            self.rows = count
+        self.batch = count
+        self.state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
+        self.state.bias.update_inplace(self.bias)
+        self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
+        self.seqlens[:count] = seqlens
+        self.ids = np.full((self.rows, 1), gen.pad_id, dtype=np.int64)
 
     def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
         gen, state, batch = self.gen, self.state, self.batch

@@ -2,7 +2,8 @@
 
 - `Generator.generate` is the one decode loop: choose each live row's next token, apply the stopping rules
   (EOS, budget, repetition: stopping.py) row by row, feed the live rows' tokens back; rows stop on their own
-  and the loop ends when all have.
+  and the loop ends when all have. A row the caller cancels leaves the batch at the next step (the run keeps
+  only the rows still wanted: `Run.keep`), so abandoned work stops costing compute.
 - A step per cache kind, composed in (no inheritance): `HostCacheSteps` (host_step.py: the standard decoder,
   left-padded rows, a host cache written at a common offset) and `DeviceCacheSteps` (device_step.py: the fused
   decoder, a device cache the graph writes in place, CUDA-graph buckets). Each `begin()`s a run per call that
@@ -93,6 +94,7 @@ class Run(Protocol):
     def graph_choice(self) -> np.ndarray: ...              # [batch] the graph's choice (graph_chooses only)
     def set_bias(self, bias: np.ndarray) -> None: ...      # the graph's logit_bias (graph_chooses only)
     def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None: ...
+    def keep(self, rows: np.ndarray) -> None: ...         # only these rows (ascending) run from now on
     def summary(self) -> dict: ...
     kept: list[PrefixCache | None]                         # per row: the cache its prompt asked to keep
 
@@ -154,6 +156,7 @@ class Generator:
         run = self.steps.begin(prompts, rules.bias(0, self.shape.vocab) if graph_chooses else None)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         reasons: list[str | None] = [None] * batch
+        active = np.arange(batch)   # the prompt row of each of the run's rows (rows leave when cancelled)
         steps = 0
         for step in range(max(budgets)):
             if cancelled is not None:
@@ -168,19 +171,26 @@ class Generator:
                 logits = run.logits()
                 rules.apply(logits, step)
                 chosen = self.chooser.choose(logits)
-            for row in range(batch):
+            for index, row in enumerate(active.tolist()):
                 if reasons[row] is None:
-                    reasons[row] = self._advance(tokens[row], int(chosen[row]), budgets[row], options)
+                    reasons[row] = self._advance(tokens[row], int(chosen[index]), budgets[row], options)
             if on_step is not None:
                 on_step(tokens)
-            live = np.array([r is None for r in reasons])
+            live = np.array([reasons[row] is None for row in active.tolist()])
             if not live.any():
                 break
+            if any(reasons[row] == CANCELLED for row in active.tolist()):
+                # a cancelled row leaves the batch (and with it every row already stopped): the next steps
+                # compute only the rows still wanted
+                keep = np.flatnonzero(live)
+                run.keep(keep)
+                active, chosen, live = active[keep], np.asarray(chosen)[keep], live[keep]
             if graph_chooses and (bias := rules.bias(step + 1, self.shape.vocab)) is not None:
                 run.set_bias(bias)   # for the choice this feed's run makes
             run.feed(chosen, live, step)
             steps += 1
-        self.last_run = {"batch": batch, "decode_steps": steps, **run.summary(), "host_filters": rules.needs_logits}
+        self.last_run = {"batch": batch, "decode_steps": steps, **run.summary(), "rows_left": len(active),
+                         "host_filters": rules.needs_logits}
         return [Generation(t, r or BUDGET, k) for t, r, k in zip(tokens, reasons, run.kept)]
 
     def _advance(self, tokens: list[int], token: int, budget: int, options: DecodeOptions) -> str | None:

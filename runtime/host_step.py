@@ -111,5 +111,23 @@ class HostCacheRun:
         self.past_mask[:, self.offset] = True
         self.offset += 1
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Only `rows` (ascending) run from now on: each moves to the front of the cache (row i's slots are the
+        same memory in the [B] and the [len(rows)] views, and a row never moves back past one still to be moved),
+        and every step buffer is cut to the new batch, so nothing is computed for the rows that left."""
+        count, used = len(rows), self.offset
+        for new, old in enumerate(rows.tolist()):
+            if new != old:
+                for buf in self.cache:
+                    buf[new, :, :used] = buf[old, :, :used]
+                self.past_mask[new] = self.past_mask[old]
+        self.pads = self.pads[rows]
+        self.cache = [buf[:count] for buf in self.cache]
+        self.past_mask = self.past_mask[:count]
+        self.ids, self.audio, self.positions = self.ids[:count], self.audio[:count], self.positions[:count]
+        self.new_mask, self._logits = self.new_mask[:count], self._logits[:count]
+        self.presents = [p[:count] for p in self.presents]
+        self.rows = count
+
     def summary(self) -> dict:
         return {"rows": self.rows, "capacity": self.capacity, "cuda_graph": False}

@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 import numpy as np
 import soundfile as sf
 
@@ -131,3 +132,99 @@ def test_shutdown_ends_within_seconds_whatever_is_open(shipped_export, tmp_path)
             server.kill()
     assert answers and answers[0].status_code == 503 and answers[0].json()["error"]["type"] == "shutting_down"
     assert took < 8.0, took
+
+
+@pytest.mark.parametrize("decoder", ["standard", "fused"])
+def test_cancelled_rows_leave_the_running_batch(decoder, engines, fused_engine, waves):
+    """Rows cancelled mid-run leave the batch at the next step: every later decode step runs only the rows still
+    wanted (counted at the decoder's feeds), and those rows' tokens equal the run nobody cancelled (their cache
+    rows moved to the front intact); a cancelled row keeps the tokens it had."""
+    from qasr.exportformat import names
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import CANCELLED, DecodeOptions
+
+    engine = engines["original"] if decoder == "standard" else fused_engine
+    embeds = engine.encode([engine.features(w) for w in waves.values()])
+    prompts = [Prompt(engine.prompts.build(len(e)), e, 30) for e in embeds]
+    options = DecodeOptions(max_new_tokens=30, min_new_tokens=30, repetition_max_period=0)
+    whole = engine.generate(prompts, options)
+    assert [len(g.tokens) for g in whole] == [30] * 4
+
+    asked = []
+
+    def cancelled():   # asked before each step: row 1 goes before step 5, row 0 before step 12
+        step = len(asked)
+        asked.append(step)
+        return [step >= 12, step >= 5, False, False]
+
+    rows_fed = []
+    steps = engine.generator.steps
+    steps.observer = lambda graph, feeds: rows_fed.append(feeds[names.INPUT_IDS].shape)
+    try:
+        cut = engine.generate(prompts, options, cancelled=cancelled)
+    finally:
+        steps.observer = None
+    decode_rows = [shape[0] for shape in rows_fed if shape[1] == 1][-29:]   # the 29 decode steps' feeds
+    assert decode_rows == [4] * 5 + [3] * 7 + [2] * 17
+    assert engine.generator.last_run["rows_left"] == 2
+    assert [g.stop_reason for g in cut] == [CANCELLED, CANCELLED, "budget", "budget"]
+    assert cut[0].tokens == whole[0].tokens[:12] and cut[1].tokens == whole[1].tokens[:5]
+    assert [g.tokens for g in cut[2:]] == [g.tokens for g in whole[2:]]
+
+
+def test_connections_open_at_shutdown_get_an_answer(shipped_export):
+    """Clients opening connections in a tight loop while the server begins shutting down (what SIGTERM does): every
+    connection the server's kernel accepted gets an HTTP answer (200, or 503 JSON for work refused while
+    stopping), including those accepted but not yet read and those whose request comes a moment after the
+    connect; once the port is closed a connect is refused (a clean signal to retry elsewhere). Nothing is reset."""
+    settings = ServiceSettings(engine_dir=shipped_export, max_batch=4, max_wait_ms=5)
+    host, answered, refused, unanswered = "127.0.0.1", [], [], []
+    with LiveServer(settings) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        closing = threading.Event()
+
+        wav = io.BytesIO()
+        sf.write(wav, np.zeros(8000, np.float32), 16000, format="WAV")
+        boundary = "qasrboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+                .encode() + wav.getvalue() + f"\r\n--{boundary}--\r\n".encode())
+        requests = [f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(),
+                    (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: "
+                     f"multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body]
+
+        def client(delay: float, request: bytes) -> None:
+            while True:
+                try:
+                    connection = socket.create_connection((host, port), timeout=30)
+                except OSError:
+                    refused.append(1)
+                    if closing.is_set():
+                        return
+                    continue
+                with connection:
+                    reply = b""
+                    try:
+                        time.sleep(delay)
+                        connection.sendall(request)
+                        while chunk := connection.recv(65536):
+                            reply += chunk
+                    except OSError as exc:
+                        unanswered.append(repr(exc))
+                        continue
+                    (answered if reply.startswith(b"HTTP/1.1 ") else unanswered).append(reply)
+
+        clients = [threading.Thread(target=client, args=(0.02 * (i % 2), requests[i % 3 == 0])) for i in range(12)]
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        closing.set()
+        server.stop_async()
+        server.thread.join(timeout=60)
+        for thread in clients:
+            thread.join(timeout=60)
+    assert not unanswered, (len(unanswered), unanswered[:5], len(answered))
+    assert answered and refused
+    statuses = {reply.split(b" ", 2)[1] for reply in answered}
+    assert statuses <= {b"200", b"503"}, statuses
+    refusals = [reply for reply in answered if reply.split(b" ", 2)[1] == b"503"]
+    assert refusals and all(b'"shutting_down"' in r and b"retry-after" in r.lower() for r in refusals)

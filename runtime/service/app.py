@@ -136,6 +136,8 @@ class Service:
         the next decode step."""
         if self.batcher is None:
             raise ApiError(503, "the engine is not loaded yet", "not_ready", {"Retry-After": "5"})
+        if self.stopping.is_set():   # work that arrives while the server drains is not started
+            raise self._shutting_down()
         try:
             language = language_name(language, tuple(self.engine.manifest.model.support_languages))
         except QasrError as exc:
@@ -179,9 +181,12 @@ class Service:
         if gone is not None and gone in done:
             raise ApiError(499, "the client closed the request", "client_closed")
         if stop in done:
-            raise ApiError(503, "the server is shutting down; try again on another instance", "shutting_down",
-                           {"Retry-After": str(self.settings.retry_after_s)})
+            raise self._shutting_down()
         raise asyncio.TimeoutError
+
+    def _shutting_down(self) -> ApiError:
+        return ApiError(503, "the server is shutting down; try again on another instance", "shutting_down",
+                        {"Retry-After": str(self.settings.retry_after_s)})
 
     async def _shutdown_deadline(self) -> None:
         await self.stopping.wait()

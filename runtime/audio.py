@@ -5,6 +5,7 @@ Every failure is an AudioError with one line naming the file and what is wrong w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def _decode(source, name: str) -> tuple[np.ndarray, int]:
         return sf.read(source() if callable(source) else source, dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports corrupt and unknown formats alike
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # "Error opening <_io.BytesIO object at 0x...>: Format not recognised.": the name is ours to say
+        first = re.sub(r"^Error opening .*?: ", "", first)
     try:
         return _decode_with_av(source() if callable(source) else source)
     except AudioError as exc:
@@ -78,7 +81,9 @@ def _decode_with_av(source) -> tuple[np.ndarray, int]:
     except AudioError:
         raise
     except Exception as exc:  # FFmpeg's errors (invalid data, unknown container) are all the same to the user
-        raise AudioError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # "[Errno 1094995529] Invalid data found when processing input: '<none>'": the words only
+        raise AudioError(re.sub(r"^\[Errno -?\d+\] |: '<none>'$", "", message)) from None
     if not chunks:
         raise AudioError("no audio frames")
     return np.concatenate(chunks), int(rate)

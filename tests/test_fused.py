@@ -148,3 +148,16 @@ def test_transcribe_cli_with_the_fused_export(exports, fused_export, tmp_path, w
     assert out["gqa"]["attention"] == "gqa" and out["gqa"]["cuda_graph"].startswith("off (decoder runs on")
     assert [r["text"] for r in out["gqa"]["results"]] == [r["text"] for r in out["standard"]["results"]]
     assert all(r["text"] for r in out["gqa"]["results"])
+
+
+def test_the_shipped_copy_graphs_are_the_ones_the_script_makes():
+    """runtime/data/copy_*.onnx (the fused decoder's row moves on the device) are what scripts/make_copy_graphs.py
+    writes, byte for byte."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("make_copy_graphs", Path("scripts/make_copy_graphs.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for dtype in script.TYPES:
+        assert (script.DATA / f"copy_{dtype}.onnx").read_bytes() == script.copy_graph(dtype)

@@ -73,10 +73,9 @@ def main(engine_dir, host, port, max_batch, max_wait_ms, max_queue, max_upload_m
         stream_idle_s=stream_idle_seconds, live_step_s=live_step,
         aligner_dir=Path(aligner_dir) if aligner_dir else None)
     if use_ray:
-        try:
-            from .ray_serve import serve_forever
-        except ImportError:
-            raise QasrError("--ray needs Ray Serve: pip install 'qasr[ray]'") from None
+        require(("ray", "httpx"), "ray", "asr-serve --ray")
+        from .ray_serve import serve_forever
+
         serve_forever(settings, replicas, host, port, replica_cpus, replica_gpus)
         return
     if replicas != 1:

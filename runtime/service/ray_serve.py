@@ -4,7 +4,8 @@
     RAY_ADDRESS=ray://head:10001 asr-serve --engine DIR --ray --replicas 8 --replica-gpus 1   (a cluster)
 
 Each replica builds the service's own FastAPI app (server.create_app: routes, limits, errors, metrics)
-and loads its own engine; Ray's HTTP proxy spreads requests over the replicas. Inside a replica,
+and loads its own engine; Ray's HTTP proxy spreads requests over the replicas, and our front (ray_front.py) on
+host:port relays to that proxy so that a replica that fails answers as the service does (JSON 503, Retry-After). Inside a replica,
 concurrent requests are batched by Ray Serve's `@serve.batch` (ray_batcher.RayBatcher, the
 DynamicBatcher's interface), so requests of different clients still share one engine call. On a cluster of GPU
 machines, `--replica-gpus 1` gives each replica one GPU and Ray places replicas where GPUs are free;
@@ -14,11 +15,10 @@ every machine needs the export directory at the same path (or a shared file syst
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import time
 from dataclasses import replace
+from urllib.parse import urlparse
 
 from .settings import ServiceSettings
 
@@ -44,17 +44,31 @@ def deployment(settings: ServiceSettings, replicas: int, replica_cpus: float = 1
     return QasrService.bind()
 
 
-def start(settings: ServiceSettings, replicas: int, host: str, port: int, replica_cpus: float = 1.0,
-          replica_gpus: float = 0.0, num_cpus: int | None = None) -> None:
-    """Start Ray (a local instance, or the cluster RAY_ADDRESS names) and the deployment on host:port."""
+def start(settings: ServiceSettings, replicas: int, replica_cpus: float = 1.0, replica_gpus: float = 0.0,
+          num_cpus: int | None = None) -> str:
+    """Start Ray (a local instance, or the cluster RAY_ADDRESS names) and the deployment behind Ray's HTTP proxy on
+    a free port; return the proxy's URL (the front, ray_front.RayFront, is what clients reach)."""
     import ray
     from ray import serve
 
+    address = os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
-                 include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": host, "port": port})
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
+    # a ray:// client drives a cluster from outside it: the proxy listens on the head's interfaces, else on loopback
+    proxy_host = urlparse(address).hostname if address and address.startswith("ray://") else "127.0.0.1"
+    port = free_port()
+    serve.start(http_options={"host": "0.0.0.0" if proxy_host != "127.0.0.1" else proxy_host, "port": port})
     serve.run(deployment(settings, replicas, replica_cpus, replica_gpus), name="qasr", route_prefix="/")
+    return f"http://{proxy_host}:{port}"
+
+
+def front_server(proxy_url: str, settings: ServiceSettings, **config):
+    """The uvicorn server of the front: relays to Ray's proxy, answers a replica's failure in our JSON shape, and
+    drains at shutdown as the single-process service does."""
+    from .ray_front import RayFront
+    from .server import DrainingServer
+
+    return DrainingServer.of(RayFront(proxy_url, settings.retry_after_s), settings.graceful_timeout_s, **config)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -97,12 +111,34 @@ def stop() -> None:
 
 def serve_forever(settings: ServiceSettings, replicas: int, host: str, port: int, replica_cpus: float,
                   replica_gpus: float) -> None:
-    """asr-serve --ray: run until SIGTERM or Ctrl-C, then shut Serve and Ray down."""
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    start(settings, replicas, host, port, replica_cpus, replica_gpus)
+    """asr-serve --ray: the front on host:port until SIGTERM or Ctrl-C (uvicorn's handlers: open requests drain
+    first), then Serve and Ray shut down."""
+    proxy = start(settings, replicas, replica_cpus, replica_gpus)
     try:
-        done.wait()
+        front_server(proxy, settings, host=host, port=port, log_level="info").run()
     finally:
         stop()
+
+
+class FrontThread:
+    """The front on a loopback port the OS picks, in a background thread (tests, embedding)."""
+
+    def __init__(self, proxy_url: str, settings: ServiceSettings, host: str = "127.0.0.1"):
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = front_server(proxy_url, settings, log_level="warning")
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "FrontThread":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)

@@ -17,6 +17,7 @@ import os
 import time
 from contextlib import asynccontextmanager
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -108,60 +109,67 @@ def graceful_server(app: FastAPI, graceful_timeout: float, **config):
     `graceful_timeout` has passed get a JSON 503 (never uvicorn's plain-text 500 of a cancelled task),
     queued work of clients already answered is dropped, and the process exits promptly (only the batch
     already inside the engine is finished). uvicorn's own deadline comes a second later, as a backstop.
-
-    Connections the kernel accepted before the port closed are answered too: the listening sockets' queues are
-    taken in (uvicorn's close would reset them) and every connection gets up to DRAIN_S to send its request, so a
-    client that connected at the instant of SIGTERM gets an HTTP answer (new work: 503 with Retry-After), and one
-    that connects later is refused (nothing was sent: safe to retry elsewhere)."""
-    import uvicorn
-
-    class GracefulServer(uvicorn.Server):
-        async def shutdown(self, sockets=None) -> None:
-            app.state.service.begin_shutdown()
-            await self._take_in_accepted()
-            await self._wait_for_requests(DRAIN_S)
-            await super().shutdown(sockets)
-
-        async def _take_in_accepted(self) -> None:
-            """Accept what is waiting in each listening socket's queue, then close the listeners at once (no await
-            in between: nothing new queues meanwhile), and serve the taken connections like any other."""
-
-            taken = []
-            for server in self.servers:
-                for listener in server.sockets:
-                    with listener.dup() as sock:   # a socket.socket on the same listening socket
-                        sock.setblocking(False)
-                        while True:
-                            try:
-                                taken.append(sock.accept()[0])
-                            except (BlockingIOError, InterruptedError):
-                                break
-                            except OSError:
-                                break
-                server.close()
-            loop = asyncio.get_running_loop()
-            protocol = self.config.http_protocol_class
-            for connection in taken:
-                connection.setblocking(False)
-                await loop.connect_accepted_socket(
-                    lambda: protocol(config=self.config, server_state=self.server_state, app_state=self.lifespan.state),
-                    connection)
-
-        async def _wait_for_requests(self, limit: float) -> None:
-            """Until every open connection has sent a request (or `limit` s): uvicorn's shutdown closes a connection
-            that has not, without an answer."""
-            deadline = time.monotonic() + limit
-            while time.monotonic() < deadline and any(getattr(c, "cycle", True) is None
-                                                      for c in self.server_state.connections):
-                await asyncio.sleep(0.01)
-
+    Connections accepted at the instant of shutdown are answered (DrainingServer)."""
     from .realtime import MAX_FRAME_BYTES
 
-    server = GracefulServer(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0,
-                                           ws_max_size=MAX_FRAME_BYTES, **config))
+    server = DrainingServer.of(app, graceful_timeout, app.state.service.begin_shutdown, ws_max_size=MAX_FRAME_BYTES,
+                               **config)
 
     def stop() -> None:
         server.should_exit = True
 
     app.state.stop_server = stop
     return server
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that answers the connections the kernel accepted before the port closed: the listening
+    sockets' queues are taken in (uvicorn's close would reset them) and every connection gets up to DRAIN_S
+    to send its request, so a client that connected at the instant of SIGTERM gets an HTTP answer (new work:
+    503 with Retry-After), and one that connects later is refused (nothing was sent: safe to retry
+    elsewhere). `begin_shutdown` (if any) is called first."""
+    begin_shutdown = None
+
+    @classmethod
+    def of(cls, app, graceful_timeout: float, begin_shutdown=None, **config) -> "DrainingServer":
+        server = cls(uvicorn.Config(app, timeout_graceful_shutdown=graceful_timeout + 1.0, **config))
+        server.begin_shutdown = begin_shutdown
+        return server
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.begin_shutdown is not None:
+            self.begin_shutdown()
+        await self._take_in_accepted()
+        await self._wait_for_requests(DRAIN_S)
+        await super().shutdown(sockets)
+
+    async def _take_in_accepted(self) -> None:
+        """Accept what is waiting in each listening socket's queue, then close the listener at once (no await in
+        between: only a connection completed in those microseconds can still be reset), and serve the taken
+        connections like any other."""
+        taken = []
+        for server in self.servers:
+            for listener in server.sockets:
+                with listener.dup() as sock:   # a socket.socket on the same listening socket
+                    sock.setblocking(False)
+                    while True:
+                        try:
+                            taken.append(sock.accept()[0])
+                        except OSError:   # BlockingIOError: the queue is empty
+                            break
+            server.close()
+        loop = asyncio.get_running_loop()
+        protocol = self.config.http_protocol_class
+        for connection in taken:
+            connection.setblocking(False)
+            await loop.connect_accepted_socket(
+                lambda: protocol(config=self.config, server_state=self.server_state, app_state=self.lifespan.state),
+                connection)
+
+    async def _wait_for_requests(self, limit: float) -> None:
+        """Until every open connection has sent a request (or `limit` s): uvicorn's shutdown closes a connection
+        that has not, without an answer."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(getattr(c, "cycle", True) is None
+                                                  for c in self.server_state.connections):
+            await asyncio.sleep(0.01)

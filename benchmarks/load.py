@@ -170,15 +170,15 @@ def _ray_levels(engine_dir: Path, replicas: int, files, levels, count, max_batch
     from qasr.runtime.service import ray_serve
     from qasr.runtime.service.settings import ServiceSettings
 
-    port = ray_serve.free_port()
     settings = ServiceSettings(engine_dir=engine_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                max_queue=max(levels) * 2)
-    ray_serve.start(settings, replicas, "127.0.0.1", port, replica_cpus=0.5)
-    url = f"http://127.0.0.1:{port}"
+    proxy = ray_serve.start(settings, replicas, replica_cpus=0.5)
     try:
-        ray_serve.wait_ready(url, replicas)
-        expected = one_request_texts(url, files, headers)
-        return [_no_batch_columns(run_level(url, files, expected, level, count, headers)) for level in levels]
+        with ray_serve.FrontThread(proxy, settings) as front:   # what asr-serve --ray runs
+            url = front.url
+            ray_serve.wait_ready(url, replicas)
+            expected = one_request_texts(url, files, headers)
+            return [_no_batch_columns(run_level(url, files, expected, level, count, headers)) for level in levels]
     finally:
         ray_serve.stop()
 

@@ -207,6 +207,9 @@ class Transcriber:
         language = language_name(options.language, self.engine.languages)
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
+            if cancelled and source in cancelled and cancelled[source]():   # gone before its audio was cut
+                transcripts.append(Transcript(source=input_name(item)))
+                continue
             transcript, item_jobs = self._prepare(item, options)
             transcripts.append(transcript)
             for job in item_jobs:

@@ -1,6 +1,6 @@
 """Faults the service meets, measured with real clients against a real `asr-serve` process (issue #40's cases).
 
-    python -m qasr.benchmarks.faults --engine out/test-model-fp32-onnx [--ray]
+    python -m qasr.benchmarks.faults --engine out/test-model-fp32-onnx [--ray] [--decoder-export DIR]
 
 - abandoned: 6 clients upload a 590 s recording and hang up after 3 s; then a 2.9 s request: its latency, and
   the engine time the server spent (its /metrics) after the hang-ups.
@@ -9,6 +9,8 @@
   long the process takes to exit. The same with 12 open streamed (SSE) requests of 590 s.
 - shutdown under churn: 12 clients opening connections in a loop when SIGTERM comes: connections answered,
   reset (accepted, no answer) and refused (the port closed).
+- rows leave the batch: 4 rows decoded 40 steps, then again with 3 cancelled before step 5: the mean step time
+  after that point in each run, and the time of the cache move (`--decoder-export`: e.g. a 0.6B-shape export).
 - --ray: 2 replicas; 8 requests of 240 s, one replica killed (SIGKILL) 2 s in: answers 200, JSON 503, other.
 
 Loopback only. Prints a table; the "issue" column is what the issue measured on 2026-12-05 before the changes.
@@ -227,11 +229,60 @@ def ray_kill(engine: str) -> list[tuple]:
              f"{ok} / {json_503} / {len(answers) - ok - json_503}", "JSON 503 with Retry-After")]
 
 
+def rows_leave(export: str, rows: int = 4, steps: int = 40, cancel_at: int = 5) -> list[tuple]:
+    """Decode `rows` rows for `steps` steps; in a second run all but one are cancelled before step `cancel_at`.
+    The mean step time after that point in each run (the first: what masked rows cost, as before), and the
+    time of the move that takes the cancelled rows out."""
+    import numpy as np
+
+    from qasr.runtime.engine import Engine
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import DecodeOptions
+    from qasr.runtime.synthetic_audio import synthetic_speech
+
+    engine = Engine(export)
+    embeds = engine.encode([engine.features(synthetic_speech(10.0, seed=i)) for i in range(rows)])
+    prompts = [Prompt(engine.prompts.build(len(e)), e, steps) for e in embeds]
+    options = DecodeOptions(max_new_tokens=steps, min_new_tokens=steps, repetition_max_period=0)
+    moves = []
+    original_begin = engine.generator.steps.begin
+
+    def begin(*args, **kwargs):   # time the run's move of the rows still wanted
+        run = original_begin(*args, **kwargs)
+        keep = run.keep
+
+        def timed(kept):
+            start = time.perf_counter()
+            keep(kept)
+            moves.append(time.perf_counter() - start)
+        run.keep = timed
+        return run
+
+    engine.generator.steps.begin = begin
+
+    def after_cancel(cancelled) -> float:
+        stamps = []
+        engine.generate(prompts, options, on_step=lambda _: stamps.append(time.perf_counter()), cancelled=cancelled)
+        return float(np.mean(np.diff(stamps[cancel_at + 1:])))
+
+    engine.generate(prompts, options)   # warm-up
+    kept_all = after_cancel(None)
+    asked = []
+    one_left = after_cancel(lambda: (asked.append(1), [len(asked) > cancel_at and r < rows - 1 for r in range(rows)])[1])
+    shape = f"{engine.manifest.model.text.layers} layers, {engine.manifest.precision}"
+    return [(f"rows leave the batch ({shape}): a step of {rows} rows (masked, as before) / of the 1 left",
+             "-", f"{kept_all * 1000:.1f} ms / {one_left * 1000:.1f} ms", "only live rows computed"),
+            (f"rows leave the batch: moving the row left to the front of the cache", "-",
+             f"{moves[0] * 1000:.2f} ms", "small next to a step")]
+
+
 @click.command()
 @click.option("--engine", "engine_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--ray", "with_ray", is_flag=True, help="Also kill a Ray Serve replica under load (the `ray` extra).")
+@click.option("--decoder-export", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The export whose decode steps are timed with rows leaving (default: --engine).")
 @handle_errors
-def main(engine_dir, with_ray):
+def main(engine_dir, with_ray, decoder_export):
     require(("httpx",), "test", "the faults benchmark")
     from .machine import cpu_description
 
@@ -241,7 +292,8 @@ def main(engine_dir, with_ray):
     for name, run in (("abandoned", lambda: abandoned(engine_dir, long, short)),
                       ("timeout", lambda: timeout(engine_dir, long, short)),
                       ("shutdown", lambda: shutdown(engine_dir, long, longest)),
-                      ("churn", lambda: churn(engine_dir))) + ((("ray", lambda: ray_kill(engine_dir)),) if with_ray else ()):
+                      ("churn", lambda: churn(engine_dir)),
+                      ("rows leave", lambda: rows_leave(decoder_export or engine_dir))) + ((("ray", lambda: ray_kill(engine_dir)),) if with_ray else ()):
         print(f"  {name} ...", file=sys.stderr, flush=True)
         rows += run()
     width = max(len(r[0]) for r in rows)

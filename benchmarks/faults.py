@@ -22,7 +22,6 @@ import io
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 import click
 
 from qasr.runtime.cli_support import handle_errors, require
+
+from .server_process import ServerProcess
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "call.flac"   # 2.9 s, 44.1 kHz
 
@@ -46,50 +47,15 @@ def wav_bytes(seconds: float, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-class Server:
-    """asr-serve in its own process on a free loopback port, ready when entered."""
-
-    def __init__(self, engine: str, *args: str):
-        from qasr.runtime.service.ray_serve import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [os.path.join(os.path.dirname(sys.executable), "asr-serve"), "--engine", engine,
-                   "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def __enter__(self) -> "Server":
-        import httpx
-
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"asr-serve at {self.url} did not become ready")
-
-    def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
+class Server(ServerProcess):
     def engine_seconds(self) -> float:
+        """Engine time the server has spent so far (its /metrics)."""
         import httpx
 
         for line in httpx.get(self.url + "/metrics", timeout=30).text.splitlines():
             if line.startswith("qasr_inference_seconds_sum"):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
-
-    def terminate(self) -> float:
-        """SIGTERM; seconds until the process has exited."""
-        start = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=300)
-        return time.monotonic() - start
 
 
 def post(url: str, data: bytes, **extra):

@@ -15,12 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import click
 import numpy as np
@@ -29,51 +25,9 @@ from qasr.runtime.audio import resample
 from qasr.reference.wer import normalise
 
 from .live_measures import PAUSE_SECONDS, percentile, recognition_points
+from .server_process import ServerProcess, rss_mb
 
 GOAL_WORD_MEDIAN, GOAL_END_MEDIAN = 1.5, 0.3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Server:
-    def __init__(self, engine_dir: str, streams: int):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        bin_dir = Path(sys.executable).parent
-        self.process = subprocess.Popen(
-            [str(bin_dir / "asr-serve"), "--engine", str(engine_dir), "--port", str(self.port), "--max-streams",
-             str(streams), "--max-batch", str(max(8, streams)), "--max-queue", str(max(64, 4 * streams))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def __enter__(self) -> "Server":
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"asr-serve exited: {self.process.stderr.read()[-500:]}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("asr-serve did not become ready")
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
 
 
 def _client(url: str, pcm: bytes, result: dict, start_barrier: threading.Barrier) -> None:
@@ -178,10 +132,11 @@ def concurrency_table(engine_dir, utterances, counts: list[int], seconds: float,
             x = np.concatenate(parts)
             pcm = (np.clip(resample(x, 16000, 24000), -1, 1) * 32767).astype("<i2").tobytes()
             clients.append((pcm, spans, points))
-        with Server(engine_dir, count) as server:
+        with ServerProcess(engine_dir, "--max-streams", str(count), "--max-batch", str(max(8, count)),
+                           "--max-queue", str(max(64, 4 * count)), ready_timeout=120) as server:
             warm_up = [{}]   # one short stream first: sessions, arenas and the VAD are loaded before measuring
             _client(server.url, clients[0][0][: 5 * 48000], warm_up[0], threading.Barrier(1))
-            idle = _rss_mb(server.process.pid)
+            idle = rss_mb(server.pid)
             load = os.getloadavg()[0]
             barrier = threading.Barrier(count)
             results = [{} for _ in range(count)]
@@ -191,7 +146,7 @@ def concurrency_table(engine_dir, utterances, counts: list[int], seconds: float,
 
             def watch():
                 while any(t.is_alive() for t in threads):
-                    peak[0] = max(peak[0], _rss_mb(server.process.pid))
+                    peak[0] = max(peak[0], rss_mb(server.pid))
                     time.sleep(0.5)
 
             for t in threads:

@@ -19,6 +19,7 @@ from .generate import Prompt
 from .inputs import input_name, is_pair, read_input
 from .prompt import language_name, parse_output, partial_text
 from .stopping import DecodeOptions
+from .vad import Stopped
 from .words import Word
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ VAD_MODES = ("auto", "on", "off")
 
 
 def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_seconds: float = 1200.0,
-                  model_pauses: str = "merge") -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+                  model_pauses: str = "merge", stop: Callable[[], bool] | None = None
+                  ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
     """Load and check one input, apply the silence rule and segment it: (transcript, segments).
 
     Segments are at most `options.max_segment_seconds` (default: `model_max_seconds`, the model's own
@@ -87,7 +89,8 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
     decoded; with `vad` off long audio is cut at its quietest points.
     Bad input sets transcript.error; silence adds its empty segment; the segments left to decode come
     back as (start s, end s, samples). The PyTorch reference uses the same function, so comparisons
-    isolate the model.
+    isolate the model. `stop` (a caller that may stop wanting the input) is asked during voice activity, which
+    then raises vad.Stopped.
     """
     transcript = Transcript(source=input_name(item))
     try:
@@ -106,7 +109,8 @@ def load_segments(item, sample_rate: int, options: TranscribeOptions, model_max_
         from qasr.exportformat.schema import check_pauses
         from .vad import vad_segments
 
-        pieces = vad_segments(samples, limit, pauses=check_pauses(options.pauses or model_pauses, error=QasrError))
+        pieces = vad_segments(samples, limit, pauses=check_pauses(options.pauses or model_pauses, error=QasrError),
+                              stop=stop)
         if not pieces:
             transcript.segments.append(Segment(0.0, transcript.duration, "", None, "no speech", 0))
     else:
@@ -207,10 +211,14 @@ class Transcriber:
         language = language_name(options.language, self.engine.languages)
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
-            if cancelled and source in cancelled and cancelled[source]():   # gone before its audio was cut
+            stop = cancelled.get(source) if cancelled else None
+            try:
+                if stop is not None and stop():
+                    raise Stopped
+                transcript, item_jobs = self._prepare(item, options, stop)
+            except Stopped:   # gone before or while its audio was cut
                 transcripts.append(Transcript(source=input_name(item)))
                 continue
-            transcript, item_jobs = self._prepare(item, options)
             transcripts.append(transcript)
             for job in item_jobs:
                 job.source = source
@@ -249,11 +257,12 @@ class Transcriber:
         limit = min(options.max_segment_seconds or self.engine.manifest.limits.max_seconds, cap)
         return replace(options, max_segment_seconds=limit)
 
-    def split(self, item, options: TranscribeOptions) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
+    def split(self, item, options: TranscribeOptions, stop: Callable[[], bool] | None = None
+              ) -> tuple[Transcript, list[tuple[float, float, np.ndarray]]]:
         """One input read, checked and cut into the segments to decode (load_segments with this model's limits)."""
         options = self.checked(options)
         limits = self.engine.manifest.limits
-        return load_segments(item, self.sample_rate, options, limits.max_seconds, limits.pauses)
+        return load_segments(item, self.sample_rate, options, limits.max_seconds, limits.pauses, stop)
 
     def decode(self, transcript: Transcript, pieces: list[tuple[float, float, np.ndarray]], first_index: int,
                language: str | None, options: TranscribeOptions) -> list[Segment]:
@@ -265,8 +274,9 @@ class Transcriber:
             self._run_batch(batch, language, options)
         return sorted(transcript.segments[before:], key=lambda s: s.start)
 
-    def _prepare(self, item, options: TranscribeOptions) -> tuple[Transcript, list[_Job]]:
-        transcript, pieces = self.split(item, options)
+    def _prepare(self, item, options: TranscribeOptions, stop: Callable[[], bool] | None = None
+                 ) -> tuple[Transcript, list[_Job]]:
+        transcript, pieces = self.split(item, options, stop)
         return transcript, self._jobs(transcript, pieces, 0, options)
 
     def _jobs(self, transcript: Transcript, pieces: list[tuple[float, float, np.ndarray]], first_index: int,

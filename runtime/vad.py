@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +43,10 @@ class VadSettings:
     pad_after: float = 0.5        # seconds added after a region (at most half the pause after it)
 
 
+class Stopped(Exception):
+    """The caller no longer wants this audio (its `stop` said so during the voice-activity pass)."""
+
+
 class SileroVad:
     def __init__(self, path: Path = MODEL):
         import onnxruntime as ort
@@ -52,8 +57,9 @@ class SileroVad:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """Speech probability of every 512-sample window of 16 kHz `samples` (the last one zero padded)."""
+    def probabilities(self, samples: np.ndarray, stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """Speech probability of every 512-sample window of 16 kHz `samples` (the last one zero padded); `stop`,
+        asked every 32 windows of each block, raises Stopped when it says so (a client that hung up)."""
         windows = -(-len(samples) // WINDOW)
         per_block = max(1, int(BLOCK_SECONDS * RATE) // WINDOW)
         blocks = -(-windows // per_block)
@@ -65,6 +71,8 @@ class SileroVad:
         sr = np.array(RATE, dtype=np.int64)
         probs = np.empty((blocks, per_block), dtype=np.float32)
         for i in range(per_block):
+            if stop is not None and i % 32 == 0 and stop():
+                raise Stopped
             x = np.concatenate([context, grid[:, i]], axis=1)
             out, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
             probs[:, i] = out[:, 0]
@@ -134,13 +142,13 @@ _DEFAULT: SileroVad | None = None
 
 
 def vad_segments(samples: np.ndarray, max_seconds: float, settings: VadSettings = VadSettings(),
-                 pauses: str = "merge") -> list[tuple[int, int]]:
+                 pauses: str = "merge", stop: Callable[[], bool] | None = None) -> list[tuple[int, int]]:
     """Speech segments of 16 kHz `samples`, each at most `max_seconds` (`pauses`: see
-    segments_from_regions); [] when there is no speech."""
+    segments_from_regions); [] when there is no speech. `stop`: see SileroVad.probabilities."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = SileroVad()
-    regions = speech_regions(_DEFAULT.probabilities(samples), len(samples), settings)
+    regions = speech_regions(_DEFAULT.probabilities(samples, stop), len(samples), settings)
     return [trimmed for lo, hi in segments_from_regions(regions, samples, max_seconds, pauses)
             if (trimmed := trim_leading_silence(samples, lo, hi))]
 

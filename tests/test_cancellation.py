@@ -237,3 +237,24 @@ def test_connections_open_at_shutdown_get_an_answer(shipped_export):
     assert statuses <= {b"200", b"503"}, statuses
     refusals = [reply for reply in answered if reply.split(b" ", 2)[1] == b"503"]
     assert all(b'"shutting_down"' in r and b"retry-after" in r.lower() for r in refusals)
+
+
+def test_an_input_cancelled_while_its_audio_is_cut_is_not_decoded(engines):
+    """The voice-activity pass of a long input asks whether it is still wanted: cancelled meanwhile, the input is
+    dropped there (no batch runs for it) and the next input is transcribed as usual."""
+    from qasr.runtime.synthetic_audio import synthetic_speech
+    from qasr.runtime.transcribe import TranscribeOptions, Transcriber
+
+    transcriber = Transcriber(engines["original"])
+    long, short = synthetic_speech(300.0, seed=1), synthetic_speech(3.0, seed=2)
+    asked = []
+
+    def wanted_for_a_while() -> bool:   # asked once before the cut, then during it: gone at the third question
+        asked.append(1)
+        return len(asked) >= 3
+
+    alone = transcriber.transcribe([short], TranscribeOptions(vad="on"))[0]
+    before = transcriber.batches_run
+    out = transcriber.transcribe([long, short], TranscribeOptions(vad="on"), cancelled={0: wanted_for_a_while})
+    assert out[0].error == "cancelled" and out[0].segments == [] and len(asked) >= 3
+    assert transcriber.batches_run - before == 1 and out[1].text == alone.text

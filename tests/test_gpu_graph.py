@@ -147,3 +147,27 @@ def test_weight_only_fused_export_keeps_fp16_activations(checkpoints, tmp_path, 
     engine = Engine(path)
     assert engine.dtype.name == "float16"
     assert json.loads((path / names.MANIFEST).read_text())["export"]["quantization"]["activations"].startswith("float16")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="needs onnxruntime-gpu and a GPU (scripts/gpu_session.sh); the same moves run on the CPU "
+                           "provider in tests/test_cancellation.py")
+def test_cancelled_rows_leave_a_cuda_graph_batch(fp16_gqa, waves):
+    """On CUDA with graphs: 4 rows replay bucket 4; with 3 cancelled before step 5, the row left moves to the front of
+    the device cache and replays bucket 1 with the same tokens as the run nobody cancelled."""
+    from qasr.runtime.engine import Engine
+    from qasr.runtime.generate import Prompt
+    from qasr.runtime.stopping import DecodeOptions
+
+    engine = Engine(fp16_gqa, providers=CUDA_PROVIDERS, cuda_graph=True)
+    embeds = engine.encode([engine.features(w) for w in waves.values()])
+    prompts = [Prompt(engine.prompts.build(len(e)), e, 30) for e in embeds]
+    options = DecodeOptions(max_new_tokens=30, min_new_tokens=30, repetition_max_period=0)
+    whole = engine.generate(prompts, options)
+    assert engine.generator.last_run["cuda_graph"] is True
+    asked = []
+    cut = engine.generate(prompts, options,
+                          cancelled=lambda: (asked.append(1), [len(asked) > 5 and r < 3 for r in range(4)])[1])
+    assert engine.generator.last_run["rows_left"] == 1 and engine.generator.last_run["rows"] == 1
+    assert engine.generator.last_run["cuda_graph"] is True
+    assert cut[3].tokens == whole[3].tokens

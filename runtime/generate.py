@@ -144,7 +144,8 @@ class Generator:
     def generate(self, prompts: list[Prompt], options: DecodeOptions, filters: list[LogitFilter] = (),
                  on_step: Callable[[list[list[int]]], None] | None = None,
                  cancelled: Callable[[], list[bool]] | None = None) -> list[Generation]:
-        """Tokens for each prompt; `filters` edit the float32 logits on the host before each choice;
+        """Tokens for each prompt; `filters` edit the float32 logits on the host before each choice (the same edit for
+        every row: once rows are cancelled the logits hold only the rows still running);
         `on_step` (streaming) sees every row's tokens so far after each step (do not keep the lists);
         `cancelled`, asked before each step, says which rows are no longer wanted: they stop there (CANCELLED), and
         when no row is left the run ends."""

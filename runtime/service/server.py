@@ -102,6 +102,35 @@ def _load_failed(app: FastAPI) -> None:
 # How long, once shutdown begins, a connection already accepted may take to send its request (it is then answered,
 # 503 for new work); connections still silent after this are closed as uvicorn closes idle ones.
 DRAIN_S = 0.5
+# How long the port stays open once no new connection is let in: handshakes already under way complete.
+HANDSHAKE_S = 0.1
+# A classic BPF program for a listening TCP socket (Linux's SO_ATTACH_FILTER; it sees the TCP header): a segment with
+# SYN and without ACK, a new connection, is dropped; every other passes, so handshakes under way complete.
+NO_NEW_CONNECTIONS = ((0x30, 0, 0, 13),            # load the flags byte
+                      (0x54, 0, 0, 0x12),          # keep SYN and ACK
+                      (0x15, 0, 1, 0x02),          # SYN alone?
+                      (0x06, 0, 0, 0),             # yes: drop
+                      (0x06, 0, 0, 0xFFFFFFFF))    # no: pass
+SO_ATTACH_FILTER = 26
+
+
+def refuse_new_connections(listener) -> bool:
+    """Linux: the kernel completes no new connection on `listener` (a client's SYN is dropped; it retries and is
+    refused once the port has closed), while those queued or under way go on. False where this cannot be done."""
+    import ctypes
+    import socket
+    import struct
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in NO_NEW_CONNECTIONS))
+    try:   # struct sock_fprog {unsigned short len; struct sock_filter *filter;}; the kernel copies the program
+        listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                            struct.pack("HL", len(NO_NEW_CONNECTIONS), ctypes.addressof(program)))
+    except OSError:
+        return False
+    return True
 
 
 def graceful_server(app: FastAPI, graceful_timeout: float, **config):
@@ -123,11 +152,12 @@ def graceful_server(app: FastAPI, graceful_timeout: float, **config):
 
 
 class DrainingServer(uvicorn.Server):
-    """A uvicorn server that answers the connections the kernel accepted before the port closed: the listening
-    sockets' queues are taken in (uvicorn's close would reset them) and every connection gets up to DRAIN_S
-    to send its request, so a client that connected at the instant of SIGTERM gets an HTTP answer (new work:
-    503 with Retry-After), and one that connects later is refused (nothing was sent: safe to retry
-    elsewhere). `begin_shutdown` (if any) is called first."""
+    """A uvicorn server that answers every connection the kernel accepted before the port closed. At shutdown the
+    kernel is told to let no new connection in (Linux: refuse_new_connections), handshakes under way get
+    HANDSHAKE_S to complete, what is still in the listening queues is taken in (uvicorn's close would reset it)
+    and every connection gets up to DRAIN_S to send its request: a client that connected at the instant of
+    SIGTERM gets an HTTP answer (new work: 503 with Retry-After), one that connects later is refused (nothing was
+    sent: safe to retry elsewhere). `begin_shutdown` (if any) is called first."""
     begin_shutdown = None
 
     @classmethod
@@ -139,14 +169,18 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         if self.begin_shutdown is not None:
             self.begin_shutdown()
+        for server in self.servers:
+            for listener in server.sockets:
+                refuse_new_connections(listener)
+        await asyncio.sleep(HANDSHAKE_S)
         await self._take_in_accepted()
         await self._wait_for_requests(DRAIN_S)
         await super().shutdown(sockets)
 
     async def _take_in_accepted(self) -> None:
         """Accept what is waiting in each listening socket's queue, then close the listener at once (no await in
-        between: only a connection completed in those microseconds can still be reset), and serve the taken
-        connections like any other."""
+        between; where new connections could not be refused, only one completed in those microseconds can still be
+        reset), and serve the taken connections like any other."""
         taken = []
         for server in self.servers:
             for listener in server.sockets:

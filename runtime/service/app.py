@@ -19,7 +19,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-
 from ..engine import Engine
 from qasr.errors import QasrError
 from ..prompt import language_name
@@ -167,7 +166,7 @@ class Service:
         queued work is then dropped: the batcher skips requests whose future is done, and a running batch drops
         its rows at the next decode step). A client that hangs up cancels the future the same way."""
         stop = asyncio.ensure_future(self._shutdown_deadline())
-        gone = asyncio.ensure_future(_client_gone(disconnected)) if disconnected is not None else None
+        gone = asyncio.ensure_future(client_gone(disconnected)) if disconnected is not None else None
         try:
             done, _ = await asyncio.wait({future, stop} | ({gone} if gone else set()),
                                          timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
@@ -206,7 +205,7 @@ class Service:
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-async def _client_gone(receive) -> None:
+async def client_gone(receive) -> None:
     """Returns once the client has hung up. `receive` is the request's ASGI receive: once the body is read, the next
     message is the disconnect. (Polling Starlette's is_disconnected does not see it behind an http middleware.)"""
     while (await receive()).get("type") != "http.disconnect":

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .app import error_response
+from .app import client_gone, error_response
+from .realtime import CLOSE_TRY_LATER
 
 # Headers that belong to one connection, not to the request or the response (RFC 9110 7.6.1), and Host.
 HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
@@ -22,7 +23,6 @@ HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-auth
 # WebSocket handshake headers the client library makes itself.
 WS_HEADERS = HOP_HEADERS | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                             b"sec-websocket-protocol", b"sec-websocket-accept"}
-CLOSE_TRY_LATER = 1013
 
 
 class RayFront:
@@ -82,16 +82,18 @@ class RayFront:
 
         async def client_left() -> None:
             await body_done.wait()
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await client_gone(receive)
 
         gone = asyncio.ensure_future(client_left())
         try:
-            done, _ = await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if relay not in done:   # the client hung up: so does the relay (Ray's proxy cancels the replica's work)
+            # the client hung up (or we were cancelled): so does the relay, and Ray's proxy cancels the replica's work
+            left = not relay.done()
+            if left:
                 relay.cancel()
-        if relay not in done:
+                gone.cancel()
+        if left:
             return
         try:
             response = relay.result()

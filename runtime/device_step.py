@@ -130,11 +130,16 @@ class DeviceCacheSteps:
     def _plan(self, batch: int, need: int, host_filters: bool) -> tuple[int, int, DeviceKVCache, int | None]:
         """(rows, capacity, cache, graph id or None) for a call of `batch` rows needing `need` slots each."""
         if self.cuda_graph and not host_filters and batch <= self.max_batch and need <= self.max_len:
-            buckets = batch_buckets(self.max_batch)
-            rows = next(b for b in buckets if b >= batch)
-            return rows, self.max_len, self.cache, buckets.index(rows)
+            rows, graph_id = self._bucket(batch)
+            return rows, self.max_len, self.cache, graph_id
         fits = batch * need <= self.cache.slots or not self.cache.fixed
         return batch, need, (self.cache if fits else self.overflow), None
+
+    def _bucket(self, batch: int) -> tuple[int, int]:
+        """(rows, graph id) of the smallest CUDA-graph bucket that holds `batch` rows."""
+        buckets = batch_buckets(self.max_batch)
+        rows = next(b for b in buckets if b >= batch)
+        return rows, buckets.index(rows)
 
     def _run(self, binding, graph_id: int | None, prefill: bool = False) -> None:
         import onnxruntime as ort
@@ -161,10 +166,7 @@ class DeviceCacheRun:
         self.state = state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
         self.bias = bias if bias is not None else np.zeros(gen.vocab, dtype=np.float32)
         state.bias.update_inplace(self.bias)
-        lengths = self._prefill(prompts)
-        self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
-        self.seqlens[:batch] = lengths
-        self.ids = np.full((self.rows, 1), gen.pad_id, dtype=np.int64)
+        self._step_rows(self._prefill(prompts))
 
     def _prefill(self, prompts: list[Prompt]) -> np.ndarray:
         """Run the right-padded prompts; the first tokens' logits/choices land in the state's buffers.
@@ -236,20 +238,17 @@ class DeviceCacheRun:
         steps run on the smaller batch (with CUDA graphs: the smallest bucket that holds it, its own graph)."""
         gen = self.gen
         self.cache.move_rows([(old, new) for new, old in enumerate(rows.tolist()) if new != old], self.capacity)
-        count = len(rows)
-        seqlens = self.seqlens[rows]
-        if self.graph_id is not None:
-            buckets = batch_buckets(gen.max_batch)
-            self.rows = next(b for b in buckets if b >= count)
-            self.graph_id = buckets.index(self.rows)
-        else:
-            self.rows = count
-        self.batch = count
+        self.batch = len(rows)
+        self.rows, self.graph_id = gen._bucket(self.batch) if self.graph_id is not None else (self.batch, None)
         self.state = gen._state(self.rows, self.capacity, self.cache, self.graph_id)
         self.state.bias.update_inplace(self.bias)
-        self.seqlens = np.zeros(self.rows, dtype=np.int32)   # bucket padding rows stay at slot 0
-        self.seqlens[:count] = seqlens
-        self.ids = np.full((self.rows, 1), gen.pad_id, dtype=np.int64)
+        self._step_rows(self.seqlens[rows])
+
+    def _step_rows(self, lengths: np.ndarray) -> None:
+        """The host side of a step over self.rows rows: the real rows' lengths, then bucket padding rows at slot 0."""
+        self.seqlens = np.zeros(self.rows, dtype=np.int32)
+        self.seqlens[:len(lengths)] = lengths
+        self.ids = np.full((self.rows, 1), self.gen.pad_id, dtype=np.int64)
 
     def feed(self, chosen: np.ndarray, live: np.ndarray, step: int) -> None:
         gen, state, batch = self.gen, self.state, self.batch

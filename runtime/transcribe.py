@@ -209,13 +209,17 @@ class Transcriber:
             raise QasrError(f"transcribe() takes a list of inputs, not one {type(inputs).__name__}; wrap it in a list")
         options = self.checked(options)
         language = language_name(options.language, self.engine.languages)
+        cancelled = cancelled or {}
+
+        def unwanted(source: int) -> bool:
+            return source in cancelled and cancelled[source]()
+
         transcripts, jobs = [], []
         for source, item in enumerate(inputs):
-            stop = cancelled.get(source) if cancelled else None
             try:
-                if stop is not None and stop():
+                if unwanted(source):
                     raise Stopped
-                transcript, item_jobs = self._prepare(item, options, stop)
+                transcript, item_jobs = self._prepare(item, options, cancelled.get(source))
             except Stopped:   # gone before or while its audio was cut
                 transcripts.append(Transcript(source=input_name(item)))
                 continue
@@ -226,7 +230,7 @@ class Transcriber:
         partials = _Partials(partial, jobs) if partial else None
         jobs.sort(key=lambda j: j.features.shape[1])
         total, done = sum(j.end - j.start for j in jobs), 0.0
-        gone = (lambda job: cancelled[job.source]() if job.source in cancelled else False) if cancelled else None
+        gone = (lambda job: unwanted(job.source)) if cancelled else None
         for batch in self._batches(jobs, options):
             if gone is not None:
                 batch = [job for job in batch if not gone(job)]
@@ -241,7 +245,7 @@ class Transcriber:
             if progress is not None:
                 progress(f"transcribed {done:.0f} of {total:.0f} s of speech ({100 * done / max(total, 1e-9):.0f}%)")
         for source, transcript in enumerate(transcripts):
-            if cancelled and source in cancelled and cancelled[source]():
+            if unwanted(source):
                 transcript.error = "cancelled"
             finish(transcript, language)
         return transcripts

@@ -14,6 +14,7 @@ import pytest
 import numpy as np
 import soundfile as sf
 
+from qasr.benchmarks.faults import upload_and_hang_up
 from qasr.runtime.service.live import LiveServer
 from qasr.runtime.service.settings import ServiceSettings
 
@@ -37,19 +38,6 @@ def _long_recording(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
-def _post_and_hang_up(url: str, data: bytes, after: float) -> None:
-    """A multipart upload sent by hand over a socket, then the connection closed without reading the answer."""
-    host, port = url.removeprefix("http://").split(":")
-    boundary = "qasrboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
-            f"Content-Type: audio/wav\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; "
-            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(head + body)
-        time.sleep(after)
-
-
 def test_a_client_that_hangs_up_stops_its_work(shipped_export):
     data = _long_recording(240)
     settings = ServiceSettings(engine_dir=shipped_export, max_batch=4, max_wait_ms=5, max_audio_seconds=600,
@@ -62,7 +50,7 @@ def test_a_client_that_hangs_up_stops_its_work(shipped_export):
         whole = -(-len(pieces) // 4)                       # the batches the whole recording needs
         assert whole >= 10
         before = transcriber.batches_run
-        hang_up = threading.Thread(target=_post_and_hang_up, args=(server.url, data, 1.0))
+        hang_up = threading.Thread(target=upload_and_hang_up, args=(server.url, data, 1.0))
         hang_up.start()
         hang_up.join()
         # the next request is answered, and the abandoned recording did not run to its end

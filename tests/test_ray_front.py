@@ -13,10 +13,11 @@ import httpx
 import pytest
 import soundfile as sf
 
+from qasr.benchmarks.faults import upload_and_hang_up
 from qasr.runtime.service.live import LiveServer
 from qasr.runtime.service.ray_serve import FrontThread, free_port
 from qasr.runtime.service.settings import ServiceSettings
-from test_cancellation import _long_recording, _post_and_hang_up
+from test_cancellation import _long_recording
 
 CALL = "please call me at seven thirty tomorrow morning"
 
@@ -76,7 +77,7 @@ def test_a_client_hanging_up_on_the_front_stops_the_work(behind):
     _, pieces = transcriber.split(sf.read(io.BytesIO(data), dtype="float32")[0], TranscribeOptions())
     whole = -(-len(pieces) // 4)                       # the batches the whole recording needs
     before = transcriber.batches_run
-    hang_up = threading.Thread(target=_post_and_hang_up, args=(front.url, data, 1.0))
+    hang_up = threading.Thread(target=upload_and_hang_up, args=(front.url, data, 1.0))
     hang_up.start()
     hang_up.join()
     answer = httpx.post(front.url + "/v1/audio/transcriptions", files={"file": ("call.wav", _call_wav(), "audio/wav")},

@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from urllib.parse import urlparse
 
+from .live import ServerThread
 from .settings import ServiceSettings
 
 
@@ -120,17 +121,11 @@ def serve_forever(settings: ServiceSettings, replicas: int, host: str, port: int
         stop()
 
 
-class FrontThread:
+class FrontThread(ServerThread):
     """The front on a loopback port the OS picks, in a background thread (tests, embedding)."""
 
     def __init__(self, proxy_url: str, settings: ServiceSettings, host: str = "127.0.0.1"):
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = front_server(proxy_url, settings, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        super().__init__(lambda: front_server(proxy_url, settings, log_level="warning"), host)
 
     def __enter__(self) -> "FrontThread":
         self.thread.start()
@@ -138,7 +133,3 @@ class FrontThread:
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
